@@ -1,0 +1,106 @@
+"""Session fixtures: every artifact is built once into R8_CACHE_DIR (see r8.cache) and shared.
+
+The suite runs on the real inputs under R8_DATA_DIR; when they are missing it fails with the
+reason instead of skipping, so a run without data never counts as a pass.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from r8 import paths
+from r8.cache import build_once, sha256
+from r8.convert import convert, load_program, save_program
+from r8.data import load_split
+from r8.metrics import predict
+from r8.runners import KerasRunner, TorchRunner
+
+
+# ---- measured figures: printed at the end of the run and written to R8_CACHE_DIR/measured.json
+def pytest_configure(config):
+    config.r8_measured = {}
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    measured = getattr(config, "r8_measured", {})
+    if not measured or hasattr(config, "workerinput"):
+        return
+    terminalreporter.section("r8 measured")
+    for key, value in measured.items():
+        terminalreporter.write_line(f"{key}: {value}")
+    out = paths.cache_dir() / "measured.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(measured, indent=1))
+
+
+@pytest.fixture(scope="session")
+def report(request):
+    """``report(key, value)`` records a measured figure for the end-of-run summary."""
+    def record(key, value):
+        request.config.r8_measured[key] = value
+    return record
+
+
+# ---- inputs
+@pytest.fixture(scope="session")
+def h5_path():
+    path = paths.keras_model_path()
+    if not path.is_file():
+        pytest.fail(f"{path} not found: set R8_DATA_DIR to a root laid out like shared/data")
+    return path
+
+
+@pytest.fixture(scope="session")
+def test_split():
+    return load_split("test")
+
+
+@pytest.fixture(scope="session")
+def perf200():
+    return load_split("perf200")
+
+
+# ---- models and their predictions on the 10k test images
+@pytest.fixture(scope="session")
+def keras_runner(h5_path):
+    return KerasRunner(h5_path)
+
+
+@pytest.fixture(scope="session")
+def converted(h5_path):
+    """(torch model, torch-name -> keras-name mapping), converted fresh from the .h5."""
+    return convert(h5_path)
+
+
+@pytest.fixture(scope="session")
+def torch_model(converted):
+    return converted[0]
+
+
+@pytest.fixture(scope="session")
+def exported_path(h5_path, torch_model):
+    """The converted model as a torch.export program in the cache, rebuilt when the .h5 changes."""
+    return build_once("resnet8.pt", {"h5": sha256(h5_path)}, lambda tmp: save_program(torch_model, tmp))
+
+
+@pytest.fixture(scope="session")
+def exported_model(exported_path):
+    return load_program(exported_path)
+
+
+@pytest.fixture(scope="session")
+def keras_probs(keras_runner, test_split):
+    return predict(keras_runner, test_split.images, progress=False)
+
+
+@pytest.fixture(scope="session")
+def torch_probs(torch_model, test_split):
+    return predict(TorchRunner(torch_model), test_split.images, progress=False)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+

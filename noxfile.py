@@ -1,0 +1,24 @@
+"""Sessions that create their own environment: `nox -s quantize` (main job), `nox -s tests`."""
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+
+CI_GATE = "not benchmark and not slow"  # fast suite + accuracy gates
+
+
+@nox.session
+def tests(session):
+    """The CI gate: every test except benchmarks and the slow full matrices."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", CI_GATE, *session.posargs)
+
+
+@nox.session
+def quantize(session):
+    """Main job: convert the .h5, then evaluate Keras and the converted model."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "r8", "convert", "-o", "reports/resnet8.pt")
+    for backend in ("keras", "torch"):
+        session.run("python", "-m", "r8", "evaluate", "--backend", backend)

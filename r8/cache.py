@@ -1,0 +1,59 @@
+"""Artifacts built once into ``R8_CACHE_DIR`` and reused while their inputs are unchanged.
+
+Each artifact sits beside a ``.key.json`` recording the sha256 of its inputs and of r8's own
+source; a file lock makes concurrent builders (pytest-xdist workers) wait instead of racing.
+"""
+
+import hashlib
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Callable
+
+from filelock import FileLock
+
+from r8 import paths
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@cache
+def code_hash() -> str:
+    """Changes whenever any r8 module changes, so a fixed bug never serves a stale artifact."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_once(name: str, inputs: dict, build: Callable[[Path], None]) -> Path:
+    """Return ``R8_CACHE_DIR/name``, calling ``build(tmp_path)`` first unless a copy built from
+    the same ``inputs`` (a JSON-able dict, hashed) and the same r8 code exists. ``build`` writes
+    to ``tmp_path``; only a complete file is renamed into place."""
+    path = paths.cache_dir() / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = {"code": code_hash(), **inputs}
+    key_file = path.with_name(path.name + ".key.json")
+    with FileLock(str(path) + ".lock"):
+        if path.exists() and key_file.exists() and json.loads(key_file.read_text()) == key:
+            return path
+        atomic_write(path, build)
+        atomic_write(key_file, lambda tmp: tmp.write_text(json.dumps(key, indent=1)))
+    return path
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` then rename tmp to ``path``, so a crash never leaves a half file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

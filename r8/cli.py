@@ -1,0 +1,78 @@
+"""``python -m r8 {convert,evaluate,download}``: the command-line contract."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from r8 import paths
+from r8.errors import R8Error
+
+
+def make_runner(backend: str, h5: Path):
+    if backend == "keras":
+        from r8.runners import KerasRunner
+
+        return KerasRunner(h5)
+    from r8.convert import convert
+    from r8.runners import TorchRunner
+
+    return TorchRunner(convert(h5)[0])
+
+
+def cmd_convert(args) -> None:
+    from r8.convert import convert, save
+
+    out, state = save(convert(args.model)[0], args.out)
+    print(f"wrote {out} and {state}")
+
+
+def cmd_evaluate(args) -> None:
+    from r8.data import CLASSES, load_split
+    from r8.metrics import evaluate
+
+    result = evaluate(make_runner(args.backend, args.model), load_split(args.subset), progress=not args.json)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{result['backend']} on {result['subset']} (n={result['n']}): top-1 {result['top1']:.2%}")
+    for name, acc in zip(CLASSES, result["per_class"]):
+        print(f"  {name:<11} {acc:.2%}")
+
+
+def cmd_download(args) -> None:
+    from r8.data import download_cifar10, download_model
+
+    print(f"CIFAR-10 verified in {download_cifar10(args.root)}")
+    print(f"model verified: {download_model(Path(args.root) / 'mlcommons')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m r8", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("convert", help="convert the Keras .h5 to a torch.export .pt (+ state_dict)")
+    p.add_argument("--model", type=Path, default=paths.keras_model_path())
+    p.add_argument("-o", "--out", type=Path, required=True)
+    p.set_defaults(run=cmd_convert)
+
+    from r8.data import SUBSETS
+
+    p = sub.add_parser("evaluate", help="top-1 overall and per class")
+    p.add_argument("--backend", choices=("keras", "torch"), required=True)
+    p.add_argument("--model", type=Path, default=paths.keras_model_path())
+    p.add_argument("--subset", choices=SUBSETS, default="test")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("download", help="fetch and verify CIFAR-10 and the .h5 into a data root")
+    p.add_argument("--root", type=Path, default=paths.data_dir())
+    p.set_defaults(run=cmd_download)
+
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except R8Error as e:
+        print(f"r8: error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,156 @@
+"""Every bad input gets an R8Error naming the file and the problem, and nothing half-written."""
+
+import json
+import pickle
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from r8.cli import main
+from r8.convert import convert
+from r8.data import load_split, read_eembc_bins, verify_cifar10
+from r8.errors import R8Error
+
+
+@pytest.fixture
+def h5_copy(h5_path, tmp_path):
+    """A writable copy of the real .h5 and a helper that edits its model_config."""
+    path = tmp_path / "model.h5"
+    shutil.copy(h5_path, path)
+
+    def edit_config(change):
+        with h5py.File(path, "r+") as f:
+            config = json.loads(f.attrs["model_config"])
+            layers = {layer["name"]: layer for layer in config["config"]["layers"]}
+            change(config["config"]["layers"], layers)
+            f.attrs["model_config"] = json.dumps(config)
+    return path, edit_config
+
+
+def _raises(path, *words):
+    with pytest.raises(R8Error) as e:
+        convert(path)
+    for word in (str(path), *words):
+        assert word in str(e.value)
+
+
+def test_missing_file(tmp_path):
+    _raises(tmp_path / "nope.h5", "file not found")
+
+
+def test_not_hdf5(tmp_path):
+    path = tmp_path / "model.h5"
+    path.write_text("this is not HDF5")
+    _raises(path, "not a readable HDF5 file")
+
+
+def test_weights_only_h5(tmp_path):
+    path = tmp_path / "weights.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("conv2d/kernel:0", data=np.zeros((3, 3, 3, 16)))
+    _raises(path, "not a full Keras model")
+
+
+def test_layer_missing(h5_copy):
+    path, edit = h5_copy
+
+    def drop_relu(layers, by_name):  # conv2d_4 now reads batch_normalization_3 directly
+        layers.remove(by_name["activation_3"])
+        by_name["conv2d_4"]["inbound_nodes"][0][0][0] = "batch_normalization_3"
+    edit(drop_relu)
+    _raises(path, "expected one relu layer after 'batch_normalization_3'", "conv2d_4 (Conv2D)")
+
+
+def test_unsupported_layer_type(h5_copy):
+    path, edit = h5_copy
+    edit(lambda layers, by_name: by_name["average_pooling2d"].update(class_name="MaxPooling2D"))
+    _raises(path, "'average_pooling2d'", "unsupported type MaxPooling2D")
+
+
+def test_wrong_stride(h5_copy):
+    path, edit = h5_copy
+    edit(lambda layers, by_name: by_name["conv2d_3"]["config"].update(strides=[1, 1]))
+    _raises(path, "'conv2d_3'", "strides")
+
+
+def test_weight_wrong_shape(h5_copy):
+    path, _ = h5_copy
+    with h5py.File(path, "r+") as f:
+        group = f["model_weights/conv2d_4/conv2d_4"]
+        del group["kernel:0"]
+        group.create_dataset("kernel:0", data=np.zeros((3, 3, 32, 31), np.float32))
+    _raises(path, "conv2d_4/kernel", "(3, 3, 32, 31)", "stage2.conv2")
+
+
+def test_weight_missing(h5_copy):
+    path, _ = h5_copy
+    with h5py.File(path, "r+") as f:
+        group = f["model_weights/batch_normalization_2"]
+        group.attrs["weight_names"] = [n for n in group.attrs["weight_names"] if b"gamma" not in n]
+    _raises(path, "'batch_normalization_2' has no weight 'gamma'")
+
+
+def test_convert_cli_writes_nothing_on_error(tmp_path, capsys):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    out = tmp_path / "out" / "model.pt"
+    assert main(["convert", "--model", str(bad), "-o", str(out)]) == 2
+    assert str(bad) in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.rglob("*.pt"))
+
+
+# ---- CIFAR-10 folders
+@pytest.fixture
+def cifar_copy(tmp_path):
+    """A data root whose batches are links to the real ones, ready to be broken one by one."""
+    from r8 import paths
+
+    src = paths.data_dir() / "cifar-10-batches-py"
+    dst = tmp_path / "cifar-10-batches-py"
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).symlink_to(f)
+    return tmp_path, dst
+
+
+def _data_raises(root, *words):
+    with pytest.raises(R8Error) as e:
+        load_split("test", root)
+    for word in words:
+        assert word in str(e.value)
+
+
+def test_cifar_truncated_batch(cifar_copy):
+    root, folder = cifar_copy
+    data = (folder / "test_batch").read_bytes()
+    (folder / "test_batch").unlink()
+    (folder / "test_batch").write_bytes(data[: len(data) // 2])
+    _data_raises(root, str(folder / "test_batch"), "truncated or corrupt")
+
+
+def test_cifar_wrong_shaped_batch(cifar_copy):
+    root, folder = cifar_copy
+    (folder / "test_batch").unlink()
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({"data": np.zeros((10000, 1024), np.uint8), "labels": [0] * 10000}, f)
+    _data_raises(root, str(folder / "test_batch"), "md5")
+
+
+def test_cifar_without_test_batch(cifar_copy):
+    root, folder = cifar_copy
+    (folder / "test_batch").unlink()
+    _data_raises(root, str(folder / "test_batch"), "missing")
+
+
+def test_cifar_empty_root(tmp_path):
+    with pytest.raises(R8Error, match="data_batch_1: missing"):
+        verify_cifar10(tmp_path)
+
+
+def test_eembc_bin_wrong_size(tmp_path):
+    (tmp_path / "y_labels.csv").write_text("a.bin,10,3\n")
+    (tmp_path / "a.bin").write_bytes(bytes(3000))
+    with pytest.raises(R8Error, match="a.bin: expected 3072 bytes, got 3000"):
+        read_eembc_bins(tmp_path)

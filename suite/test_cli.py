@@ -1,0 +1,68 @@
+"""The command-line contract (`python -m r8 ...`) that outside checks rely on."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from r8.metrics import per_class, predict, top1
+from r8.runners import TorchRunner
+
+
+def r8(*args, check=True, **kw):
+    return subprocess.run([sys.executable, "-m", "r8", *args], capture_output=True, text=True,
+                          check=check, **kw)
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_evaluate_json(backend, torch_model, perf200):
+    result = json.loads(r8("evaluate", "--backend", backend, "--subset", "perf200", "--json").stdout)
+    assert set(result) == {"backend", "subset", "n", "top1", "per_class"}
+    assert (result["backend"], result["subset"], result["n"]) == (backend, "perf200", 200)
+    probs = predict(TorchRunner(torch_model), perf200.images, progress=False)
+    assert result["top1"] == pytest.approx(top1(probs, perf200.labels))
+    assert result["per_class"] == pytest.approx(per_class(probs, perf200.labels))
+
+
+def test_evaluate_human_output():
+    out = r8("evaluate", "--backend", "torch", "--subset", "perf200").stdout
+    assert "top-1" in out and "airplane" in out and "truck" in out
+
+
+def test_convert_writes_loadable_program(tmp_path, torch_model, rng):
+    import torch
+
+    out = tmp_path / "resnet8.pt"
+    r8("convert", "-o", str(out))
+    assert (tmp_path / "resnet8.state_dict.pt").is_file()
+    # load and run in a process where r8 cannot be imported: the file stands on its own
+    code = ("import sys, torch; sys.modules['r8'] = None\n"
+            f"m = torch.export.load(open({str(out)!r}, 'rb')).module()\n"
+            "x = torch.arange(2*3*32*32, dtype=torch.float32).reshape(2, 3, 32, 32) % 256\n"
+            f"torch.save(m(x), {str(tmp_path / 'y.pt')!r})")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).reshape(2, 3, 32, 32) % 256
+    with torch.no_grad():
+        assert torch.allclose(torch.load(tmp_path / "y.pt"), torch_model(x), atol=1e-6)
+    state = torch.load(tmp_path / "resnet8.state_dict.pt")
+    assert all(torch.equal(state[k], v) for k, v in torch_model.state_dict().items())
+
+
+def test_missing_model_exits_with_message(tmp_path):
+    missing = tmp_path / "missing.h5"
+    done = r8("evaluate", "--backend", "torch", "--model", str(missing), check=False)
+    assert done.returncode == 2
+    assert f"{missing}: file not found" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_converter_imports_without_tensorflow(h5_path, tmp_path):
+    """The core converter needs only torch, h5py and numpy: block the rest and convert."""
+    code = ("import sys\n"
+            "for m in ('tensorflow', 'keras', 'tf2onnx', 'torchvision', 'tqdm', 'onnx'):\n"
+            "    sys.modules[m] = None\n"
+            "from r8.convert import convert, save\n"
+            f"save(convert({str(h5_path)!r})[0], {str(tmp_path / 'm.pt')!r})\n"
+            "assert not any(k.startswith(('tensorflow', 'keras')) for k in sys.modules if sys.modules[k])\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert (tmp_path / "m.pt").is_file()

@@ -1,0 +1,105 @@
+"""CIFAR-10 splits, the MLPerf Tiny perf sets (npy and EEMBC .bin), and the download paths,
+exercised against a loopback HTTP server only."""
+
+import functools
+import hashlib
+import http.server
+import tarfile
+import threading
+
+import numpy as np
+import pytest
+
+from r8 import paths
+from r8.data import (MODEL_MD5, download_cifar10, download_model, load_split, read_eembc_bins,
+                     cifar_test_filenames)
+from r8.errors import R8Error
+
+
+def test_splits_shape_and_balance(test_split):
+    train = load_split("train")
+    for split, n in ((train, 50_000), (test_split, 10_000)):
+        assert split.images.shape == (n, 32, 32, 3) and split.images.dtype == np.uint8
+        assert np.array_equal(np.bincount(split.labels, minlength=10), np.full(10, n // 10))
+
+
+@pytest.mark.parametrize("name", ["perf200", "perf200_v0.5"])
+def test_perf_sets_are_test_images(name, test_split, report):
+    subset = load_split(name)
+    assert subset.images.shape == (200, 32, 32, 3)
+    counts = np.bincount(subset.labels, minlength=10)
+    report(f"{name} images per class", counts.tolist())
+    # each perf image is a distinct test image
+    assert len({img.tobytes() for img in subset.images}) == 200
+
+
+def test_eembc_bins_equal_v05_test_images(test_split):
+    names, images, labels = read_eembc_bins(paths.mlcommons_dir() / "perf_samples_v0.5")
+    index = {name.replace(".png", ".bin"): i for i, name in enumerate(cifar_test_filenames())}
+    idx = np.array([index[n] for n in names])
+    assert np.array_equal(images, test_split.images[idx])
+    assert np.array_equal(labels, test_split.labels[idx])
+    assert sorted(idx) == sorted(np.load(paths.mlcommons_dir() / "perf_samples_idxs_v0.5.npy"))
+
+
+# ---- downloads from a loopback server
+@pytest.fixture
+def serve(tmp_path):
+    """``serve(directory)`` serves a folder on 127.0.0.1 and returns its base URL."""
+    servers = []
+
+    def start(directory):
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+        handler.log_message = lambda *a: None
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def cifar_archive(tmp_path_factory):
+    """A cifar-10-python.tar.gz packed from the real batches, and its md5."""
+    path = tmp_path_factory.mktemp("archive") / "cifar-10-python.tar.gz"
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        tar.add(paths.data_dir() / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return path, hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_download_cifar10_verifies_and_loads(cifar_archive, serve, tmp_path):
+    archive, md5 = cifar_archive
+    root = tmp_path / "root"
+    download_cifar10(root, url=f"{serve(archive.parent)}/{archive.name}", md5=md5)
+    assert not (root / archive.name).exists()  # archive removed after extraction
+    assert load_split("test", root).images.shape == (10_000, 32, 32, 3)
+
+
+def test_download_cifar10_rejects_bad_checksum(cifar_archive, serve, tmp_path):
+    archive, _ = cifar_archive
+    url = f"{serve(archive.parent)}/{archive.name}"
+    with pytest.raises(R8Error, match=f"download of {url}.*failed"):
+        download_cifar10(tmp_path, url=url, md5="0" * 32)
+    assert not list(tmp_path.iterdir())
+
+
+def test_download_cifar10_skips_verified_copy():
+    assert download_cifar10(paths.data_dir(), url="http://127.0.0.1:9/unreachable").is_dir()
+
+
+def test_download_model(serve, tmp_path, h5_path):
+    url = f"{serve(h5_path.parent)}/{h5_path.name}"
+    got = download_model(tmp_path / "dl", url=url)
+    assert got.read_bytes() == h5_path.read_bytes()
+    assert hashlib.md5(got.read_bytes()).hexdigest() == MODEL_MD5
+
+
+def test_download_model_rejects_wrong_file(serve, tmp_path):
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "pretrainedResnet.h5").write_bytes(b"not the model")
+    url = f"{serve(tmp_path / 'srv')}/pretrainedResnet.h5"
+    with pytest.raises(R8Error, match="failed"):
+        download_model(tmp_path / "dl", url=url)
+    assert not (tmp_path / "dl" / "pretrainedResnet.h5").exists()
