@@ -9,29 +9,33 @@ import json
 import numpy as np
 import pytest
 
-from r8 import paths
-from r8.cache import build_once, sha256
-from r8.convert import convert, load_program, save_program
+from r8 import artifacts, paths
+from r8.convert import convert, load_program
 from r8.data import load_split
-from r8.metrics import predict
+from r8.metrics import predict, top1
+from r8.report import write_quantization_report
 from r8.runners import KerasRunner, TorchRunner
 
 
-# ---- measured figures: printed at the end of the run and written to R8_CACHE_DIR/measured.json
+# ---- measured figures: printed at the end of the run and written to R8_CACHE_DIR/reports/
 def pytest_configure(config):
-    config.r8_measured = {}
+    config.r8_measured, config.r8_int8_rows = {}, []
 
 
 def pytest_terminal_summary(terminalreporter, config):
     measured = getattr(config, "r8_measured", {})
-    if not measured or hasattr(config, "workerinput"):
+    if not measured:
         return
     terminalreporter.section("r8 measured")
     for key, value in measured.items():
         terminalreporter.write_line(f"{key}: {value}")
-    out = paths.cache_dir() / "measured.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(measured, indent=1))
+    out = paths.cache_dir() / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "measured.json").write_text(json.dumps(measured, indent=1))
+    if config.r8_int8_rows:
+        report = {**config.r8_int8_base, "rows": config.r8_int8_rows, "sqnr": []}
+        for path in write_quantization_report(report, out):
+            terminalreporter.write_line(f"int8 table written to {path}")
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +44,15 @@ def report(request):
     def record(key, value):
         request.config.r8_measured[key] = value
     return record
+
+
+@pytest.fixture(scope="session")
+def report_int8_row(request, fp32_top1, calibration):
+    """Adds a measured int8 row to the quantization report written at the end of the run."""
+    request.config.r8_int8_base = {
+        "fp32_top1": fp32_top1,
+        "calibration": calibration.summary()}
+    return request.config.r8_int8_rows.append
 
 
 # ---- inputs
@@ -79,9 +92,9 @@ def torch_model(converted):
 
 
 @pytest.fixture(scope="session")
-def exported_path(h5_path, torch_model):
+def exported_path(h5_path):
     """The converted model as a torch.export program in the cache, rebuilt when the .h5 changes."""
-    return build_once("resnet8.pt", {"h5": sha256(h5_path)}, lambda tmp: save_program(torch_model, tmp))
+    return artifacts.exported_program()
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +110,19 @@ def keras_probs(keras_runner, test_split):
 @pytest.fixture(scope="session")
 def torch_probs(torch_model, test_split):
     return predict(TorchRunner(torch_model), test_split.images, progress=False)
+
+
+@pytest.fixture(scope="session")
+def fp32_top1(torch_probs, test_split):
+    """The baseline every int8 drop is measured against: the converted torch model."""
+    return top1(torch_probs, test_split.labels)
+
+
+@pytest.fixture(scope="session")
+def calibration():
+    from r8.calibration import calibration_set
+
+    return calibration_set()
 
 
 @pytest.fixture

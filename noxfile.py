@@ -17,8 +17,7 @@ def tests(session):
 
 @nox.session
 def quantize(session):
-    """Main job: convert the .h5, then evaluate Keras and the converted model."""
+    """Main job: convert, export, calibrate, quantize every default config, evaluate, report."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "r8", "convert", "-o", "reports/resnet8.pt")
-    for backend in ("keras", "torch"):
-        session.run("python", "-m", "r8", "evaluate", "--backend", backend)
+    session.run("python", "-m", "r8", "quantize", "--backend", "all", "--out", "reports", *session.posargs)

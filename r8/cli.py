@@ -40,6 +40,16 @@ def cmd_evaluate(args) -> None:
         print(f"  {name:<11} {acc:.2%}")
 
 
+def cmd_quantize(args) -> None:
+    from r8.jobs import quantize_job
+
+    report = quantize_job(args.backend, args.out, args.calibration)
+    best = min(report["rows"], key=lambda r: r["drop_pp"])
+    print(f"fp32 top-1 {report['fp32_top1']:.2%}; {len(report['rows'])} rows; best {best['backend']} "
+          f"{best['config']}: {best['top1']:.2%} ({best['drop_pp']:+.2f} pp)")
+    print(f"wrote {args.out / 'quantization.md'} and {args.out / 'quantization.json'}")
+
+
 def cmd_download(args) -> None:
     from r8.data import download_cifar10, download_model
 
@@ -64,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subset", choices=SUBSETS, default="test")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("quantize", help="int8 quantize every default config, evaluate, report")
+    p.add_argument("--backend", choices=("ort", "torch", "all"), default="all")
+    p.add_argument("--out", type=Path, default=Path("reports"))
+    p.add_argument("--calibration", choices=("train", "mlcommons-test-overlap"), default="train",
+                   help="calibration images: 1000 stratified training images (default), or the "
+                        "MLCommons list, which overlaps the test set (comparison only)")
+    p.set_defaults(run=cmd_quantize)
 
     p = sub.add_parser("download", help="fetch and verify CIFAR-10 and the .h5 into a data root")
     p.add_argument("--root", type=Path, default=paths.data_dir())

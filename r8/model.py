@@ -17,10 +17,12 @@ def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 def same_conv(cin: int, cout: int, kernel: int, stride: int, size: int) -> nn.Sequential:
-    """A conv with TF 'same' padding as an explicit ZeroPad2d (empty where no padding is needed)."""
+    """(pad, conv) with TF 'same' padding: symmetric padding stays in the conv, an asymmetric one
+    becomes an explicit ZeroPad2d (an Identity stands in its place otherwise)."""
     before, after = tf_same_padding(size, kernel, stride)
-    pad = nn.ZeroPad2d((before, after, before, after)) if before + after else nn.Identity()
-    return nn.Sequential(pad, nn.Conv2d(cin, cout, kernel, stride))
+    if before == after:
+        return nn.Sequential(nn.Identity(), nn.Conv2d(cin, cout, kernel, stride, padding=before))
+    return nn.Sequential(nn.ZeroPad2d((before, after, before, after)), nn.Conv2d(cin, cout, kernel, stride))
 
 
 class Add(nn.Module):

@@ -36,3 +36,53 @@ class KerasRunner:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.model([images.astype(np.float32)], training=False))
+
+
+class OnnxRunner:
+    """ONNX Runtime on the CPU; takes NCHW or NHWC models (read from the input shape)."""
+
+    def __init__(self, path: str | os.PathLike, name: str = "onnxruntime", threads: int = 0):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: ORT's default
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.name = name
+        inp = self.session.get_inputs()[0]
+        self.input_name, self.nchw = inp.name, inp.shape[1] == 3
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        x = images.transpose(0, 3, 1, 2) if self.nchw else images
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+class TfliteRunner:
+    """A ``.tflite`` model on the TF Lite interpreter; int8 models get their input quantized
+    with the model's own (scale, zero point) (for the MLCommons int8 model: pixel - 128)."""
+
+    def __init__(self, path: str | os.PathLike, name: str = "tflite", threads: int | None = None):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        if not Path(path).is_file():
+            raise R8Error(f"{path}: file not found")
+        self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+        self.name, self.batch = name, None
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        if self.batch != len(images):
+            self.interpreter.resize_tensor_input(self.input["index"], (len(images), 32, 32, 3))
+            self.interpreter.allocate_tensors()
+            self.batch = len(images)
+        x = images.astype(np.float32)
+        scale, zero = self.input["quantization"]
+        if self.input["dtype"] != np.float32:
+            info = np.iinfo(self.input["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.input["dtype"])
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(self.output["index"])
+        scale, zero = self.output["quantization"]
+        return (y.astype(np.float32) - zero) * scale if self.output["dtype"] != np.float32 else y

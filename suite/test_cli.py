@@ -66,3 +66,19 @@ def test_converter_imports_without_tensorflow(h5_path, tmp_path):
             "assert not any(k.startswith(('tensorflow', 'keras')) for k in sys.modules if sys.modules[k])\n")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert (tmp_path / "m.pt").is_file()
+
+
+@pytest.mark.accuracy
+def test_quantize_job_writes_report_contract(tmp_path, fp32_top1):
+    r8("quantize", "--backend", "ort", "--out", str(tmp_path))
+    report = json.loads((tmp_path / "quantization.json").read_text())
+    assert report["fp32_top1"] == pytest.approx(fp32_top1)
+    backends = [row["backend"] for row in report["rows"]]
+    assert backends.count("tflite-reference") == 1 and backends.count("ort") >= 8
+    for row in report["rows"]:
+        assert {"backend", "config", "top1", "top1_perf200", "drop_pp", "size_bytes", "per_class"} <= set(row)
+        assert row["drop_pp"] == pytest.approx((fp32_top1 - row["top1"]) * 100, abs=1e-3)
+        assert len(row["per_class"]) == 10 and row["size_bytes"] > 0
+    assert [s["which"] for s in report["sqnr"]] == ["best", "worst"]
+    md = (tmp_path / "quantization.md").read_text()
+    assert "tflite-reference" in md and "SQNR" in md

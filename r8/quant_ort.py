@@ -1,0 +1,135 @@
+"""ONNX Runtime int8 post-training static quantization (``quant_pre_process`` +
+``quantize_static``) over every calibration method, format, type pair and weight granularity."""
+
+import ast
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                      QuantType, quant_pre_process, quantize_static)
+from onnxruntime.quantization.qdq_loss_debug import (collect_activations, compute_activation_error,
+                                                     create_activation_matching,
+                                                     modify_model_output_intermediate_tensors)
+
+from r8.data import Split
+
+METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+           "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution}
+FORMATS = {"qdq": QuantFormat.QDQ, "qop": QuantFormat.QOperator}
+TYPES = {"u8u8": (QuantType.QUInt8, QuantType.QUInt8), "u8s8": (QuantType.QUInt8, QuantType.QInt8),
+         "s8s8": (QuantType.QInt8, QuantType.QInt8)}  # (activations, weights)
+
+
+@dataclass(frozen=True)
+class OrtConfig:
+    fmt: str
+    types: str
+    per_channel: bool
+    method: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.fmt}-{self.types}-{'perchannel' if self.per_channel else 'pertensor'}-{self.method}"
+
+
+FULL_MATRIX = [OrtConfig(f, t, pc, m) for f, t, pc, m in product(FORMATS, TYPES, (True, False), METHODS)]
+# Every method, format and type pair at least once; FULL_MATRIX runs under the `slow` marker.
+DEFAULT_MATRIX = [
+    OrtConfig("qdq", "u8s8", True, "minmax"),
+    OrtConfig("qdq", "u8s8", True, "entropy"),
+    OrtConfig("qdq", "u8s8", True, "percentile"),
+    OrtConfig("qdq", "u8s8", True, "distribution"),
+    OrtConfig("qdq", "s8s8", True, "minmax"),
+    OrtConfig("qdq", "u8u8", False, "minmax"),
+    OrtConfig("qop", "u8s8", True, "minmax"),
+    OrtConfig("qop", "s8s8", True, "minmax"),
+    OrtConfig("qop", "u8u8", True, "minmax"),
+    OrtConfig("qop", "u8s8", True, "percentile"),
+]
+
+
+class ImageReader(CalibrationDataReader):
+    """Feeds uint8 NHWC images to the model's input as float32, in its layout, in batches."""
+
+    def __init__(self, images: np.ndarray, model_path: str | Path, batch: int = 100):
+        graph_input = onnx.load(str(model_path), load_external_data=False).graph.input[0]
+        nchw = graph_input.type.tensor_type.shape.dim[1].dim_value == 3
+        self.name, self.batches = graph_input.name, []
+        for start in range(0, len(images), batch):
+            x = images[start:start + batch]
+            self.batches.append(np.ascontiguousarray(x.transpose(0, 3, 1, 2) if nchw else x, np.float32))
+        self.rewind()
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self):
+        self._it = iter({self.name: x} for x in self.batches)
+
+
+def preprocess(fp32: str | Path, out: str | Path) -> None:
+    """ORT's recommended step before quantization: shape inference and graph optimisation."""
+    quant_pre_process(str(fp32), str(out))
+
+
+def quantize(pre: str | Path, out: str | Path, config: OrtConfig, calibration: Split,
+             extra_options: dict | None = None) -> None:
+    """Statically quantize the pre-processed model ``pre`` to ``out``. Softmax stays float:
+    int8 probabilities can tie, and a tie changes the argmax."""
+    activations, weights = TYPES[config.types]
+    extra_options = dict(extra_options or {})
+    if config.method == "distribution":
+        # The Distribution calibrator returns symmetric ranges (-t, t), but ORT drops ReLUs after
+        # quantized ops unless activations are declared symmetric: without this, top-1 ~10 %.
+        extra_options.setdefault("ActivationSymmetric", True)
+    softmax = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Softmax"]
+    quantize_static(str(pre), str(out), ImageReader(calibration.images, pre),
+                    quant_format=FORMATS[config.fmt], per_channel=config.per_channel,
+                    activation_type=activations, weight_type=weights,
+                    calibrate_method=METHODS[config.method], nodes_to_exclude=softmax,
+                    extra_options=extra_options)
+
+
+def activation_sqnr(pre: str | Path, qdq: str | Path, images: np.ndarray) -> dict[str, float]:
+    """SQNR (dB) of every quantized activation of a QDQ model against the float model it was
+    made from (ORT's qdq_loss_debug), worst first: where the int8 error enters."""
+    with tempfile.TemporaryDirectory() as tmp:
+        acts = {}
+        for kind, model in (("float", pre), ("qdq", qdq)):
+            augmented = Path(tmp) / f"{kind}.onnx"
+            modify_model_output_intermediate_tensors(str(model), str(augmented))
+            acts[kind] = collect_activations(str(augmented), ImageReader(images, model))
+    errors = compute_activation_error(create_activation_matching(acts["qdq"], acts["float"]))
+    labels = _tensor_labels(pre)
+    sqnr = {labels.get(name, name): float(e["xmodel_err"]) for name, e in errors.items() if "xmodel_err" in e}
+    return dict(sorted(sqnr.items(), key=lambda kv: kv[1]))
+
+
+def _tensor_labels(path: str | Path) -> dict[str, str]:
+    """ONNX tensor name -> "torch module (ONNX op)", from the scopes torch.onnx records."""
+    labels = {}
+    for node in onnx.load(str(path)).graph.node:
+        scopes = {p.key: p.value for p in node.metadata_props}.get("pkg.torch.onnx.name_scopes")
+        if scopes:
+            module = ast.literal_eval(scopes)[-2] or "model"
+            labels.update({out: f"{module} ({node.op_type})" for out in node.output})
+    return labels
+
+
+def op_counts(path: str | Path) -> Counter:
+    return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+
+def int8_convs(path: str | Path) -> int:
+    """Convs that run in int8: QLinearConv/ConvInteger (QOperator) or a Conv whose input and
+    weight both come out of DequantizeLinear (QDQ, which ORT fuses into an int8 kernel)."""
+    graph = onnx.load(str(path)).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    qdq = sum(n.op_type == "Conv" and n.input[0] in dequantized and n.input[1] in dequantized
+              for n in graph.node)
+    return qdq + sum(n.op_type in ("QLinearConv", "ConvInteger") for n in graph.node)

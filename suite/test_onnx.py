@@ -1,0 +1,67 @@
+"""ONNX export (both routes), the shared calibration set, and proof that every ORT int8 model
+really runs its convolutions in int8 (op-type counts)."""
+
+import numpy as np
+import onnx
+import pytest
+
+from r8 import artifacts, paths
+from r8.calibration import calibration_set, stratified_indices
+from r8.data import load_split
+from r8.export import opset_of
+from r8.metrics import agreement, predict
+from r8.quant_ort import DEFAULT_MATRIX, int8_convs, op_counts
+from r8.runners import OnnxRunner
+
+PROB_ATOL = 1e-5  # issue #3: ONNX vs Keras, as for torch vs Keras
+
+
+@pytest.mark.parametrize("route", ["torch", "keras"])
+def test_onnx_parity_10k(route, keras_probs, test_split, report):
+    path = artifacts.onnx_fp32(route)
+    onnx.checker.check_model(str(path), full_check=True)
+    assert opset_of(path) >= 13
+    probs = predict(OnnxRunner(path), test_split.images, progress=False)
+    diff = float(np.abs(probs - keras_probs).max())
+    report(f"parity keras-vs-onnx[{route}] max|dp|, argmax agreement (10k)",
+           f"{diff:.2e}, {agreement(probs, keras_probs):.4%}")
+    assert diff <= PROB_ATOL
+    assert agreement(probs, keras_probs) == 1.0
+
+
+def test_calibration_set_is_stratified_training_images(calibration):
+    train = load_split("train")
+    assert calibration.source == "train" and not calibration.summary()["overlaps_test_set"]
+    assert len(calibration.labels) == 1000
+    assert np.array_equal(np.bincount(calibration.labels, minlength=10), np.full(10, 100))
+    assert np.array_equal(calibration.images, train.images[calibration.indices])
+    saved = np.load(next((paths.cache_dir() / "calibration").glob("train-n1000-seed0.npz")))
+    assert {"indices", "seed", "sha256", "source", "split"} <= set(saved.files)
+    assert str(saved["split"]) == "train"
+
+
+def test_calibration_indices_are_seeded():
+    labels = load_split("train").labels
+    a, b = stratified_indices(labels, 100, seed=0), stratified_indices(labels, 100, seed=0)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, stratified_indices(labels, 100, seed=1))
+
+
+def test_mlcommons_calibration_is_labelled_as_test_overlap():
+    cal = calibration_set(source="mlcommons-test-overlap")
+    assert cal.summary()["overlaps_test_set"]
+    idx = np.load(paths.mlcommons_dir() / "calibration_samples_idxs.npy")
+    assert np.array_equal(cal.images, load_split("test").images[idx])
+
+
+@pytest.mark.parametrize("config", DEFAULT_MATRIX, ids=lambda c: f"ort-{c.id}")
+def test_ort_int8_is_quantized(config):
+    fp32_convs = op_counts(artifacts.onnx_preprocessed())["Conv"]
+    path = artifacts.ort_int8(config)
+    counts = op_counts(path)
+    assert fp32_convs == 9
+    assert int8_convs(path) == fp32_convs, f"not every Conv is int8: {dict(counts)}"
+    if config.fmt == "qop":
+        assert counts["QLinearConv"] == fp32_convs and counts["Conv"] == 0
+    else:
+        assert counts["QuantizeLinear"] > 0 and counts["DequantizeLinear"] > counts["QuantizeLinear"]
