@@ -53,3 +53,12 @@ def ort_int8(config, calibration: str = "train") -> Path:
     return build_once(f"ort/{config.id}-{calibration}.onnx",
                       {"h5": h5_sha256(), "calibration": images.sha256},
                       lambda tmp: quantize(onnx_preprocessed(), tmp, config, images))
+
+
+def torch_int8(config, calibration: str = "train") -> Path:
+    from r8.quant_torch import quantize, save
+
+    images = calibration_set(source=calibration)
+    return build_once(f"torch/{config.id}-{calibration}.pt",
+                      {"h5": h5_sha256(), "calibration": images.sha256},
+                      lambda tmp: save(quantize(torch_fp32(), config, images.images), config, tmp))

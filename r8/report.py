@@ -28,7 +28,7 @@ def _md_quantization(report: dict) -> str:
                      f"{CLASSES[worst]} {r['per_class'][worst]:.1%} |")
     for s in report["sqnr"]:
         worst = list(s["sqnr_db"])[:3]
-        lines += ["", f"## Per-tensor SQNR, {s['which']} config: {s['config']}", "",
+        lines += ["", f"## Per-layer SQNR, {s['backend']} {s['which']} config: {s['config']}", "",
                   f"fp32 vs int8 activations on {s['images']} test images, measured on "
                   f"`{s['measured_on']}`. Lowest SQNR (where the error enters): "
                   + ", ".join(f"`{t}`" for t in worst) + ".", "",

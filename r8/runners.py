@@ -5,6 +5,7 @@ and dtype conversion, so accuracy and speed are measured on identical inputs.
 """
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,26 @@ import torch
 from r8.errors import R8Error
 
 
+@contextmanager
+def quantized_engine(engine: str | None):
+    """Run with ``engine`` as the quantized kernel backend (a process-wide torch setting)."""
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine or previous
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
 class TorchRunner:
-    def __init__(self, module: torch.nn.Module, name: str = "torch"):
-        self.module, self.name = module, name
+    """A torch module (fp32, or int8 with the quantized ``engine`` its kernels were built for)."""
+
+    def __init__(self, module: torch.nn.Module, name: str = "torch", engine: str | None = None):
+        self.module, self.name, self.engine = module, name, engine
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-        with torch.inference_mode():
+        with torch.inference_mode(), quantized_engine(self.engine):
             return self.module(x).numpy()
 
 

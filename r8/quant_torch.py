@@ -1,0 +1,243 @@
+"""PyTorch int8 post-training static quantization of the converted ResNet8: FX graph mode and
+eager mode (``torch.ao.quantization``, deprecated in 2.14 but working) and PT2E (``torchao``,
+its successor). The softmax stays float in every flow: int8 probabilities can tie."""
+
+import copy
+import dataclasses
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.ao.quantization import (DeQuantStub, HistogramObserver, MinMaxObserver,
+                                   MovingAverageMinMaxObserver, PerChannelMinMaxObserver, QConfig,
+                                   QConfigMapping, QuantStub)
+
+from r8.model import ResNet8
+from r8.runners import quantized_engine
+
+OBSERVERS = {"minmax": MinMaxObserver, "movingavg": MovingAverageMinMaxObserver,
+             "histogram": HistogramObserver}
+ENGINES = ("x86", "fbgemm", "onednn")
+FLOWS = ("fx", "eager", "pt2e")
+DYNAMIC_BATCH = ({0: torch.export.Dim("batch")},)
+
+
+@dataclass(frozen=True)
+class TorchConfig:
+    flow: str
+    engine: str
+    per_channel: bool
+    observer: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.flow}-{self.engine}-{'perchannel' if self.per_channel else 'pertensor'}-{self.observer}"
+
+
+FULL_MATRIX = [TorchConfig(f, e, pc, o) for f, e, pc, o in product(FLOWS, ENGINES, (True, False), OBSERVERS)
+               if f != "pt2e" or e == "x86"]  # PT2E's X86InductorQuantizer targets x86 only
+# Every flow, engine, observer and weight granularity at least once; the rest runs as `slow`.
+DEFAULT_MATRIX = [
+    TorchConfig("fx", "x86", True, "histogram"),
+    TorchConfig("fx", "fbgemm", True, "minmax"),
+    TorchConfig("fx", "onednn", False, "histogram"),
+    TorchConfig("fx", "onednn", True, "movingavg"),
+    TorchConfig("eager", "x86", True, "histogram"),
+    TorchConfig("eager", "onednn", False, "minmax"),
+    TorchConfig("pt2e", "x86", True, "histogram"),
+    TorchConfig("pt2e", "x86", False, "minmax"),
+]
+
+
+def engine_available(engine: str) -> bool:
+    return engine in torch.backends.quantized.supported_engines
+
+
+@contextmanager
+def quiet_deprecations():
+    """torch.ao.quantization and TorchScript warn that they are deprecated in 2.14; expected here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*torch.ao.quantization.*")
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        yield
+
+
+def qconfig(config: TorchConfig) -> QConfig:
+    """Activation observer from the config, with the range torch's default qconfig gives the
+    engine: x86/fbgemm keep 7-bit activations (0..127), which avoids int16 overflow in their
+    kernels on CPUs without VNNI; onednn uses all 8 bits."""
+    quant_max = 127 if config.engine in ("x86", "fbgemm") else 255
+    activation = OBSERVERS[config.observer].with_args(dtype=torch.quint8, quant_min=0, quant_max=quant_max)
+    if config.per_channel:
+        weight = PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
+    else:
+        weight = MinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
+    return QConfig(activation=activation, weight=weight)
+
+
+def _batches(images: np.ndarray, batch: int = 100):
+    for start in range(0, len(images), batch):
+        yield torch.from_numpy(images[start:start + batch]).permute(0, 3, 1, 2).float()
+
+
+def _calibrate(model: nn.Module, images: np.ndarray) -> None:
+    with torch.no_grad():
+        for x in _batches(images):
+            model(x)
+
+
+class EagerQuantizable(nn.Module):
+    """ResNet8 with the stubs eager mode needs: int8 from the input to the logits, float softmax."""
+
+    def __init__(self, model: ResNet8):
+        super().__init__()
+        self.quant, self.body, self.dequant = QuantStub(), copy.deepcopy(model), DeQuantStub()
+        self.softmax, self.body.softmax = self.body.softmax, nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.softmax(self.dequant(self.body(self.quant(x))))
+
+
+def eager_fusion_groups(model: ResNet8) -> list[list[str]]:
+    """conv-bn(-relu) groups by module name, from the model's own structure."""
+    groups = [["conv.1", "bn", "relu"]]
+    for stage in ("stage1", "stage2", "stage3"):
+        groups += [[f"{stage}.conv1.1", f"{stage}.bn1", f"{stage}.relu1"], [f"{stage}.conv2.1", f"{stage}.bn2"]]
+    return groups
+
+
+def quantize_fx(model: ResNet8, config: TorchConfig, images: np.ndarray) -> nn.Module:
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    mapping = QConfigMapping().set_global(qconfig(config)).set_module_name("softmax", None)
+    prepared = prepare_fx(copy.deepcopy(model).eval(), mapping, (torch.zeros(1, 3, 32, 32),))
+    _calibrate(prepared, images)
+    return convert_fx(prepared)
+
+
+def quantize_eager(model: ResNet8, config: TorchConfig, images: np.ndarray) -> nn.Module:
+    from torch.ao.quantization import convert, fuse_modules, prepare
+
+    wrapped = EagerQuantizable(model).eval()
+    fuse_modules(wrapped.body, eager_fusion_groups(model), inplace=True)
+    wrapped.qconfig, wrapped.softmax.qconfig = qconfig(config), None
+    prepare(wrapped, inplace=True)
+    _calibrate(wrapped, images)
+    return convert(wrapped)
+
+
+def quantize_pt2e(model: ResNet8, config: TorchConfig, images: np.ndarray) -> nn.Module:
+    import torchao.quantization.pt2e as ao
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    # torchao has its own observer classes, named like torch.ao's
+    observer = {"minmax": ao.MinMaxObserver, "movingavg": ao.MovingAverageMinMaxObserver,
+                "histogram": ao.HistogramObserver}[config.observer]
+    base = xiq.get_default_x86_inductor_quantization_config()
+    activation = dataclasses.replace(base.input_activation,
+                                     observer_or_fake_quant_ctr=observer.with_args(eps=2**-12))
+    weight = base.weight
+    if not config.per_channel:
+        weight = dataclasses.replace(weight, qscheme=torch.per_tensor_symmetric, ch_axis=None,
+                                     observer_or_fake_quant_ctr=ao.MinMaxObserver.with_args(eps=2**-12))
+    quant_config = dataclasses.replace(base, input_activation=activation, output_activation=activation,
+                                       weight=weight)
+    quantizer = xiq.X86InductorQuantizer().set_global(quant_config)  # it leaves softmax float
+    graph = torch.export.export(copy.deepcopy(model).eval(), (torch.zeros(2, 3, 32, 32),),
+                                dynamic_shapes=DYNAMIC_BATCH).module()
+    prepared = prepare_pt2e(graph, quantizer)
+    _calibrate(prepared, images)
+    return convert_pt2e(prepared)
+
+
+FLOW_FUNCTIONS = {"fx": quantize_fx, "eager": quantize_eager, "pt2e": quantize_pt2e}
+
+
+def quantize(model: ResNet8, config: TorchConfig, images: np.ndarray) -> nn.Module:
+    with quantized_engine(config.engine), quiet_deprecations():
+        return FLOW_FUNCTIONS[config.flow](model, config, images)
+
+
+def save(qmodel: nn.Module, config: TorchConfig, path: str | Path) -> None:
+    """A file that loads without r8: TorchScript for FX/eager (their packed int8 weights do not
+    go through torch.export), a torch.export program for PT2E (load it after importing torchao)."""
+    example = torch.zeros(2, 3, 32, 32)
+    with quantized_engine(config.engine), quiet_deprecations(), open(path, "wb") as f:
+        if config.flow == "pt2e":
+            program = torch.export.export(qmodel, (example,), dynamic_shapes=DYNAMIC_BATCH)
+            torch.export.save(program, f)
+        else:
+            torch.jit.save(torch.jit.script(qmodel), f)
+
+
+def load(config: TorchConfig, path: str | Path) -> nn.Module:
+    """Load a saved int8 model; a PT2E program needs torchao imported for its int8 ops."""
+    with quiet_deprecations(), open(path, "rb") as f:
+        if config.flow == "pt2e":
+            import torchao.quantization.pt2e  # noqa: F401  registers torch.ops.torchao q/dq ops
+
+            return torch.export.load(f).module()
+        return torch.jit.load(f)
+
+
+def int8_convs(qmodel: nn.Module) -> int:
+    """Convolutions that run with int8 weights: quantized conv ops in a TorchScript graph
+    (FX/eager) or convs whose weight comes through dequantize in a PT2E graph."""
+    if isinstance(qmodel, torch.jit.ScriptModule):
+        return str(qmodel.inlined_graph).count("quantized::conv2d")
+    graph = qmodel.graph
+    return sum(1 for n in graph.nodes if n.target == torch.ops.aten.conv2d.default
+               and all(getattr(a, "target", None) is not None and "dequantize" in str(a.target)
+                       for a in n.args[:2]))
+
+
+def float_reference(model: ResNet8, config: TorchConfig) -> nn.Module:
+    """The fp32 model with the same conv-bn(-relu) fusion the int8 model got, so both have the
+    same module names and the same layer boundaries for per-layer comparison."""
+    from torch.ao.quantization import fuse_modules
+    from torch.ao.quantization.quantize_fx import fuse_fx
+
+    with quiet_deprecations():
+        if config.flow == "fx":
+            return fuse_fx(copy.deepcopy(model).eval())
+        wrapped = EagerQuantizable(model).eval()
+        fuse_modules(wrapped.body, eager_fusion_groups(model), inplace=True)
+        return wrapped
+
+
+def layer_sqnr(model: ResNet8, config: TorchConfig, calibration: np.ndarray, images: np.ndarray) -> dict[str, float]:
+    """SQNR (dB) of every int8 conv/linear output against the same fused layer in fp32, worst
+    first. FX and eager only: a PT2E graph has no modules to hook."""
+    if config.flow == "pt2e":
+        raise ValueError("per-layer SQNR needs an FX or eager model")
+    qmodel, reference = quantize(model, config, calibration), float_reference(model, config)
+    int8_layers = (torch.ao.nn.quantized.Conv2d, torch.ao.nn.quantized.Linear)  # incl. fused ConvReLU2d
+    names = [n for n, m in qmodel.named_modules() if isinstance(m, int8_layers)]
+    outputs = {"int8": {}, "fp32": {}}
+
+    def record(kind, name):
+        def hook(module, args, out):
+            value = out.dequantize() if out.is_quantized else out
+            outputs[kind].setdefault(name, []).append(value.detach())
+        return hook
+
+    hooks = [m.get_submodule(n).register_forward_hook(record(kind, n))
+             for kind, m in (("int8", qmodel), ("fp32", reference)) for n in names]
+    with quantized_engine(config.engine), torch.no_grad():
+        for x in _batches(images):
+            qmodel(x), reference(x)
+    for h in hooks:
+        h.remove()
+    sqnr = {}
+    for name in names:
+        ref, q = torch.cat(outputs["fp32"][name]), torch.cat(outputs["int8"][name])
+        sqnr[name] = float(20 * torch.log10(ref.norm() / (ref - q).norm().clamp_min(1e-12)))
+    return dict(sorted(sqnr.items(), key=lambda kv: kv[1]))
