@@ -21,3 +21,10 @@ def quantize(session):
     session.install("-e", ".[test]")
     session.run("python", "-m", "r8", "convert", "-o", "reports/resnet8.pt")
     session.run("python", "-m", "r8", "quantize", "--backend", "all", "--out", "reports", *session.posargs)
+
+
+@nox.session
+def benchmark(session):
+    """CPU inference benchmarks of every runtime -> reports/benchmark.{md,json} + plots."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "r8", "benchmark", "--out", "reports", *session.posargs)

@@ -50,6 +50,29 @@ def cmd_quantize(args) -> None:
     print(f"wrote {args.out / 'quantization.md'} and {args.out / 'quantization.json'}")
 
 
+def cmd_benchmark(args) -> None:
+    """Runs the suite's benchmark tests (pytest-benchmark), then writes the report from them."""
+    import subprocess
+
+    from r8 import artifacts
+    from r8.bench import BEST_DROP_PP, THREADS, macs_per_image
+    from r8.report import write_benchmark_report
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "suite" / "test_benchmark.py").is_file():
+        raise R8Error(f"{root / 'suite'}: the benchmark suite is not there; run from a source checkout")
+    args.out.mkdir(parents=True, exist_ok=True)
+    raw = args.out / "pytest-benchmark.json"
+    subprocess.run([sys.executable, "-m", "pytest", "suite/test_benchmark.py", "-m", "benchmark",
+                    f"--benchmark-json={raw.resolve()}", "-p", "no:cacheprovider", *args.pytest_args],
+                   cwd=root, check=True)
+    results = json.loads(raw.read_text())
+    fp32_top1 = next(b["extra_info"]["top1"] for b in results["benchmarks"] if b["extra_info"]["runtime"] == "torch")
+    write_benchmark_report(results, THREADS, macs_per_image(artifacts.torch_fp32()), fp32_top1,
+                           BEST_DROP_PP, args.out)
+    print(f"wrote {args.out / 'benchmark.md'} and {args.out / 'benchmark.json'}")
+
+
 def cmd_download(args) -> None:
     from r8.data import download_cifar10, download_model
 
@@ -82,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="calibration images: 1000 stratified training images (default), or the "
                         "MLCommons list, which overlaps the test set (comparison only)")
     p.set_defaults(run=cmd_quantize)
+
+    p = sub.add_parser("benchmark", help="CPU inference benchmarks of every runtime, report + plots")
+    p.add_argument("--out", type=Path, default=Path("reports"))
+    p.add_argument("pytest_args", nargs="*", help="extra pytest arguments (e.g. -k onnxruntime)")
+    p.set_defaults(run=cmd_benchmark)
 
     p = sub.add_parser("download", help="fetch and verify CIFAR-10 and the .h5 into a data root")
     p.add_argument("--root", type=Path, default=paths.data_dir())

@@ -60,12 +60,13 @@ def engine_available(engine: str) -> bool:
 
 @contextmanager
 def quiet_deprecations():
-    """torch.ao.quantization and TorchScript warn that they are deprecated in 2.14; expected here."""
+    """torch.ao.quantization and TorchScript warn (deprecation, scripting notes) in 2.14; expected here."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*torch.ao.quantization.*")
         warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        warnings.filterwarnings("ignore", message=".*TorchScript type system doesn't support.*")
         yield
 
 

@@ -60,6 +60,7 @@ class OnnxRunner:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # 0: ORT's default
+        options.inter_op_num_threads = 1  # a single chain of ops: parallelism is within ops
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.name = name
         inp = self.session.get_inputs()[0]
@@ -100,3 +101,26 @@ class TfliteRunner:
         y = self.interpreter.get_tensor(self.output["index"])
         scale, zero = self.output["quantization"]
         return (y.astype(np.float32) - zero) * scale if self.output["dtype"] != np.float32 else y
+
+
+class OpenVinoRunner:
+    """OpenVINO on the CPU reading an ONNX file (fp32, or an int8 QDQ model it runs with int8
+    kernels). Precision is pinned to f32: on CPUs with bf16 OpenVINO would otherwise lower fp32
+    layers to bf16 and change the numbers."""
+
+    def __init__(self, path: str | os.PathLike, name: str = "openvino", threads: int = 0):
+        import openvino as ov
+
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        core = ov.Core()
+        model = core.read_model(str(path))
+        self.nchw = model.inputs[0].get_partial_shape()[1].get_length() == 3
+        self.request = core.compile_model(model, "CPU", config).create_infer_request()
+        self.name = name
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        x = images.transpose(0, 3, 1, 2) if self.nchw else images
+        self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        return self.request.get_output_tensor(0).data.copy()

@@ -65,3 +65,14 @@ def test_ort_int8_is_quantized(config):
         assert counts["QLinearConv"] == fp32_convs and counts["Conv"] == 0
     else:
         assert counts["QuantizeLinear"] > 0 and counts["DequantizeLinear"] > counts["QuantizeLinear"]
+
+
+def test_openvino_parity_10k(keras_probs, test_split, report):
+    from r8.runners import OpenVinoRunner
+
+    probs = predict(OpenVinoRunner(artifacts.onnx_fp32("torch")), test_split.images, progress=False)
+    diff = float(np.abs(probs - keras_probs).max())
+    report("parity keras-vs-openvino fp32 max|dp|, argmax agreement (10k)",
+           f"{diff:.2e}, {agreement(probs, keras_probs):.4%}")
+    assert diff <= PROB_ATOL
+    assert agreement(probs, keras_probs) == 1.0

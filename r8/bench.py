@@ -1,0 +1,105 @@
+"""CPU inference benchmarks: the runtimes r8 produces (and the references), one thread count
+for all, MACs per image, and the report built from pytest-benchmark's JSON."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from r8 import artifacts, paths
+from r8.runners import OnnxRunner, OpenVinoRunner, TfliteRunner, TorchRunner
+
+THREADS = int(os.environ.get("R8_BENCH_THREADS", "2"))  # the same for every runtime
+BATCHES = (1, 256)
+BEST_DROP_PP = 0.2  # "best int8" = the fastest int8 artifact within this drop
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    precision: str
+    config: str  # which int8 config ("" for fp32 and the references)
+    make: Callable[[], object]  # -> runner with .predict(uint8 NHWC) -> probabilities
+    file: Callable[[], Path]  # the artifact, for its size
+
+
+def _best(backend: str, rows: dict, fmt: str | None = None):
+    """The default config with the smallest drop (of one ORT format, if given)."""
+    return min((c for (b, c) in rows if b == backend and (fmt is None or c.fmt == fmt)),
+               key=lambda c: rows[backend, c]["drop_pp"])
+
+
+def _keras():
+    import tensorflow as tf
+
+    try:  # only possible before TF starts its runtime
+        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+    from r8.runners import KerasRunner
+
+    return KerasRunner(paths.keras_model_path())
+
+
+def _torch(module: nn.Module, engine: str | None = None) -> TorchRunner:
+    torch.set_num_threads(THREADS)
+    return TorchRunner(module, engine=engine)
+
+
+def runtimes(rows: dict) -> dict[str, Runtime]:
+    """Every runtime benchmarked, by name. ``rows`` maps (backend, config) to its measured int8
+    row: the int8 runtimes use the best ORT config per format and the best torch config.
+    (PT2E int8 under torch.compile/inductor was tried and ran slower than fp32 ORT: left out.)"""
+    from r8.quant_torch import load
+
+    qdq, qop, tq = _best("ort", rows, "qdq"), _best("ort", rows, "qop"), _best("torch", rows)
+    fp32_onnx, tflite = lambda: artifacts.onnx_fp32("torch"), paths.tflite_model_path
+    ort_file = {c.id: (lambda c=c: artifacts.ort_int8(c)) for c in (qdq, qop)}
+    return {r.name: r for r in [
+        Runtime("keras", "fp32", "", _keras, paths.keras_model_path),
+        Runtime("torch", "fp32", "", lambda: _torch(artifacts.torch_fp32()), artifacts.exported_program),
+        Runtime("torch-compile", "fp32", "", lambda: _torch(torch.compile(artifacts.torch_fp32(), dynamic=True)),
+                artifacts.exported_program),
+        Runtime("onnxruntime", "fp32", "", lambda: OnnxRunner(fp32_onnx(), threads=THREADS), fp32_onnx),
+        Runtime("openvino", "fp32", "", lambda: OpenVinoRunner(fp32_onnx(), threads=THREADS), fp32_onnx),
+        Runtime("onnxruntime-int8-qdq", "int8", qdq.id,
+                lambda: OnnxRunner(ort_file[qdq.id](), threads=THREADS), ort_file[qdq.id]),
+        Runtime("onnxruntime-int8-qop", "int8", qop.id,
+                lambda: OnnxRunner(ort_file[qop.id](), threads=THREADS), ort_file[qop.id]),
+        Runtime("openvino-int8-qdq", "int8", qdq.id,
+                lambda: OpenVinoRunner(ort_file[qdq.id](), threads=THREADS), ort_file[qdq.id]),
+        Runtime("torch-int8", "int8", tq.id,
+                lambda: _torch(load(tq, artifacts.torch_int8(tq)), tq.engine), lambda: artifacts.torch_int8(tq)),
+        Runtime("tflite-reference", "fp32", "", lambda: TfliteRunner(tflite(False), threads=THREADS),
+                lambda: tflite(False)),
+        Runtime("tflite-reference-int8", "int8", "mlcommons-int8",
+                lambda: TfliteRunner(tflite(True), threads=THREADS), lambda: tflite(True)),
+    ]}
+
+
+RUNTIME_NAMES = ("keras", "torch", "torch-compile", "onnxruntime", "openvino", "onnxruntime-int8-qdq",
+                 "onnxruntime-int8-qop", "openvino-int8-qdq", "torch-int8", "tflite-reference",
+                 "tflite-reference-int8")
+
+
+def macs_per_image(model: nn.Module) -> int:
+    """Multiply-accumulates of one 32x32 image through every conv and linear layer."""
+    total = 0
+
+    def count(module, args, out):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            total += out[0].numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        else:
+            total += module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    return total

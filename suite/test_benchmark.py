@@ -1,0 +1,57 @@
+"""CPU inference benchmarks (opt-in: `pytest -m benchmark`, or `nox -s benchmark`).
+
+Each runtime at batch 1 (latency) and batch 256 (throughput), the same thread count for all;
+``extra_info`` carries what the report needs (accuracy on the 10k test images, size, config).
+"""
+
+import numpy as np
+import pytest
+
+from r8.bench import BATCHES, RUNTIME_NAMES, THREADS, runtimes
+from r8.jobs import backend_configs, config_row
+from r8.metrics import per_class, predict, top1
+from r8.quant_torch import engine_available
+
+pytestmark = pytest.mark.benchmark
+
+
+@pytest.fixture(scope="session")
+def runtime_table(fp32_top1, test_split):
+    """Measures every default int8 config once, to pick the best ones to benchmark."""
+    rows = {(b, c): config_row(b, c, fp32_top1, test_split)
+            for b in ("ort", "torch") for c in backend_configs(b)[0]
+            if b == "ort" or engine_available(c.engine)}
+    return runtimes(rows)
+
+
+@pytest.fixture(scope="session")
+def loaded(runtime_table, test_split):
+    """name -> (runner, accuracy info), each runtime built and evaluated once."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            runtime = runtime_table[name]
+            runner = runtime.make()
+            probs = predict(runner, test_split.images, batch_size=256, progress=False)
+            labels = test_split.labels
+            confusion = np.zeros((10, 10), dtype=int)
+            np.add.at(confusion, (labels, probs.argmax(1)), 1)
+            cache[name] = runner, {
+                "runtime": name, "precision": runtime.precision, "config": runtime.config,
+                "threads": THREADS, "top1": top1(probs, labels), "per_class": per_class(probs, labels),
+                "confusion": confusion.tolist(), "size_bytes": runtime.file().stat().st_size}
+        return cache[name]
+    return get
+
+
+@pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"bs{b}")
+@pytest.mark.parametrize("name", RUNTIME_NAMES)
+def test_inference(benchmark, name, batch, loaded, test_split):
+    runner, info = loaded(name)
+    images = test_split.images[:batch]
+    benchmark.extra_info.update(info, batch=batch)
+    rounds = 300 if batch == 1 else 30
+    out = benchmark.pedantic(runner.predict, args=(images,), rounds=rounds, warmup_rounds=rounds // 10,
+                             iterations=1)
+    assert out.shape == (batch, 10)
