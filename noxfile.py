@@ -12,6 +12,7 @@ CI_GATE = "not benchmark and not slow"  # fast suite + accuracy gates
 def tests(session):
     """The CI gate: every test except benchmarks and the slow full matrices."""
     session.install("-e", ".[test]")
+    session.run("python", "-m", "r8", "download")  # a no-op where R8_DATA_DIR is already verified
     session.run("pytest", "-m", CI_GATE, *session.posargs)
 
 
@@ -19,6 +20,7 @@ def tests(session):
 def quantize(session):
     """Main job: convert, export, calibrate, quantize every default config, evaluate, report."""
     session.install("-e", ".[test]")
+    session.run("python", "-m", "r8", "download")  # a no-op where R8_DATA_DIR is already verified
     session.run("python", "-m", "r8", "convert", "-o", "reports/resnet8.pt")
     session.run("python", "-m", "r8", "quantize", "--backend", "all", "--out", "reports", *session.posargs)
 

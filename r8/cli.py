@@ -74,10 +74,10 @@ def cmd_benchmark(args) -> None:
 
 
 def cmd_download(args) -> None:
-    from r8.data import download_cifar10, download_model
+    from r8.data import download_cifar10, download_mlcommons
 
     print(f"CIFAR-10 verified in {download_cifar10(args.root)}")
-    print(f"model verified: {download_model(Path(args.root) / 'mlcommons')}")
+    print(f"MLCommons model files verified in {download_mlcommons(Path(args.root) / 'mlcommons')}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("pytest_args", nargs="*", help="extra pytest arguments (e.g. -k onnxruntime)")
     p.set_defaults(run=cmd_benchmark)
 
-    p = sub.add_parser("download", help="fetch and verify CIFAR-10 and the .h5 into a data root")
+    p = sub.add_parser("download", help="fetch and verify CIFAR-10 and the MLCommons files into a data root")
     p.add_argument("--root", type=Path, default=paths.data_dir())
     p.set_defaults(run=cmd_download)
 

@@ -17,10 +17,16 @@ from r8.errors import R8Error
 
 CIFAR_FILES = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-# The MLCommons tiny reference model, as published (same file as in R8_DATA_DIR/mlcommons).
-MODEL_URL = ("https://github.com/mlcommons/tiny/raw/1afd2c98/benchmark/training/"
-             "image_classification/trained_models/pretrainedResnet.h5")
-MODEL_MD5 = "f3f7f4864d6798030822cac7a95f8301"
+# The MLCommons tiny reference files, as published (the same files as in R8_DATA_DIR/mlcommons):
+# name -> (path under MLCOMMONS_URL, md5).
+MLCOMMONS_URL = "https://github.com/mlcommons/tiny/raw/1afd2c98/benchmark/training/image_classification"
+MLCOMMONS_FILES = {
+    "pretrainedResnet.h5": ("trained_models/pretrainedResnet.h5", "f3f7f4864d6798030822cac7a95f8301"),
+    "pretrainedResnet.tflite": ("trained_models/pretrainedResnet.tflite", "6ba6fa3ed68c479ef7be253ba3f0b789"),
+    "pretrainedResnet_quant.tflite": ("trained_models/pretrainedResnet_quant.tflite",
+                                      "2d6dd48722471313e4c4528249205ae3"),
+    "perf_samples_idxs.npy": ("perf_samples_idxs.npy", "c806ed872903de072e7ac9541291b01c"),
+}
 PERF_SETS = {"perf200": "perf_samples_idxs.npy", "perf200_v0.5": "perf_samples_idxs_v0.5.npy"}
 SUBSETS = ("test", *PERF_SETS)
 
@@ -132,8 +138,11 @@ def download_cifar10(root: str | os.PathLike, url: str = CIFAR10.url, md5: str =
     return verify_cifar10(root)
 
 
-def download_model(dest: str | os.PathLike, url: str = MODEL_URL, md5: str = MODEL_MD5) -> Path:
-    """Fetch ``pretrainedResnet.h5`` into ``dest`` (kept only if its md5 matches)."""
-    f = Path(dest) / "pretrainedResnet.h5"
-    _fetch(lambda: download_url(url, str(dest), filename=f.name, md5=md5), url, Path(dest), f)
-    return f
+def download_mlcommons(dest: str | os.PathLike, base_url: str = MLCOMMONS_URL) -> Path:
+    """Fetch the reference model files and the perf-set indices into ``dest``; each is kept
+    only if its md5 matches, and a verified copy already there is not fetched again."""
+    dest = Path(dest)
+    for name, (rel, md5) in MLCOMMONS_FILES.items():
+        url = f"{base_url}/{rel}"
+        _fetch(lambda: download_url(url, str(dest), filename=name, md5=md5), url, dest, dest / name)
+    return dest

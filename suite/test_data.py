@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from r8 import paths
-from r8.data import (MODEL_MD5, download_cifar10, download_model, load_split, read_eembc_bins,
-                     cifar_test_filenames)
+from r8.data import (MLCOMMONS_FILES, cifar_test_filenames, download_cifar10, download_mlcommons,
+                     load_split, read_eembc_bins)
 from r8.errors import R8Error
 
 
@@ -89,17 +89,26 @@ def test_download_cifar10_skips_verified_copy():
     assert download_cifar10(paths.data_dir(), url="http://127.0.0.1:9/unreachable").is_dir()
 
 
-def test_download_model(serve, tmp_path, h5_path):
-    url = f"{serve(h5_path.parent)}/{h5_path.name}"
-    got = download_model(tmp_path / "dl", url=url)
-    assert got.read_bytes() == h5_path.read_bytes()
-    assert hashlib.md5(got.read_bytes()).hexdigest() == MODEL_MD5
+@pytest.fixture
+def mlcommons_mirror(tmp_path):
+    """A folder laid out like the MLCommons repository, holding the real reference files."""
+    mirror = tmp_path / "mirror"
+    for name, (rel, _) in MLCOMMONS_FILES.items():
+        (mirror / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / rel).symlink_to(paths.mlcommons_dir() / name)
+    return mirror
 
 
-def test_download_model_rejects_wrong_file(serve, tmp_path):
-    (tmp_path / "srv").mkdir()
-    (tmp_path / "srv" / "pretrainedResnet.h5").write_bytes(b"not the model")
-    url = f"{serve(tmp_path / 'srv')}/pretrainedResnet.h5"
-    with pytest.raises(R8Error, match="failed"):
-        download_model(tmp_path / "dl", url=url)
+def test_download_mlcommons(serve, mlcommons_mirror, tmp_path):
+    got = download_mlcommons(tmp_path / "dl", base_url=serve(mlcommons_mirror))
+    for name in MLCOMMONS_FILES:
+        assert (got / name).read_bytes() == (paths.mlcommons_dir() / name).read_bytes()
+
+
+def test_download_mlcommons_rejects_wrong_file(serve, mlcommons_mirror, tmp_path):
+    rel = MLCOMMONS_FILES["pretrainedResnet.h5"][0]
+    (mlcommons_mirror / rel).unlink()
+    (mlcommons_mirror / rel).write_bytes(b"not the model")
+    with pytest.raises(R8Error, match="pretrainedResnet.h5.*failed"):
+        download_mlcommons(tmp_path / "dl", base_url=serve(mlcommons_mirror))
     assert not (tmp_path / "dl" / "pretrainedResnet.h5").exists()
