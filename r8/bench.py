@@ -54,11 +54,17 @@ def runtimes(rows: dict) -> dict[str, Runtime]:
     """Every runtime benchmarked, by name. ``rows`` maps (backend, config) to its measured int8
     row: the int8 runtimes use the best ORT config per format and the best torch config.
     (PT2E int8 under torch.compile/inductor was tried and ran slower than fp32 ORT: left out.)"""
-    from r8.quant_torch import load
+    from r8.jobs import INT8_ARTIFACTS, int8_runner
+
+    def file(backend, config):
+        return lambda: INT8_ARTIFACTS[backend](config, "train")
+
+    def int8(backend, config):  # -> Runtime's (config, make, file)
+        return config.id, lambda: int8_runner(backend, config, file(backend, config)(), threads=THREADS), \
+            file(backend, config)
 
     qdq, qop, tq = _best("ort", rows, "qdq"), _best("ort", rows, "qop"), _best("torch", rows)
     fp32_onnx, tflite = lambda: artifacts.onnx_fp32("torch"), paths.tflite_model_path
-    ort_file = {c.id: (lambda c=c: artifacts.ort_int8(c)) for c in (qdq, qop)}
     return {r.name: r for r in [
         Runtime("keras", "fp32", "", _keras, paths.keras_model_path),
         Runtime("torch", "fp32", "", lambda: _torch(artifacts.torch_fp32()), artifacts.exported_program),
@@ -66,14 +72,11 @@ def runtimes(rows: dict) -> dict[str, Runtime]:
                 artifacts.exported_program),
         Runtime("onnxruntime", "fp32", "", lambda: OnnxRunner(fp32_onnx(), threads=THREADS), fp32_onnx),
         Runtime("openvino", "fp32", "", lambda: OpenVinoRunner(fp32_onnx(), threads=THREADS), fp32_onnx),
-        Runtime("onnxruntime-int8-qdq", "int8", qdq.id,
-                lambda: OnnxRunner(ort_file[qdq.id](), threads=THREADS), ort_file[qdq.id]),
-        Runtime("onnxruntime-int8-qop", "int8", qop.id,
-                lambda: OnnxRunner(ort_file[qop.id](), threads=THREADS), ort_file[qop.id]),
+        Runtime("onnxruntime-int8-qdq", "int8", *int8("ort", qdq)),
+        Runtime("onnxruntime-int8-qop", "int8", *int8("ort", qop)),
         Runtime("openvino-int8-qdq", "int8", qdq.id,
-                lambda: OpenVinoRunner(ort_file[qdq.id](), threads=THREADS), ort_file[qdq.id]),
-        Runtime("torch-int8", "int8", tq.id,
-                lambda: _torch(load(tq, artifacts.torch_int8(tq)), tq.engine), lambda: artifacts.torch_int8(tq)),
+                lambda: OpenVinoRunner(file("ort", qdq)(), threads=THREADS), file("ort", qdq)),
+        Runtime("torch-int8", "int8", *int8("torch", tq)),
         Runtime("tflite-reference", "fp32", "", lambda: TfliteRunner(tflite(False), threads=THREADS),
                 lambda: tflite(False)),
         Runtime("tflite-reference-int8", "int8", "mlcommons-int8",

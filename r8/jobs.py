@@ -4,6 +4,7 @@ reference beside them, and the per-layer SQNR of each backend's best and worst c
 
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from r8 import artifacts, paths
@@ -26,15 +27,18 @@ def int8_row(backend: str, config: str, probs, fp32_top1: float, test: Split, si
             "per_class": per_class(probs, test.labels)}
 
 
-def ort_int8_runner(config, calibration: str = "train") -> OnnxRunner:
-    return OnnxRunner(artifacts.ort_int8(config, calibration), name=f"ort-{config.id}")
+INT8_ARTIFACTS = {"ort": artifacts.ort_int8, "torch": artifacts.torch_int8}  # (config, calibration) -> Path
 
 
-def torch_int8_runner(config, calibration: str = "train") -> TorchRunner:
+def int8_runner(backend: str, config, path: Path, threads: int = 0):
+    """A runner for a saved int8 artifact (``threads`` 0: the runtime's default)."""
+    if backend == "ort":
+        return OnnxRunner(path, name=f"ort-{config.id}", threads=threads)
     from r8.quant_torch import load
 
-    module = load(config, artifacts.torch_int8(config, calibration))
-    return TorchRunner(module, name=f"torch-{config.id}", engine=config.engine)
+    if threads:
+        torch.set_num_threads(threads)
+    return TorchRunner(load(config, path), name=f"torch-{config.id}", engine=config.engine)
 
 
 def backend_configs(backend: str) -> tuple[list, list]:
@@ -48,9 +52,8 @@ def backend_configs(backend: str) -> tuple[list, list]:
 def config_row(backend: str, config, fp32_top1: float, test: Split, calibration: str = "train",
                progress: bool = False) -> dict:
     """Build (or reuse) one int8 artifact, evaluate it on ``test``, return its report row."""
-    runner = {"ort": ort_int8_runner, "torch": torch_int8_runner}[backend](config, calibration)
-    path = {"ort": artifacts.ort_int8, "torch": artifacts.torch_int8}[backend](config, calibration)
-    probs = predict(runner, test.images, progress=progress)
+    path = INT8_ARTIFACTS[backend](config, calibration)
+    probs = predict(int8_runner(backend, config, path), test.images, progress=progress)
     return int8_row(backend, f"{config.id}-{calibration}", probs, fp32_top1, test, path.stat().st_size)
 
 

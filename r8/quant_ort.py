@@ -17,6 +17,7 @@ from onnxruntime.quantization.qdq_loss_debug import (collect_activations, comput
                                                      modify_model_output_intermediate_tensors)
 
 from r8.data import Split
+from r8.runners import model_input
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution}
@@ -59,10 +60,8 @@ class ImageReader(CalibrationDataReader):
     def __init__(self, images: np.ndarray, model_path: str | Path, batch: int = 100):
         graph_input = onnx.load(str(model_path), load_external_data=False).graph.input[0]
         nchw = graph_input.type.tensor_type.shape.dim[1].dim_value == 3
-        self.name, self.batches = graph_input.name, []
-        for start in range(0, len(images), batch):
-            x = images[start:start + batch]
-            self.batches.append(np.ascontiguousarray(x.transpose(0, 3, 1, 2) if nchw else x, np.float32))
+        self.name = graph_input.name
+        self.batches = [model_input(images[start:start + batch], nchw) for start in range(0, len(images), batch)]
         self.rewind()
 
     def get_next(self):

@@ -18,7 +18,7 @@ from torch.ao.quantization import (DeQuantStub, HistogramObserver, MinMaxObserve
                                    QConfigMapping, QuantStub)
 
 from r8.model import ResNet8
-from r8.runners import quantized_engine
+from r8.runners import quantized_engine, torch_input
 
 OBSERVERS = {"minmax": MinMaxObserver, "movingavg": MovingAverageMinMaxObserver,
              "histogram": HistogramObserver}
@@ -85,7 +85,7 @@ def qconfig(config: TorchConfig) -> QConfig:
 
 def _batches(images: np.ndarray, batch: int = 100):
     for start in range(0, len(images), batch):
-        yield torch.from_numpy(images[start:start + batch]).permute(0, 3, 1, 2).float()
+        yield torch_input(images[start:start + batch])
 
 
 def _calibrate(model: nn.Module, images: np.ndarray) -> None:
@@ -114,6 +114,15 @@ def eager_fusion_groups(model: ResNet8) -> list[list[str]]:
     return groups
 
 
+def fused_eager(model: ResNet8) -> EagerQuantizable:
+    """The eager-mode model with its conv-bn(-relu) groups fused, ready for prepare()."""
+    from torch.ao.quantization import fuse_modules
+
+    wrapped = EagerQuantizable(model).eval()
+    fuse_modules(wrapped.body, eager_fusion_groups(model), inplace=True)
+    return wrapped
+
+
 def quantize_fx(model: ResNet8, config: TorchConfig, images: np.ndarray) -> nn.Module:
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
@@ -124,10 +133,9 @@ def quantize_fx(model: ResNet8, config: TorchConfig, images: np.ndarray) -> nn.M
 
 
 def quantize_eager(model: ResNet8, config: TorchConfig, images: np.ndarray) -> nn.Module:
-    from torch.ao.quantization import convert, fuse_modules, prepare
+    from torch.ao.quantization import convert, prepare
 
-    wrapped = EagerQuantizable(model).eval()
-    fuse_modules(wrapped.body, eager_fusion_groups(model), inplace=True)
+    wrapped = fused_eager(model)
     wrapped.qconfig, wrapped.softmax.qconfig = qconfig(config), None
     prepare(wrapped, inplace=True)
     _calibrate(wrapped, images)
@@ -203,15 +211,10 @@ def int8_convs(qmodel: nn.Module) -> int:
 def float_reference(model: ResNet8, config: TorchConfig) -> nn.Module:
     """The fp32 model with the same conv-bn(-relu) fusion the int8 model got, so both have the
     same module names and the same layer boundaries for per-layer comparison."""
-    from torch.ao.quantization import fuse_modules
     from torch.ao.quantization.quantize_fx import fuse_fx
 
     with quiet_deprecations():
-        if config.flow == "fx":
-            return fuse_fx(copy.deepcopy(model).eval())
-        wrapped = EagerQuantizable(model).eval()
-        fuse_modules(wrapped.body, eager_fusion_groups(model), inplace=True)
-        return wrapped
+        return fuse_fx(copy.deepcopy(model).eval()) if config.flow == "fx" else fused_eager(model)
 
 
 def layer_sqnr(model: ResNet8, config: TorchConfig, calibration: np.ndarray, images: np.ndarray) -> dict[str, float]:

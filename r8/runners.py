@@ -14,6 +14,16 @@ import torch
 from r8.errors import R8Error
 
 
+def model_input(images: np.ndarray, nchw: bool) -> np.ndarray:
+    """uint8 NHWC images as the float32 array a model takes, in its layout."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2) if nchw else images, dtype=np.float32)
+
+
+def torch_input(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC images as the float NCHW tensor the torch models take."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float()
+
+
 @contextmanager
 def quantized_engine(engine: str | None):
     """Run with ``engine`` as the quantized kernel backend (a process-wide torch setting)."""
@@ -32,9 +42,8 @@ class TorchRunner:
         self.module, self.name, self.engine = module, name, engine
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
         with torch.inference_mode(), quantized_engine(self.engine):
-            return self.module(x).numpy()
+            return self.module(torch_input(images)).numpy()
 
 
 class KerasRunner:
@@ -67,8 +76,7 @@ class OnnxRunner:
         self.input_name, self.nchw = inp.name, inp.shape[1] == 3
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        x = images.transpose(0, 3, 1, 2) if self.nchw else images
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return self.session.run(None, {self.input_name: model_input(images, self.nchw)})[0]
 
 
 class TfliteRunner:
@@ -121,6 +129,5 @@ class OpenVinoRunner:
         self.name = name
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        x = images.transpose(0, 3, 1, 2) if self.nchw else images
-        self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        self.request.infer({0: model_input(images, self.nchw)})
         return self.request.get_output_tensor(0).data.copy()

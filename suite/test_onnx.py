@@ -11,19 +11,20 @@ from r8.data import load_split
 from r8.export import opset_of
 from r8.metrics import agreement, predict
 from r8.quant_ort import DEFAULT_MATRIX, int8_convs, op_counts
-from r8.runners import OnnxRunner
+from r8.runners import OnnxRunner, OpenVinoRunner
 
 PROB_ATOL = 1e-5  # issue #3: ONNX vs Keras, as for torch vs Keras
 
 
-@pytest.mark.parametrize("route", ["torch", "keras"])
-def test_onnx_parity_10k(route, keras_probs, test_split, report):
+@pytest.mark.parametrize("runtime, route", [(OnnxRunner, "torch"), (OnnxRunner, "keras"), (OpenVinoRunner, "torch")],
+                         ids=["onnxruntime-torch", "onnxruntime-keras", "openvino-torch"])
+def test_onnx_parity_10k(runtime, route, keras_probs, test_split, report):
     path = artifacts.onnx_fp32(route)
     onnx.checker.check_model(str(path), full_check=True)
     assert opset_of(path) >= 13
-    probs = predict(OnnxRunner(path), test_split.images, progress=False)
+    probs = predict(runtime(path), test_split.images, progress=False)
     diff = float(np.abs(probs - keras_probs).max())
-    report(f"parity keras-vs-onnx[{route}] max|dp|, argmax agreement (10k)",
+    report(f"parity keras-vs-{runtime.__name__}[{route}] max|dp|, argmax agreement (10k)",
            f"{diff:.2e}, {agreement(probs, keras_probs):.4%}")
     assert diff <= PROB_ATOL
     assert agreement(probs, keras_probs) == 1.0
@@ -66,13 +67,3 @@ def test_ort_int8_is_quantized(config):
     else:
         assert counts["QuantizeLinear"] > 0 and counts["DequantizeLinear"] > counts["QuantizeLinear"]
 
-
-def test_openvino_parity_10k(keras_probs, test_split, report):
-    from r8.runners import OpenVinoRunner
-
-    probs = predict(OpenVinoRunner(artifacts.onnx_fp32("torch")), test_split.images, progress=False)
-    diff = float(np.abs(probs - keras_probs).max())
-    report("parity keras-vs-openvino fp32 max|dp|, argmax agreement (10k)",
-           f"{diff:.2e}, {agreement(probs, keras_probs):.4%}")
-    assert diff <= PROB_ATOL
-    assert agreement(probs, keras_probs) == 1.0
