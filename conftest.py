@@ -9,6 +9,10 @@ import json
 import numpy as np
 import pytest
 
+from r8.keras_ref import import_tensorflow
+
+import_tensorflow()  # once, first: triton before tensorflow (a later triton import would crash)
+
 from r8 import artifacts, paths
 from r8.convert import convert, load_program
 from r8.data import load_split
@@ -81,14 +85,9 @@ def keras_runner(h5_path):
 
 
 @pytest.fixture(scope="session")
-def converted(h5_path):
-    """(torch model, torch-name -> keras-name mapping), converted fresh from the .h5."""
+def torch_model(h5_path):
+    """The converted model, fresh from the .h5 (``meta["keras_outputs"]``: Keras layer -> submodule)."""
     return convert(h5_path)
-
-
-@pytest.fixture(scope="session")
-def torch_model(converted):
-    return converted[0]
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Sessions that create their own environment: `nox -s quantize` (main job), `nox -s tests`."""
+"""Sessions that create their own environment: `nox -s quantize` (main job), `nox -s tests`,
+`nox -s study` (calibration size x seed study), `nox -s benchmark`."""
 
 import nox
 
@@ -23,6 +24,14 @@ def quantize(session):
     session.run("python", "-m", "r8", "download")  # a no-op where R8_DATA_DIR is already verified
     session.run("python", "-m", "r8", "convert", "-o", "reports/resnet8.pt")
     session.run("python", "-m", "r8", "quantize", "--backend", "all", "--out", "reports", *session.posargs)
+
+
+@nox.session
+def study(session):
+    """Each backend's two best int8 configs over calibration sizes 100..2000 x seeds 0-4 -> reports/study.*"""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "r8", "download")
+    session.run("python", "-m", "r8", "study", "--out", "reports", *session.posargs)
 
 
 @nox.session

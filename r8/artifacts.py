@@ -6,10 +6,10 @@ from pathlib import Path
 
 from r8 import paths
 from r8.cache import build_once, sha256
-from r8.calibration import calibration_set
-from r8.convert import convert, save_program
+from r8.calibration import CalibrationSet, calibration_set
+from r8.convert import convert, example_inputs, save_program
 from r8.errors import R8Error
-from r8.model import ResNet8
+from torch import fx
 
 
 @cache
@@ -20,9 +20,9 @@ def h5_sha256() -> str:
     return sha256(h5)
 
 
-def torch_fp32() -> ResNet8:
+def torch_fp32() -> fx.GraphModule:
     """The converted model (converting takes milliseconds, so it is not cached)."""
-    return convert(paths.keras_model_path())[0]
+    return convert(paths.keras_model_path())
 
 
 def exported_program() -> Path:
@@ -46,19 +46,40 @@ def onnx_preprocessed() -> Path:
                       lambda tmp: preprocess(onnx_fp32("torch"), tmp))
 
 
-def ort_int8(config, calibration: str = "train") -> Path:
+def ort_int8(config, cal: CalibrationSet | None = None) -> Path:
+    """An ONNX Runtime int8 model; its build facts (``r8.cache.build_facts``) hold the calibration
+    and quantization seconds and the calibrated ranges."""
     from r8.quant_ort import quantize
 
-    images = calibration_set(source=calibration)
-    return build_once(f"ort/{config.id}-{calibration}.onnx",
-                      {"h5": h5_sha256(), "calibration": images.sha256},
-                      lambda tmp: quantize(onnx_preprocessed(), tmp, config, images))
+    cal = cal or calibration_set()
+    return build_once(f"ort/{config.id}-{cal.tag}.onnx", {"h5": h5_sha256(), "calibration": cal.sha256},
+                      lambda tmp: quantize(onnx_preprocessed(), tmp, config, cal))
 
 
-def torch_int8(config, calibration: str = "train") -> Path:
+def onnx2torch_fp32() -> fx.GraphModule:
+    """The fallback route's model: the tf2onnx ONNX file converted by onnx2torch (NHWC input)."""
+    from r8.onnx_route import onnx_to_torch
+
+    return onnx_to_torch(onnx_fp32("keras"))
+
+
+TORCH_ROUTES = {"h5": torch_fp32, "onnx2torch": onnx2torch_fp32}  # route -> fp32 model
+
+
+def onnx2torch_program() -> Path:
+    return build_once("resnet8-onnx2torch.pt", {"h5": h5_sha256()}, lambda tmp: save_program(onnx2torch_fp32(), tmp))
+
+
+def torch_int8(config, cal: CalibrationSet | None = None, route: str = "h5") -> Path:
+    """A PyTorch int8 model (TorchScript, or torch.export for PT2E) of the ``route``'s fp32 model,
+    with build facts as ``ort_int8``."""
     from r8.quant_torch import quantize, save
 
-    images = calibration_set(source=calibration)
-    return build_once(f"torch/{config.id}-{calibration}.pt",
-                      {"h5": h5_sha256(), "calibration": images.sha256},
-                      lambda tmp: save(quantize(torch_fp32(), config, images.images), config, tmp))
+    cal = cal or calibration_set()
+    prefix = "torch" if route == "h5" else f"torch-{route}"
+
+    def build(tmp: Path) -> dict:
+        facts, fp32 = {}, TORCH_ROUTES[route]()
+        save(quantize(fp32, config, cal.images, facts), config, tmp, example_inputs(fp32))
+        return facts
+    return build_once(f"{prefix}/{config.id}-{cal.tag}.pt", {"h5": h5_sha256(), "calibration": cal.sha256}, build)

@@ -33,8 +33,9 @@ def _best(backend: str, rows: dict, fmt: str | None = None):
 
 
 def _keras():
-    import tensorflow as tf
+    from r8.keras_ref import import_tensorflow
 
+    tf = import_tensorflow()
     try:  # only possible before TF starts its runtime
         tf.config.threading.set_intra_op_parallelism_threads(THREADS)
         tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -57,7 +58,7 @@ def runtimes(rows: dict) -> dict[str, Runtime]:
     from r8.jobs import INT8_ARTIFACTS, int8_runner
 
     def file(backend, config):
-        return lambda: INT8_ARTIFACTS[backend](config, "train")
+        return lambda: INT8_ARTIFACTS[backend](config)
 
     def int8(backend, config):  # -> Runtime's (config, make, file)
         return config.id, lambda: int8_runner(backend, config, file(backend, config)(), threads=THREADS), \

@@ -1,12 +1,14 @@
 """Artifacts built once into ``R8_CACHE_DIR`` and reused while their inputs are unchanged.
 
 Each artifact sits beside a ``.key.json`` recording the sha256 of its inputs and of r8's own
-source; a file lock makes concurrent builders (pytest-xdist workers) wait instead of racing.
+source, and what its build recorded (wall time, ...); a file lock makes concurrent builders
+(pytest-xdist workers) wait instead of racing.
 """
 
 import hashlib
 import json
 import os
+import time
 from functools import cache
 from pathlib import Path
 from typing import Callable
@@ -33,20 +35,33 @@ def code_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def build_once(name: str, inputs: dict, build: Callable[[Path], None]) -> Path:
+def build_once(name: str, inputs: dict, build: Callable[[Path], dict | None]) -> Path:
     """Return ``R8_CACHE_DIR/name``, calling ``build(tmp_path)`` first unless a copy built from
     the same ``inputs`` (a JSON-able dict, hashed) and the same r8 code exists. ``build`` writes
-    to ``tmp_path``; only a complete file is renamed into place."""
+    to ``tmp_path``; only a complete file is renamed into place. What ``build`` returns (JSON-able
+    facts, e.g. timings) is kept with the wall time of the build: see :func:`build_facts`."""
     path = paths.cache_dir() / name
     path.parent.mkdir(parents=True, exist_ok=True)
     key = {"code": code_hash(), **inputs}
-    key_file = path.with_name(path.name + ".key.json")
+    key_file = _key_file(path)
     with FileLock(str(path) + ".lock"):
-        if path.exists() and key_file.exists() and json.loads(key_file.read_text()) == key:
+        if path.exists() and key_file.exists() and json.loads(key_file.read_text()).get("key") == key:
             return path
-        atomic_write(path, build)
-        atomic_write(key_file, lambda tmp: tmp.write_text(json.dumps(key, indent=1)))
+        facts = {}
+        start = time.perf_counter()
+        atomic_write(path, lambda tmp: facts.update(build(tmp) or {}))
+        record = {"key": key, "facts": {"build_s": time.perf_counter() - start, **facts}}
+        atomic_write(key_file, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
     return path
+
+
+def build_facts(path: Path) -> dict:
+    """What the build of a cached artifact recorded: ``build_s`` and whatever ``build`` returned."""
+    return json.loads(_key_file(path).read_text())["facts"]
+
+
+def _key_file(path: Path) -> Path:
+    return path.with_name(path.name + ".key.json")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

@@ -20,8 +20,9 @@ SOURCES = ("train", "mlcommons-test-overlap")
 
 
 def stratified_indices(labels: np.ndarray, n: int, seed: int, num_classes: int = 10) -> np.ndarray:
-    if n % num_classes:
-        raise R8Error(f"calibration size {n} is not a multiple of {num_classes} classes")
+    if n <= 0 or n % num_classes or n > len(labels):
+        raise R8Error(f"calibration size {n} must be a positive multiple of {num_classes} classes, "
+                      f"at most {len(labels)}")
     rng = np.random.default_rng(seed)
     picks = [rng.choice(np.flatnonzero(labels == c), n // num_classes, replace=False)
              for c in range(num_classes)]
@@ -31,6 +32,18 @@ def stratified_indices(labels: np.ndarray, n: int, seed: int, num_classes: int =
 def calibration_set(n: int = 1000, seed: int = 0, source: str = "train") -> "CalibrationSet":
     """Build (once, into the cache) and load the calibration images; the ``.npz`` records the
     indices, the seed, the source split and the sha256 of the images."""
+    path, split = calibration_file(n, seed, source)
+    saved = np.load(path)
+    images = split.images[saved["indices"]]
+    if hashlib.sha256(images.tobytes()).hexdigest() != str(saved["sha256"]):
+        raise R8Error(f"{path}: its images no longer match the {split.name} split (sha256 differs)")
+    return CalibrationSet(f"calibration-{source}", images, split.labels[saved["indices"]],
+                          indices=saved["indices"], seed=int(saved["seed"]), source=source,
+                          sha256=str(saved["sha256"]))
+
+
+def calibration_file(n: int = 1000, seed: int = 0, source: str = "train") -> tuple[Path, Split]:
+    """The cached ``.npz`` of a calibration set (built on first use) and the split it indexes."""
     if source == "train":
         split, name = load_split("train"), f"calibration/train-n{n}-seed{seed}.npz"
         make = lambda: stratified_indices(split.labels, n, seed)  # noqa: E731
@@ -46,14 +59,7 @@ def calibration_set(n: int = 1000, seed: int = 0, source: str = "train") -> "Cal
         with open(tmp, "wb") as f:
             np.savez(f, indices=idx, seed=seed, source=source, split=split.name, sha256=digest)
 
-    path = build_once(name, {"n": n, "seed": seed, "source": source}, build)
-    saved = np.load(path)
-    images = split.images[saved["indices"]]
-    if hashlib.sha256(images.tobytes()).hexdigest() != str(saved["sha256"]):
-        raise R8Error(f"{path}: its images no longer match the {split.name} split (sha256 differs)")
-    return CalibrationSet(f"calibration-{source}", images, split.labels[saved["indices"]],
-                          indices=saved["indices"], seed=int(saved["seed"]), source=source,
-                          sha256=str(saved["sha256"]))
+    return build_once(name, {"n": n, "seed": seed, "source": source}, build), split
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,11 @@ class CalibrationSet(Split):
     seed: int = 0
     source: str = "train"
     sha256: str = ""
+
+    @property
+    def tag(self) -> str:
+        """Names the artifacts built from this set: ``train-n1000-seed0``, ``mlcommons-test-overlap``."""
+        return f"{self.source}-n{len(self.labels)}-seed{self.seed}" if self.source == "train" else self.source
 
     def summary(self) -> dict:
         return {"source": self.source, "n": len(self.labels), "seed": self.seed,

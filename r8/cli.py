@@ -1,4 +1,5 @@
-"""``python -m r8 {convert,evaluate,download}``: the command-line contract."""
+"""``python -m r8 {convert,inspect,evaluate,quantize,calibrate,study,benchmark,download}``: the
+command-line contract."""
 
 import argparse
 import json
@@ -10,21 +11,48 @@ from r8.errors import R8Error
 
 
 def make_runner(backend: str, h5: Path):
-    if backend == "keras":
-        from r8.runners import KerasRunner
-
-        return KerasRunner(h5)
+    """A runner for a CIFAR-10 classifier ``.h5``: one 32x32x3 input, 10 outputs."""
     from r8.convert import convert
-    from r8.runners import TorchRunner
+    from r8.runners import KerasRunner, TorchRunner
 
-    return TorchRunner(convert(h5)[0])
+    model = convert(h5)  # reads and checks the file, for either backend
+    shapes = model.meta["input_shapes"], model.meta["output_shapes"]
+    if shapes != ([(3, 32, 32)], [(10,)]):
+        raise R8Error(f"{h5}: not a CIFAR-10 classifier: inputs {shapes[0]} (NCHW), outputs {shapes[1]}; "
+                      "expected one (3, 32, 32) input and 10 outputs")
+    return KerasRunner(h5) if backend == "keras" else TorchRunner(model)
 
 
 def cmd_convert(args) -> None:
     from r8.convert import convert, save
 
-    out, state = save(convert(args.model)[0], args.out)
+    if args.route == "onnx2torch":  # the fallback: Keras -> ONNX (tf2onnx) -> PyTorch (onnx2torch)
+        import tempfile
+
+        from r8.export import keras_to_onnx
+        from r8.onnx_route import onnx_to_torch
+
+        with tempfile.TemporaryDirectory() as tmp:
+            keras_to_onnx(args.model, Path(tmp) / "model.onnx")
+            model = onnx_to_torch(Path(tmp) / "model.onnx")
+    else:
+        model = convert(args.model)
+    out, state = save(model, args.out)
     print(f"wrote {out} and {state}")
+
+
+def cmd_inspect(args) -> None:
+    from r8.convert import format_table, inspect
+
+    rows, problems = inspect(args.model)
+    print(format_table(rows))
+    params = sum(r["params"] for r in rows)
+    if problems:
+        print(f"\n{len(problems)} unsupported layer(s); {args.model} cannot be converted until they are replaced:")
+        for p in problems:
+            print(f"  {p}")
+        raise SystemExit(1)
+    print(f"\n{len(rows)} layers, {params:,} parameters: every layer is supported")
 
 
 def cmd_evaluate(args) -> None:
@@ -41,13 +69,38 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_quantize(args) -> None:
+    from r8.calibration import calibration_set
     from r8.jobs import quantize_job
 
-    report = quantize_job(args.backend, args.out, args.calibration)
+    cal = calibration_set(args.calibration_size, args.calibration_seed, args.calibration)
+    report = quantize_job(args.backend, args.out, cal)
     best = min(report["rows"], key=lambda r: r["drop_pp"])
     print(f"fp32 top-1 {report['fp32_top1']:.2%}; {len(report['rows'])} rows; best {best['backend']} "
-          f"{best['config']}: {best['top1']:.2%} ({best['drop_pp']:+.2f} pp)")
+          f"{best['config']}: {best['top1']:.2%} (drop {best['drop_pp']:.2f} pp, 95 % CI "
+          f"{best['drop_ci95_pp'][0]:.2f} to {best['drop_ci95_pp'][1]:.2f})")
     print(f"wrote {args.out / 'quantization.md'} and {args.out / 'quantization.json'}")
+
+
+def cmd_calibrate(args) -> None:
+    import shutil
+
+    from r8.cache import atomic_write
+    from r8.calibration import calibration_file
+
+    path, _ = calibration_file(args.n, args.seed, args.source)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out, lambda tmp: shutil.copyfile(path, tmp))
+    print(f"wrote {args.out} ({args.source}, n={args.n}, seed={args.seed})")
+
+
+def cmd_study(args) -> None:
+    from r8.jobs import STUDY_SEEDS, STUDY_SIZES, study_job
+
+    report = study_job(args.out, tuple(args.sizes or STUDY_SIZES), tuple(args.seeds or STUDY_SEEDS), args.configs)
+    for s in report["summary"]:
+        print(f"{s['backend']} {s['config']} n={s['n']}: mean drop {s['mean_drop_pp']:.3f} pp "
+              f"(std {s['std_drop_pp']:.3f}, {s['min_drop_pp']:.2f}..{s['max_drop_pp']:.2f})")
+    print(f"wrote {args.out / 'study.md'} and {args.out / 'study.json'}")
 
 
 def cmd_benchmark(args) -> None:
@@ -84,11 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m r8", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("convert", help="convert the Keras .h5 to a torch.export .pt (+ state_dict)")
+    p = sub.add_parser("convert", help="convert any Keras .h5 of the MLPerf Tiny layer set to a torch.export .pt (+ state_dict)")
     p.add_argument("--model", type=Path, default=paths.keras_model_path())
     p.add_argument("-o", "--out", type=Path, required=True)
+    p.add_argument("--route", choices=("h5", "onnx2torch"), default="h5",
+                   help="h5: r8's own converter (default, NCHW); onnx2torch: tf2onnx then onnx2torch "
+                        "(needs tensorflow; keeps Keras's NHWC input)")
     p.set_defaults(run=cmd_convert)
 
+    p = sub.add_parser("inspect", help="the layer table of any Keras .h5 and which layers r8 cannot convert")
+    p.add_argument("--model", type=Path, default=paths.keras_model_path())
+    p.set_defaults(run=cmd_inspect)
+
+    from r8.calibration import SOURCES
     from r8.data import SUBSETS
 
     p = sub.add_parser("evaluate", help="top-1 overall and per class")
@@ -101,10 +162,27 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("quantize", help="int8 quantize every default config, evaluate, report")
     p.add_argument("--backend", choices=("ort", "torch", "all"), default="all")
     p.add_argument("--out", type=Path, default=Path("reports"))
-    p.add_argument("--calibration", choices=("train", "mlcommons-test-overlap"), default="train",
-                   help="calibration images: 1000 stratified training images (default), or the "
+    p.add_argument("--calibration", choices=SOURCES, default="train",
+                   help="calibration images: stratified training images (default), or the "
                         "MLCommons list, which overlaps the test set (comparison only)")
+    p.add_argument("--calibration-size", type=int, default=1000, help="training images, a multiple of 10")
+    p.add_argument("--calibration-seed", type=int, default=0)
     p.set_defaults(run=cmd_quantize)
+
+    p = sub.add_parser("calibrate", help="write the calibration set (indices, seed, sha256) as .npz")
+    p.add_argument("--n", type=int, default=1000, help="images, a multiple of 10 (train source)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--source", choices=SOURCES, default="train")
+    p.add_argument("-o", "--out", type=Path, required=True)
+    p.set_defaults(run=cmd_calibrate)
+
+    p = sub.add_parser("study", help="int8 drop over calibration sizes and seeds, each backend's two best configs")
+    p.add_argument("--out", type=Path, default=Path("reports"))
+    p.add_argument("--sizes", type=int, nargs="+", help="calibration sizes (default 100 250 500 1000 2000)")
+    p.add_argument("--seeds", type=int, nargs="+", help="calibration seeds (default 0 1 2 3 4)")
+    p.add_argument("--configs", nargs="+", help="backend/config ids, e.g. ort/qop-u8s8-perchannel-minmax "
+                                                  "(default: each backend's two best default configs)")
+    p.set_defaults(run=cmd_study)
 
     p = sub.add_parser("benchmark", help="CPU inference benchmarks of every runtime, report + plots")
     p.add_argument("--out", type=Path, default=Path("reports"))

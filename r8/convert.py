@@ -1,187 +1,135 @@
-"""Keras ResNet8 ``.h5`` -> PyTorch, with h5py alone (no tensorflow).
-
-The Keras graph (layers and their inbound nodes in ``model_config``) is walked from the input
-and matched, layer by layer, onto :class:`r8.model.ResNet8`; every mismatch is an error that
-names the file and the layer.
+"""Keras ``.h5`` -> PyTorch, with h5py alone (no tensorflow): the model is built from the
+file's own graph, one converter per layer type (:mod:`r8.layers`), wired along the inbound
+nodes into an FX ``GraphModule`` whose submodules are named after the Keras layers.
 """
 
-import json
 import os
-from dataclasses import dataclass, field
+import re
 from pathlib import Path
 
-import h5py
-import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 
 from r8.cache import atomic_write
 from r8.errors import R8Error
-from r8.model import ResNet8
+from r8.keras_h5 import KerasModel, read_h5
+from r8.layers import CONVERTERS, SUPPORTED
 
-SUPPORTED = {"InputLayer", "Conv2D", "BatchNormalization", "Activation", "ReLU", "Add",
-             "AveragePooling2D", "Flatten", "Dense"}
+CONTRACT = """A Keras model converted to PyTorch by r8 (h5py route).
 
-
-@dataclass
-class KerasLayer:
-    name: str
-    kind: str  # class_name, or "relu"/"softmax" for activation layers
-    config: dict
-    inputs: list[str]
-    weights: dict[str, np.ndarray] = field(default_factory=dict)  # "kernel", "gamma", ...
+Layout contract: 4-D inputs and outputs are NCHW (PyTorch's convention; Keras's are NHWC),
+every other rank is as in Keras. Flatten and Reshape after a 4-D tensor keep Keras's (H, W, C)
+element order. Inputs take the values the Keras model took (for the MLPerf Tiny ResNet8: raw
+pixels 0..255, float32); the batch dimension is dynamic.
+"""
 
 
-class KerasGraph:
-    def __init__(self, path: Path, layers: dict[str, KerasLayer], input_name: str):
-        self.path, self.layers, self.input_name = path, layers, input_name
-
-    def error(self, msg: str) -> R8Error:
-        return R8Error(f"{self.path}: {msg}")
-
-    def consumers(self, name: str) -> list[KerasLayer]:
-        return [layer for layer in self.layers.values() if name in layer.inputs]
-
-    def next(self, name: str, kind: str) -> KerasLayer:
-        """The single layer fed by ``name``, which must be of ``kind``."""
-        found = self.consumers(name)
-        if len(found) != 1 or found[0].kind != kind:
-            got = ", ".join(f"{c.name} ({c.kind})" for c in found) or "nothing"
-            raise self.error(f"expected one {kind} layer after '{name}', found {got}; "
-                             "not the MLPerf Tiny ResNet8 architecture")
-        return found[0]
+def _module_name(name: str, taken: set[str]) -> str:
+    """A valid, unique submodule name close to the Keras name."""
+    base = re.sub(r"\W", "_", name)
+    base = f"_{base}" if base[0].isdigit() or hasattr(fx.GraphModule, base) else base
+    out, i = base, 1
+    while out in taken:
+        out, i = f"{base}_{i}", i + 1
+    taken.add(out)
+    return out
 
 
-def _layer_kind(class_name: str, config: dict) -> str:
-    if class_name == "Activation":
-        return config["activation"]
-    return "relu" if class_name == "ReLU" else class_name
+def to_keras_shape(t: torch.Tensor) -> tuple:
+    """Per-sample Keras-layout shape of a torch tensor (NCHW -> HWC for 4-D)."""
+    shape = tuple(t.shape[1:])
+    return (*shape[1:], shape[0]) if t.dim() == 4 else shape
 
 
-def read_h5(path: str | os.PathLike) -> KerasGraph:
-    """Read a full Keras 2 ``.h5`` model (config + weights) without tensorflow."""
-    path = Path(path)
-    if not path.is_file():
-        raise R8Error(f"{path}: file not found")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise R8Error(f"{path}: not a readable HDF5 file ({e})") from None
-    with f:
-        if "model_config" not in f.attrs or "model_weights" not in f:
-            raise R8Error(f"{path}: no 'model_config'/'model_weights': not a full Keras model file "
-                          "(weights-only files are not supported)")
-        config = json.loads(f.attrs["model_config"])
-        layers, inputs = {}, []
-        for spec in config["config"]["layers"]:
-            name, cls = spec["name"], spec["class_name"]
-            if cls not in SUPPORTED:
-                raise R8Error(f"{path}: layer '{name}' has unsupported type {cls}; "
-                              "not the MLPerf Tiny ResNet8 architecture")
-            inbound = [n[0] for node in spec.get("inbound_nodes", []) for n in node]
-            layer = KerasLayer(name, _layer_kind(cls, spec["config"]), spec["config"], inbound)
-            group = f["model_weights"].get(name)
-            for wname in group.attrs.get("weight_names", []) if group is not None else []:
-                wname = wname.decode() if isinstance(wname, bytes) else wname
-                short = wname.rsplit("/", 1)[-1].split(":")[0]
-                layer.weights[short] = np.asarray(group[wname], dtype=np.float32)
-            layers[name] = layer
-            if cls == "InputLayer":
-                inputs.append(name)
-    if len(inputs) != 1:
-        raise R8Error(f"{path}: expected one input layer, found {len(inputs)}")
-    return KerasGraph(path, layers, inputs[0])
+def to_torch_shape(keras_shape: tuple) -> tuple:
+    return (keras_shape[-1], *keras_shape[:-1]) if len(keras_shape) == 3 else tuple(keras_shape)
 
 
-def match_resnet8(graph: KerasGraph) -> dict[str, str]:
-    """Torch module name -> Keras layer name, by walking the Keras graph from its input."""
-    m: dict[str, str] = {}
-
-    def chain(start: str, steps: list[tuple[str, str]]) -> str:
-        cur = start
-        for torch_name, kind in steps:
-            cur = m[torch_name] = graph.next(cur, kind).name
-        return cur
-
-    x = chain(graph.input_name, [("conv", "Conv2D"), ("bn", "BatchNormalization"), ("relu", "relu")])
-    for stage in ("stage1", "stage2", "stage3"):
-        convs = [c for c in graph.consumers(x) if c.kind == "Conv2D"]
-        body = [c for c in convs if tuple(c.config["kernel_size"]) == (3, 3)]
-        if len(body) != 1:
-            raise graph.error(f"expected one 3x3 Conv2D after '{x}' ({stage}), found {len(body)}")
-        m[f"{stage}.conv1"] = body[0].name
-        y = chain(body[0].name, [(f"{stage}.bn1", "BatchNormalization"), (f"{stage}.relu1", "relu"),
-                                 (f"{stage}.conv2", "Conv2D"), (f"{stage}.bn2", "BatchNormalization")])
-        add = graph.next(y, "Add")
-        shortcut = [i for i in add.inputs if i != y]
-        if len(add.inputs) != 2 or len(shortcut) != 1:
-            raise graph.error(f"'{add.name}' must add '{y}' and one shortcut, got {add.inputs}")
-        if shortcut[0] != x:
-            if shortcut[0] not in {c.name for c in convs} or graph.layers[shortcut[0]].inputs != [x]:
-                raise graph.error(f"shortcut '{shortcut[0]}' of '{add.name}' is neither '{x}' "
-                                  "nor a Conv2D of it")
-            m[f"{stage}.shortcut"] = shortcut[0]
-        m[f"{stage}.add"] = add.name
-        x = chain(add.name, [(f"{stage}.relu2", "relu")])
-    out = chain(x, [("pool", "AveragePooling2D"), ("flatten", "Flatten"), ("fc", "Dense")])
-    if graph.layers[out].config.get("activation") != "softmax" or graph.consumers(out):
-        raise graph.error(f"'{out}' must be the output Dense layer with softmax activation")
-    unused = set(graph.layers) - set(m.values()) - {graph.input_name}
-    if unused:
-        raise graph.error(f"layers not part of ResNet8: {sorted(unused)}")
-    return m
-
-
-def _weight(graph: KerasGraph, layer: KerasLayer, key: str, shape: tuple, module: str) -> torch.Tensor:
-    if key not in layer.weights:
-        raise graph.error(f"layer '{layer.name}' has no weight '{key}' (has {sorted(layer.weights)})")
-    w = layer.weights[key]
-    if key == "kernel":  # Keras (H, W, in, out) conv / (in, out) dense -> torch (out, in, H, W) / (out, in)
-        w = w.transpose(3, 2, 0, 1) if w.ndim == 4 else w.T
-    if w.shape != shape:
-        raise graph.error(f"weight '{layer.name}/{key}' has shape {layer.weights[key].shape}, "
-                          f"which does not fit ResNet8 {module} (torch shape {tuple(shape)})")
-    return torch.from_numpy(np.ascontiguousarray(w))
-
-
-def _check_conv(graph: KerasGraph, layer: KerasLayer, conv: nn.Conv2d, name: str) -> None:
-    c = layer.config
-    want = {"kernel_size": list(conv.kernel_size), "strides": list(conv.stride), "padding": "same",
-            "activation": "linear", "data_format": "channels_last", "use_bias": True}
-    got = {k: c.get(k) for k in want}
-    if got != want or c.get("dilation_rate", [1, 1]) != [1, 1] or c.get("groups", 1) != 1:
-        raise graph.error(f"layer '{layer.name}' config {got} does not fit ResNet8 {name} {want}")
+def _build(model: KerasModel, problems: list | None = None):
+    """Trace the Keras graph into an FX graph. With ``problems`` a list, unsupported layers are
+    recorded there (and whatever depends on them skipped) instead of raising: for ``inspect``.
+    Returns (root module, graph, {keras layer: torch module of its output}, torch output shapes,
+    layer table rows)."""
+    root, graph, taken = nn.Module(), fx.Graph(), set()
+    values: dict[str, tuple] = {}  # keras layer -> (fx node, example output, batch 1)
+    outputs, rows = {}, []
+    shapes = dict(zip(model.inputs, model.input_shapes()))
+    for layer in model.layers:
+        params = int(sum(w.size for w in layer.weights.values()))
+        row = {"name": layer.name, "type": layer.class_name, "params": params, "shape": None, "problem": None}
+        rows.append(row)
+        try:
+            if layer.class_name == "InputLayer":
+                if layer.name not in shapes:
+                    raise layer.error("is not one of the model's inputs")
+                example = torch.zeros(1, *to_torch_shape(shapes[layer.name]))
+                values[layer.name] = (graph.placeholder(_module_name(layer.name, taken)), example)
+                row["shape"] = shapes[layer.name]
+                continue
+            if layer.class_name not in CONVERTERS:
+                raise layer.error(f"has an unsupported type; supported: {', '.join(SUPPORTED)}")
+            missing = [i for i in layer.inputs if i not in values]
+            if missing:
+                if problems is not None:
+                    continue  # depends on an unsupported layer, already reported
+                raise layer.error(f"reads {missing}, which come later in the file or do not exist")
+            args = [values[i][0] for i in layer.inputs]
+            examples = [values[i][1] for i in layer.inputs]
+            with torch.no_grad():
+                for name, module in CONVERTERS[layer.class_name](layer, [to_keras_shape(e) for e in examples]):
+                    name = _module_name(name, taken)
+                    root.add_module(name, module.eval())
+                    if getattr(module, "takes_list", False):
+                        args, examples = [args], [examples]
+                    examples = [module(*examples)]
+                    args = [graph.call_module(name, tuple(args))]
+            values[layer.name], outputs[layer.name] = (args[0], examples[0]), name
+            row["shape"] = to_keras_shape(examples[0])
+        except R8Error as e:
+            if problems is None:
+                raise
+            problems.append(str(e))
+            row["problem"] = str(e).split(": ", 1)[-1]
+    missing = [o for o in model.outputs if o not in values]
+    if missing and problems is None:
+        raise R8Error(f"{model.path}: output layers {missing} are not in the model")
+    nodes = [values[o][0] for o in model.outputs if o in values]
+    graph.output(nodes[0] if len(nodes) == 1 else tuple(nodes))
+    output_shapes = [tuple(values[o][1].shape[1:]) for o in model.outputs if o in values]
+    return root, graph, outputs, output_shapes, rows
 
 
-def load_weights(model: ResNet8, graph: KerasGraph, mapping: dict[str, str]) -> None:
-    with torch.no_grad():
-        for name, keras_name in mapping.items():
-            layer, module = graph.layers[keras_name], model.get_submodule(name)
-            if isinstance(module, nn.Sequential):  # same_conv: (pad, conv)
-                module = module[1]
-                _check_conv(graph, layer, module, name)
-            if isinstance(module, nn.Conv2d | nn.Linear):
-                module.weight.copy_(_weight(graph, layer, "kernel", module.weight.shape, name))
-                module.bias.copy_(_weight(graph, layer, "bias", module.bias.shape, name))
-            elif isinstance(module, nn.BatchNorm2d):
-                module.eps = float(layer.config["epsilon"])
-                for key, p in [("gamma", module.weight), ("beta", module.bias),
-                               ("moving_mean", module.running_mean),
-                               ("moving_variance", module.running_var)]:
-                    p.copy_(_weight(graph, layer, key, p.shape, name))
-            elif isinstance(module, nn.AvgPool2d):
-                if layer.config["pool_size"] != [module.kernel_size] * 2:
-                    raise graph.error(f"layer '{keras_name}' pool_size {layer.config['pool_size']} "
-                                      f"!= ResNet8's {module.kernel_size}")
+def convert(path: str | os.PathLike) -> fx.GraphModule:
+    """Build the torch model of a Keras ``.h5`` (in eval mode). ``model.meta["keras_outputs"]``
+    maps each Keras layer to the submodule whose output equals that layer's output."""
+    keras_model = read_h5(path)
+    root, graph, outputs, output_shapes, _ = _build(keras_model)
+    model = fx.GraphModule(root, graph, class_name="KerasModel")
+    model.__class__.__doc__ = CONTRACT
+    # meta survives deepcopy: per-sample torch input/output shapes, and Keras layer -> submodule
+    model.meta.update(input_shapes=[to_torch_shape(s) for s in keras_model.input_shapes()],
+                      output_shapes=output_shapes, keras_outputs=outputs)
+    return model.eval()
 
 
-def convert(path: str | os.PathLike) -> tuple[ResNet8, dict[str, str]]:
-    """Build the torch ResNet8 from a Keras ``.h5``; returns (model in eval mode, name mapping)."""
-    graph = read_h5(path)
-    mapping = match_resnet8(graph)
-    model = ResNet8()
-    load_weights(model, graph, mapping)
-    return model.eval(), mapping
+def inspect(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
+    """The layer table (name, type, Keras output shape, parameters, problem) and the list of
+    problems, reading every layer instead of stopping at the first unsupported one."""
+    problems: list[str] = []
+    rows = _build(read_h5(path), problems)[-1]
+    return rows, problems
+
+
+def example_inputs(model: fx.GraphModule, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    """Zero inputs of a model made by :func:`convert`, in its input shapes."""
+    return tuple(torch.zeros(batch, *s) for s in model.meta["input_shapes"])
+
+
+def export_program(model: nn.Module, inputs: tuple | None = None) -> torch.export.ExportedProgram:
+    """``torch.export`` with a dynamic batch dimension on every input."""
+    inputs = inputs or example_inputs(model)
+    batch = torch.export.Dim("batch")
+    return torch.export.export(model, inputs, dynamic_shapes=tuple({0: batch} for _ in inputs))
 
 
 def save(model: nn.Module, out: str | os.PathLike) -> tuple[Path, Path]:
@@ -195,15 +143,27 @@ def save(model: nn.Module, out: str | os.PathLike) -> tuple[Path, Path]:
     return out, state
 
 
-def save_program(model: nn.Module, path: Path) -> None:
-    """``torch.export`` the NCHW model with a dynamic batch dimension and save it to ``path``."""
-    example = (torch.zeros(2, 3, 32, 32),)
-    program = torch.export.export(model, example, dynamic_shapes=({0: torch.export.Dim("batch")},))
+def save_program(model: fx.GraphModule, path: Path) -> None:
+    """Save the exported program to ``path``, the layout contract as its ``CONTRACT.txt``."""
+    contract = model.meta.get("contract", CONTRACT)
     with open(path, "wb") as f:  # a file object: torch.export insists on a .pt2 name otherwise
-        torch.export.save(program, f)
+        torch.export.save(export_program(model), f, extra_files={"CONTRACT.txt": contract})
 
 
 def load_program(path: str | os.PathLike) -> nn.Module:
     """Load a model written by :func:`save` (plain ``torch.export.load`` works too)."""
     with open(path, "rb") as f:
         return torch.export.load(f).module()
+
+
+def format_table(rows: list[dict]) -> str:
+    """``inspect``'s layer table as aligned text."""
+    table = [("layer", "type", "output shape", "params", "")]
+    for r in rows:
+        shape = "?" if r["shape"] is None else str(tuple(r["shape"]))
+        table.append((r["name"], r["type"], shape, f"{r['params']:,}",
+                      f"UNSUPPORTED: {r['problem']}" if r["problem"] else ""))
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    return "\n".join(("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4]).rstrip()
+                     for row in table)
+

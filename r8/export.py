@@ -7,12 +7,14 @@ from pathlib import Path
 import onnx
 import torch
 
+from r8.convert import example_inputs
+
 OPSET = 18
 
 
-def torch_to_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = OPSET) -> None:
+def torch_to_onnx(model: torch.fx.GraphModule, path: str | os.PathLike, opset: int = OPSET) -> None:
     # The dynamo exporter folds the explicit TF-'same' ZeroPad2d into Conv's pads attribute.
-    program = torch.onnx.export(model, (torch.zeros(2, 3, 32, 32),), dynamo=True, opset_version=opset,
+    program = torch.onnx.export(model, example_inputs(model), dynamo=True, opset_version=opset,
                                 input_names=["input"], output_names=["probs"],
                                 dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
     program.save(str(path))
@@ -20,14 +22,14 @@ def torch_to_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = 
 
 
 def keras_to_onnx(h5: str | os.PathLike, path: str | os.PathLike, opset: int = OPSET) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
+    from r8.keras_ref import import_tensorflow, load_keras_model
+
+    tf = import_tensorflow()
     import tf2onnx
 
-    model = keras.models.load_model(h5, compile=False)
+    model = load_keras_model(h5)
     # Keras 3 models carry no saved input spec: tf2onnx needs it spelled out.
-    spec = [tf.TensorSpec((None, 32, 32, 3), tf.float32, name="input")]
+    spec = [tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32, name="input")]
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
     onnx.save(proto, str(path))
     _check(path)

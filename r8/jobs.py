@@ -1,33 +1,55 @@
-"""The main job behind `python -m r8 quantize`: every int8 config of the default matrix, per
-backend, evaluated on the 10k test images against the fp32 baseline, the MLCommons int8 TFLite
-reference beside them, and the per-layer SQNR of each backend's best and worst config."""
+"""The jobs behind `python -m r8 quantize` and `python -m r8 study`.
 
+quantize: every int8 config of the default matrix, per backend, evaluated on the 10k test
+images against the fp32 baseline (paired: McNemar and a bootstrap interval of each drop), the
+MLCommons int8 TFLite reference beside them, and the per-layer SQNR of each backend's best and
+worst config. study: each backend's two best configs over calibration sizes and seeds.
+"""
+
+from itertools import groupby
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from r8 import artifacts, paths
-from r8.calibration import calibration_set
+from r8.cache import build_facts
+from r8.calibration import CalibrationSet, calibration_set
 from r8.data import Split, load_split, perf_indices
-from r8.metrics import per_class, predict, top1
-from r8.report import write_quantization_report
+from r8.errors import R8Error
+from r8.metrics import paired_drop, per_class, predict, top1
+from r8.report import write_quantization_report, write_study_report
 from r8.runners import OnnxRunner, TfliteRunner, TorchRunner
 
 SQNR_IMAGES = 500  # test images the per-layer SQNR is measured on
+BACKENDS = ("ort", "torch")  # r8's own routes: gated at <= 0.2 pp for the best config, studied
+QUANTIZE_BACKENDS = (*BACKENDS, "torch-onnx2torch")
+STUDY_SIZES = (100, 250, 500, 1000, 2000)  # issue #8
+STUDY_SEEDS = (0, 1, 2, 3, 4)
 
 
-def int8_row(backend: str, config: str, probs, fp32_top1: float, test: Split, size_bytes: int) -> dict:
-    """One row of quantization.json (accuracies are fractions, the drop is in percent points)."""
+def int8_row(backend: str, config: str, probs: np.ndarray, fp32_probs: np.ndarray, test: Split,
+             artifact: Path, facts: dict | None = None) -> dict:
+    """One row of quantization.json (accuracies are fractions, the drop is in percent points),
+    paired against the fp32 predictions on the same images."""
     perf = perf_indices("perf200", paths.data_dir())
     acc = top1(probs, test.labels)
-    return {"backend": backend, "config": config, "top1": acc,
-            "top1_perf200": top1(probs[perf], test.labels[perf]),
-            "drop_pp": round((fp32_top1 - acc) * 100, 4), "size_bytes": size_bytes,
-            "per_class": per_class(probs, test.labels)}
+    row = {"backend": backend, "config": config, "top1": acc,
+           "top1_perf200": top1(probs[perf], test.labels[perf]),
+           "drop_pp": round((top1(fp32_probs, test.labels) - acc) * 100, 4),
+           **paired_drop(fp32_probs, probs, test.labels),
+           "size_bytes": artifact.stat().st_size, "artifact": str(artifact),
+           "per_class": per_class(probs, test.labels)}
+    for key in ("calibration_s", "quantize_s"):
+        if facts and key in facts:
+            row[key] = round(facts[key], 3)
+    return row
 
 
-INT8_ARTIFACTS = {"ort": artifacts.ort_int8, "torch": artifacts.torch_int8}  # (config, calibration) -> Path
+# backend -> (config, CalibrationSet | None) -> Path. "torch-onnx2torch": the fallback route's model.
+INT8_ARTIFACTS = {"ort": artifacts.ort_int8, "torch": artifacts.torch_int8,
+                  "torch-onnx2torch": lambda config, cal=None: artifacts.torch_int8(config, cal, route="onnx2torch")}
 
 
 def int8_runner(backend: str, config, path: Path, threads: int = 0):
@@ -38,26 +60,32 @@ def int8_runner(backend: str, config, path: Path, threads: int = 0):
 
     if threads:
         torch.set_num_threads(threads)
-    return TorchRunner(load(config, path), name=f"torch-{config.id}", engine=config.engine)
+    return TorchRunner(load(config, path), name=f"{backend}-{config.id}", engine=config.engine,
+                       nhwc=backend == "torch-onnx2torch")
 
 
-def backend_configs(backend: str) -> tuple[list, list]:
-    """(default matrix, full matrix) of a backend's int8 configs."""
+def backend_configs(backend: str, available: bool = False) -> tuple[list, list]:
+    """(default matrix, full matrix) of a backend's int8 configs; with ``available``, only the
+    configs this build of torch can run."""
     from r8 import quant_ort, quant_torch
 
+    if backend == "torch-onnx2torch":
+        return quant_torch.ONNX2TORCH_MATRIX, quant_torch.ONNX2TORCH_MATRIX
     module = {"ort": quant_ort, "torch": quant_torch}[backend]
-    return module.DEFAULT_MATRIX, module.FULL_MATRIX
+    keep = (lambda c: quant_torch.engine_available(c.engine)) if available and backend == "torch" else bool
+    return [c for c in module.DEFAULT_MATRIX if keep(c)], [c for c in module.FULL_MATRIX if keep(c)]
 
 
-def config_row(backend: str, config, fp32_top1: float, test: Split, calibration: str = "train",
+def config_row(backend: str, config, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet | None = None,
                progress: bool = False) -> dict:
     """Build (or reuse) one int8 artifact, evaluate it on ``test``, return its report row."""
-    path = INT8_ARTIFACTS[backend](config, calibration)
+    cal = cal or calibration_set()
+    path = INT8_ARTIFACTS[backend](config, cal)
     probs = predict(int8_runner(backend, config, path), test.images, progress=progress)
-    return int8_row(backend, f"{config.id}-{calibration}", probs, fp32_top1, test, path.stat().st_size)
+    return int8_row(backend, f"{config.id}-{cal.source}", probs, fp32_probs, test, path, build_facts(path))
 
 
-def backend_rows(backend: str, fp32_top1: float, test: Split, calibration: str, progress: bool) -> list[dict]:
+def backend_rows(backend: str, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet, progress: bool) -> list[dict]:
     from r8.quant_torch import engine_available
 
     rows = []
@@ -65,18 +93,18 @@ def backend_rows(backend: str, fp32_top1: float, test: Split, calibration: str, 
         if backend == "torch" and not engine_available(config.engine):
             tqdm.write(f"skipped torch-{config.id}: quantized engine not built into this torch")
             continue
-        rows.append(config_row(backend, config, fp32_top1, test, calibration, progress))
+        rows.append(config_row(backend, config, fp32_probs, test, cal, progress))
     return rows
 
 
-def tflite_reference_row(fp32_top1: float, test: Split, progress: bool) -> dict:
+def tflite_reference_row(fp32_probs: np.ndarray, test: Split, progress: bool) -> dict:
     path = paths.tflite_model_path(quantized=True)
     probs = predict(TfliteRunner(path, name="tflite-reference"), test.images, progress=progress)
     return int8_row("tflite-reference", "mlcommons-int8 (calibrated on test images)", probs,
-                    fp32_top1, test, path.stat().st_size)
+                    fp32_probs, test, path)
 
 
-def backend_sqnr(backend: str, rows: list[dict], calibration: str, test: Split) -> list[dict]:
+def backend_sqnr(backend: str, rows: list[dict], cal: CalibrationSet, test: Split) -> list[dict]:
     """Per-layer SQNR for the backend's best and worst config.
 
     ORT: ``qdq_loss_debug`` reads QDQ models only, so a QOperator config is measured on its QDQ
@@ -88,38 +116,134 @@ def backend_sqnr(backend: str, rows: list[dict], calibration: str, test: Split) 
 
         def measure(config):
             twin = type(config)("qdq", config.types, config.per_channel, config.method)
-            return twin.id, activation_sqnr(artifacts.onnx_preprocessed(),
-                                            artifacts.ort_int8(twin, calibration), images)
+            return twin.id, activation_sqnr(artifacts.onnx_preprocessed(), artifacts.ort_int8(twin, cal), images)
         eligible = DEFAULT_MATRIX
     else:
         from r8.quant_torch import DEFAULT_MATRIX, layer_sqnr
 
         def measure(config):
-            cal = calibration_set(source=calibration).images
-            return config.id, layer_sqnr(artifacts.torch_fp32(), config, cal, images)
+            return config.id, layer_sqnr(artifacts.torch_fp32(), config, cal.images, images)
         eligible = [c for c in DEFAULT_MATRIX if c.flow != "pt2e"]
-    by_name = {f"{c.id}-{calibration}": c for c in eligible}
+    by_name = {f"{c.id}-{cal.source}": c for c in eligible}
     ranked = sorted((r for r in rows if r["backend"] == backend and r["config"] in by_name),
                     key=lambda r: r["drop_pp"])
     out = []
     for which, row in (("best", ranked[0]), ("worst", ranked[-1])):
         measured_on, sqnr = measure(by_name[row["config"]])
         out.append({"backend": backend, "which": which, "config": row["config"],
-                    "measured_on": f"{measured_on}-{calibration}", "images": len(images), "sqnr_db": sqnr})
+                    "measured_on": f"{measured_on}-{cal.source}", "images": len(images), "sqnr_db": sqnr})
     return out
 
 
-def quantize_job(backend: str, out_dir: Path, calibration: str = "train", progress: bool = True) -> dict:
+def fp32_predictions(test: Split, progress: bool) -> np.ndarray:
+    """The baseline every drop is measured against: the converted torch model."""
+    return predict(TorchRunner(artifacts.torch_fp32(), name="torch-fp32"), test.images, progress=progress)
+
+
+def quantize_job(backend: str, out_dir: Path, cal: CalibrationSet | None = None, progress: bool = True) -> dict:
+    cal = cal or calibration_set()
     test = load_split("test")
-    fp32_probs = predict(TorchRunner(artifacts.torch_fp32(), name="torch-fp32"), test.images,
-                         progress=progress)
-    fp32_top1 = top1(fp32_probs, test.labels)
-    report = {"fp32_top1": fp32_top1, "calibration": calibration_set(source=calibration).summary(),
-              "rows": [], "sqnr": []}
-    for name in ("ort", "torch") if backend == "all" else (backend,):
-        rows = backend_rows(name, fp32_top1, test, calibration, progress)
+    fp32_probs = fp32_predictions(test, progress)
+    report = {"fp32_top1": top1(fp32_probs, test.labels), "calibration": cal.summary(), "rows": [], "sqnr": []}
+    for name in QUANTIZE_BACKENDS if backend == "all" else (backend,):
+        rows = backend_rows(name, fp32_probs, test, cal, progress)
         report["rows"] += rows
-        report["sqnr"] += backend_sqnr(name, rows, calibration, test)
-    report["rows"].append(tflite_reference_row(fp32_top1, test, progress))
+        if name in BACKENDS:
+            report["sqnr"] += backend_sqnr(name, rows, cal, test)
+    if backend in ("all", "torch-onnx2torch"):
+        report["onnx2torch_float_ops"] = onnx2torch_float_ops(cal)
+    report["rows"].append(tflite_reference_row(fp32_probs, test, progress))
+    report["figures"] = quantization_figures(report, fp32_probs, test, cal, Path(out_dir))
     write_quantization_report(report, out_dir)
+    return report
+
+
+def quantization_figures(report: dict, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet, out_dir: Path) -> dict:
+    """title -> file: sample predictions of the best int8 config, and the per-layer SQNR bars."""
+    from r8.report import samples_figure, sqnr_figure
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    ours = [r for r in report["rows"] if r["backend"] in QUANTIZE_BACKENDS]
+    if ours:
+        best = min(ours, key=lambda r: r["drop_pp"])
+        backend, config = find_config(f"{best['backend']}/{best['config'].removesuffix('-' + cal.source)}")
+        probs = predict(int8_runner(backend, config, Path(best["artifact"])), test.images, progress=False)
+        title = f"Where fp32 and the best int8 config ({backend} {config.id}) disagree, and a few where they agree"
+        samples_figure(test.images, test.labels, fp32_probs.argmax(1), probs.argmax(1), title,
+                       out_dir / "samples_best_int8.png")
+        figures["Sample predictions, fp32 vs best int8"] = "samples_best_int8.png"
+    if report["sqnr"]:
+        sqnr_figure(report["sqnr"], out_dir / "sqnr_layers.png")
+        figures["Per-layer SQNR, best and worst config per backend"] = "sqnr_layers.png"
+    return figures
+
+
+def onnx2torch_float_ops(cal: CalibrationSet) -> dict:
+    """Why the onnx2torch route quantizes worse: the ops FX x86 leaves in float on each route's
+    graph (the same config, the same calibration set)."""
+    from r8.quant_torch import ONNX2TORCH_MATRIX, float_ops, quantize
+
+    config = ONNX2TORCH_MATRIX[0]
+    return {"config": config.id, **{route: float_ops(quantize(make(), config, cal.images))
+                                    for route, make in artifacts.TORCH_ROUTES.items()}}
+
+
+def best_configs(backend: str, fp32_probs: np.ndarray, test: Split, k: int = 2) -> list:
+    """The backend's ``k`` default configs with the smallest drop (default calibration set)."""
+    default, _ = backend_configs(backend, available=True)
+    drops = {c: config_row(backend, c, fp32_probs, test)["drop_pp"] for c in default}
+    return sorted(default, key=drops.get)[:k]
+
+
+def seed_runs(backend: str, config, fp32_probs: np.ndarray, test: Split, n: int, seeds) -> list[dict]:
+    """One study run per calibration seed at calibration size ``n``."""
+    runs = []
+    for seed in seeds:
+        row = config_row(backend, config, fp32_probs, test, calibration_set(n, seed))
+        runs.append({"backend": backend, "config": config.id, "n": n, "seed": seed, "top1": row["top1"],
+                     "drop_pp": row["drop_pp"], "calibration_s": row["calibration_s"], "quantize_s": row["quantize_s"]})
+    return runs
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Mean, spread and range of the drop over seeds, per (backend, config, n)."""
+    def key(r):
+        return r["backend"], r["config"], r["n"]
+    out = []
+    for (backend, config, n), group in groupby(sorted(runs, key=key), key=key):
+        drops = np.array([r["drop_pp"] for r in group])
+        out.append({"backend": backend, "config": config, "n": n, "seeds": len(drops),
+                    "mean_drop_pp": round(float(drops.mean()), 4),
+                    "std_drop_pp": round(float(drops.std(ddof=1)) if len(drops) > 1 else 0.0, 4),
+                    "min_drop_pp": float(drops.min()), "max_drop_pp": float(drops.max())})
+    return out
+
+
+def find_config(name: str):
+    """``ort/qop-u8s8-perchannel-minmax`` -> (backend, config) from the backend's full matrix."""
+    backend, _, config_id = name.partition("/")
+    if backend not in QUANTIZE_BACKENDS:
+        raise R8Error(f"unknown backend in {name!r}; expected one of {QUANTIZE_BACKENDS} then /config")
+    found = [c for c in backend_configs(backend)[1] if c.id == config_id]
+    if not found:
+        raise R8Error(f"unknown {backend} config {config_id!r}; e.g. {backend_configs(backend)[0][0].id}")
+    return backend, found[0]
+
+
+def study_job(out_dir: Path, sizes=STUDY_SIZES, seeds=STUDY_SEEDS, configs: list[str] | None = None,
+              per_backend: int = 2, progress: bool = True) -> dict:
+    """Calibration-size and -seed study of ``configs`` (``backend/config-id``), by default each
+    backend's ``per_backend`` best default configs."""
+    test = load_split("test")
+    fp32_probs = fp32_predictions(test, progress)
+    chosen = ([find_config(c) for c in configs] if configs else
+              [(b, c) for b in BACKENDS for c in best_configs(b, fp32_probs, test, per_backend)])
+    plan = [(b, c, n) for b, c in chosen for n in sizes]
+    runs = []
+    for backend, config, n in tqdm(plan, desc="study (config x size)", disable=not progress):
+        runs += seed_runs(backend, config, fp32_probs, test, n, seeds)
+    report = {"fp32_top1": top1(fp32_probs, test.labels), "sizes": list(sizes), "seeds": list(seeds),
+              "runs": runs, "summary": summarize(runs)}
+    write_study_report(report, out_dir)
     return report

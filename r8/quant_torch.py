@@ -1,9 +1,10 @@
-"""PyTorch int8 post-training static quantization of the converted ResNet8: FX graph mode and
+"""PyTorch int8 post-training static quantization of a converted model: FX graph mode and
 eager mode (``torch.ao.quantization``, deprecated in 2.14 but working) and PT2E (``torchao``,
 its successor). The softmax stays float in every flow: int8 probabilities can tie."""
 
 import copy
 import dataclasses
+import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,19 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.ao.quantization import (DeQuantStub, HistogramObserver, MinMaxObserver,
                                    MovingAverageMinMaxObserver, PerChannelMinMaxObserver, QConfig,
                                    QConfigMapping, QuantStub)
 
-from r8.model import ResNet8
+from r8.convert import example_inputs, export_program
 from r8.runners import quantized_engine, torch_input
 
 OBSERVERS = {"minmax": MinMaxObserver, "movingavg": MovingAverageMinMaxObserver,
              "histogram": HistogramObserver}
 ENGINES = ("x86", "fbgemm", "onednn")
 FLOWS = ("fx", "eager", "pt2e")
-DYNAMIC_BATCH = ({0: torch.export.Dim("batch")},)
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class TorchConfig:
 
 FULL_MATRIX = [TorchConfig(f, e, pc, o) for f, e, pc, o in product(FLOWS, ENGINES, (True, False), OBSERVERS)
                if f != "pt2e" or e == "x86"]  # PT2E's X86InductorQuantizer targets x86 only
+# The onnx2torch route gets torch's default x86 recipe in both graph flows (issue #10).
+ONNX2TORCH_MATRIX = [TorchConfig("fx", "x86", True, "histogram"), TorchConfig("pt2e", "x86", True, "histogram")]
 # Every flow, engine, observer and weight granularity at least once; the rest runs as `slow`.
 DEFAULT_MATRIX = [
     TorchConfig("fx", "x86", True, "histogram"),
@@ -83,66 +85,101 @@ def qconfig(config: TorchConfig) -> QConfig:
     return QConfig(activation=activation, weight=weight)
 
 
-def _batches(images: np.ndarray, batch: int = 100):
+def _batches(images: np.ndarray, nhwc: bool, batch: int = 100):
     for start in range(0, len(images), batch):
-        yield torch_input(images[start:start + batch])
+        yield torch_input(images[start:start + batch], nhwc)
 
 
-def _calibrate(model: nn.Module, images: np.ndarray) -> None:
+def _calibrate(model: nn.Module, images: np.ndarray, facts: dict) -> None:
+    """Run the calibration images through a prepared model; ``facts`` receives the seconds it
+    took and the activation ranges its observers chose."""
+    start = time.perf_counter()
     with torch.no_grad():
-        for x in _batches(images):
+        for x in _batches(images, facts["nhwc"]):
             model(x)
+    facts["calibration_s"] = time.perf_counter() - start
+    facts["ranges"] = observed_ranges(model)
+
+
+def observed_ranges(prepared: nn.Module) -> dict[str, list[float]]:
+    """observer -> [rmin, rmax] of the int8 grid its qparams give: the range it really chose
+    (a histogram observer's search, not the raw min/max). Per-tensor observers only."""
+    ranges = {}
+    for name, m in prepared.named_modules():
+        if hasattr(m, "calculate_qparams") and getattr(m, "min_val", torch.zeros(2)).numel() == 1:
+            scale, zero_point = (float(v) for v in m.calculate_qparams())
+            ranges[name] = [(m.quant_min - zero_point) * scale, (m.quant_max - zero_point) * scale]
+    return ranges
 
 
 class EagerQuantizable(nn.Module):
-    """ResNet8 with the stubs eager mode needs: int8 from the input to the logits, float softmax."""
+    """The model with the stubs eager mode needs: int8 from the input on; a softmax that ends the
+    model stays float, after the DeQuantStub."""
 
-    def __init__(self, model: ResNet8):
+    def __init__(self, model: fx.GraphModule):
         super().__init__()
         self.quant, self.body, self.dequant = QuantStub(), copy.deepcopy(model), DeQuantStub()
-        self.softmax, self.body.softmax = self.body.softmax, nn.Identity()
+        self.softmax = nn.Identity()
+        last = self.body.graph.find_nodes(op="output")[0].args[0]
+        if isinstance(last, fx.Node) and last.op == "call_module" and \
+                isinstance(self.body.get_submodule(last.target), nn.Softmax):
+            self.softmax = self.body.get_submodule(last.target)
+            self.body.add_submodule(last.target, nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.softmax(self.dequant(self.body(self.quant(x))))
 
 
-def eager_fusion_groups(model: ResNet8) -> list[list[str]]:
-    """conv-bn(-relu) groups by module name, from the model's own structure."""
-    groups = [["conv.1", "bn", "relu"]]
-    for stage in ("stage1", "stage2", "stage3"):
-        groups += [[f"{stage}.conv1.1", f"{stage}.bn1", f"{stage}.relu1"], [f"{stage}.conv2.1", f"{stage}.bn2"]]
+# What eager mode's fuse_modules can fuse, read off the graph: a conv or linear, then each kind in turn.
+FUSIBLE = {nn.Conv2d: (nn.BatchNorm2d, nn.ReLU), nn.Linear: (nn.ReLU,)}
+
+
+def eager_fusion_groups(model: fx.GraphModule) -> list[list[str]]:
+    """conv-bn(-relu), conv-relu and linear-relu chains by module name, from the graph: each
+    link must be the only consumer of the previous one."""
+    groups = []
+    for node in model.graph.find_nodes(op="call_module"):
+        kinds = FUSIBLE.get(type(model.get_submodule(node.target)))
+        group = [node.target]
+        for kind in kinds or ():
+            users = list(node.users)
+            if len(users) == 1 and users[0].op == "call_module" and type(model.get_submodule(users[0].target)) is kind:
+                node = users[0]
+                group.append(node.target)
+        if len(group) > 1:
+            groups.append(group)
     return groups
 
 
-def fused_eager(model: ResNet8) -> EagerQuantizable:
+def fused_eager(model: fx.GraphModule) -> EagerQuantizable:
     """The eager-mode model with its conv-bn(-relu) groups fused, ready for prepare()."""
     from torch.ao.quantization import fuse_modules
 
     wrapped = EagerQuantizable(model).eval()
-    fuse_modules(wrapped.body, eager_fusion_groups(model), inplace=True)
+    fuse_modules(wrapped.body, eager_fusion_groups(wrapped.body), inplace=True)
     return wrapped
 
 
-def quantize_fx(model: ResNet8, config: TorchConfig, images: np.ndarray) -> nn.Module:
+def quantize_fx(model: fx.GraphModule, config: TorchConfig, images: np.ndarray, facts: dict) -> nn.Module:
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    mapping = QConfigMapping().set_global(qconfig(config)).set_module_name("softmax", None)
-    prepared = prepare_fx(copy.deepcopy(model).eval(), mapping, (torch.zeros(1, 3, 32, 32),))
-    _calibrate(prepared, images)
+    mapping = QConfigMapping().set_global(qconfig(config)).set_object_type(nn.Softmax, None)
+    prepared = prepare_fx(copy.deepcopy(model).eval(), mapping, example_inputs(model, 1))
+    _calibrate(prepared, images, facts)
     return convert_fx(prepared)
 
 
-def quantize_eager(model: ResNet8, config: TorchConfig, images: np.ndarray) -> nn.Module:
+def quantize_eager(model: fx.GraphModule, config: TorchConfig, images: np.ndarray, facts: dict) -> nn.Module:
     from torch.ao.quantization import convert, prepare
 
     wrapped = fused_eager(model)
     wrapped.qconfig, wrapped.softmax.qconfig = qconfig(config), None
     prepare(wrapped, inplace=True)
-    _calibrate(wrapped, images)
+    _calibrate(wrapped, images, facts)
     return convert(wrapped)
 
 
-def quantize_pt2e(model: ResNet8, config: TorchConfig, images: np.ndarray) -> nn.Module:
+def quantize_pt2e(model: fx.GraphModule, config: TorchConfig, images: np.ndarray, facts: dict) -> nn.Module:
     import torchao.quantization.pt2e as ao
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -160,29 +197,34 @@ def quantize_pt2e(model: ResNet8, config: TorchConfig, images: np.ndarray) -> nn
     quant_config = dataclasses.replace(base, input_activation=activation, output_activation=activation,
                                        weight=weight)
     quantizer = xiq.X86InductorQuantizer().set_global(quant_config)  # it leaves softmax float
-    graph = torch.export.export(copy.deepcopy(model).eval(), (torch.zeros(2, 3, 32, 32),),
-                                dynamic_shapes=DYNAMIC_BATCH).module()
+    graph = export_program(model.eval()).module()
     prepared = prepare_pt2e(graph, quantizer)
-    _calibrate(prepared, images)
+    _calibrate(prepared, images, facts)
     return convert_pt2e(prepared)
 
 
 FLOW_FUNCTIONS = {"fx": quantize_fx, "eager": quantize_eager, "pt2e": quantize_pt2e}
 
 
-def quantize(model: ResNet8, config: TorchConfig, images: np.ndarray) -> nn.Module:
+def quantize(model: fx.GraphModule, config: TorchConfig, images: np.ndarray, facts: dict | None = None) -> nn.Module:
+    """The int8 model. ``facts``, if given, receives ``calibration_s``, ``quantize_s`` (the rest:
+    preparing, fusing, converting) and the activation ``ranges``."""
+    facts = {} if facts is None else facts
+    facts["nhwc"] = model.meta.get("nhwc", False)  # the onnx2torch route keeps Keras's layout
+    start = time.perf_counter()
     with quantized_engine(config.engine), quiet_deprecations():
-        return FLOW_FUNCTIONS[config.flow](model, config, images)
+        qmodel = FLOW_FUNCTIONS[config.flow](model, config, images, facts)
+    facts["quantize_s"] = time.perf_counter() - start - facts["calibration_s"]
+    return qmodel
 
 
-def save(qmodel: nn.Module, config: TorchConfig, path: str | Path) -> None:
+def save(qmodel: nn.Module, config: TorchConfig, path: str | Path, inputs: tuple) -> None:
     """A file that loads without r8: TorchScript for FX/eager (their packed int8 weights do not
-    go through torch.export), a torch.export program for PT2E (load it after importing torchao)."""
-    example = torch.zeros(2, 3, 32, 32)
+    go through torch.export), a torch.export program for PT2E (load it after importing torchao).
+    ``inputs``: example inputs of the fp32 model (``r8.convert.example_inputs``)."""
     with quantized_engine(config.engine), quiet_deprecations(), open(path, "wb") as f:
         if config.flow == "pt2e":
-            program = torch.export.export(qmodel, (example,), dynamic_shapes=DYNAMIC_BATCH)
-            torch.export.save(program, f)
+            torch.export.save(export_program(qmodel, inputs), f)
         else:
             torch.jit.save(torch.jit.script(qmodel), f)
 
@@ -208,7 +250,25 @@ def int8_convs(qmodel: nn.Module) -> int:
                        for a in n.args[:2]))
 
 
-def float_reference(model: ResNet8, config: TorchConfig) -> nn.Module:
+def float_ops(qmodel: fx.GraphModule) -> dict[str, int]:
+    """Ops of an FX-quantized graph that compute in float, by name: everything downstream of the
+    float input or of a ``dequantize`` until the next ``quantize``: what stayed unquantized."""
+    floating: set[fx.Node] = set()
+    counts: dict[str, int] = {}
+    for node in qmodel.graph.nodes:
+        target = str(node.target)
+        if node.op == "placeholder" or "dequantize" in target:
+            floating.add(node)
+        elif node.op in ("call_function", "call_method", "call_module") and "quantize" not in target \
+                and any(n in floating for n in node.all_input_nodes):
+            floating.add(node)
+            name = type(qmodel.get_submodule(node.target)).__name__ if node.op == "call_module" else \
+                getattr(node.target, "__name__", target)
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def float_reference(model: fx.GraphModule, config: TorchConfig) -> nn.Module:
     """The fp32 model with the same conv-bn(-relu) fusion the int8 model got, so both have the
     same module names and the same layer boundaries for per-layer comparison."""
     from torch.ao.quantization.quantize_fx import fuse_fx
@@ -217,7 +277,7 @@ def float_reference(model: ResNet8, config: TorchConfig) -> nn.Module:
         return fuse_fx(copy.deepcopy(model).eval()) if config.flow == "fx" else fused_eager(model)
 
 
-def layer_sqnr(model: ResNet8, config: TorchConfig, calibration: np.ndarray, images: np.ndarray) -> dict[str, float]:
+def layer_sqnr(model: fx.GraphModule, config: TorchConfig, calibration: np.ndarray, images: np.ndarray) -> dict[str, float]:
     """SQNR (dB) of every int8 conv/linear output against the same fused layer in fp32, worst
     first. FX and eager only: a PT2E graph has no modules to hook."""
     if config.flow == "pt2e":
@@ -236,7 +296,7 @@ def layer_sqnr(model: ResNet8, config: TorchConfig, calibration: np.ndarray, ima
     hooks = [m.get_submodule(n).register_forward_hook(record(kind, n))
              for kind, m in (("int8", qmodel), ("fp32", reference)) for n in names]
     with quantized_engine(config.engine), torch.no_grad():
-        for x in _batches(images):
+        for x in _batches(images, nhwc=False):
             qmodel(x), reference(x)
     for h in hooks:
         h.remove()

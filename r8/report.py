@@ -21,14 +21,33 @@ def _md_quantization(report: dict) -> str:
         + (" — overlaps the test set, for comparison only." if cal["overlaps_test_set"] else
            ", never test images."),
         "",
-        "| backend | config | top-1 (10k) | drop (pp) | top-1 perf200 | size (KiB) | worst class |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "Drop: fp32 minus int8 top-1 on the same 10k images (positive = int8 is worse), with a 95 % "
+        "paired-bootstrap interval. Discordant: images only fp32 gets right / only int8 gets right; "
+        "p: exact McNemar test of the two (p < 0.05: the int8 model differs from fp32 significantly).",
+        "",
+        "| backend | config | top-1 (10k) | drop (pp) [95 % CI] | discordant | McNemar p | top-1 perf200 "
+        "| size (KiB) | calib. s | quant. s | worst class |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in sorted(report["rows"], key=lambda r: r["drop_pp"]):
         worst = min(range(len(CLASSES)), key=lambda c: r["per_class"][c])
-        lines.append(f"| {r['backend']} | {r['config']} | {r['top1']:.2%} | {r['drop_pp']:.2f} | "
-                     f"{r['top1_perf200']:.1%} | {r['size_bytes'] / 1024:.0f} | "
+        lo, hi = r["drop_ci95_pp"]
+        seconds = " | ".join(f"{r[k]:.1f}" if k in r else "-" for k in ("calibration_s", "quantize_s"))
+        lines.append(f"| {r['backend']} | {r['config']} | {r['top1']:.2%} | {r['drop_pp']:.2f} [{lo:.2f}, {hi:.2f}] | "
+                     f"{r['discordant'][0]} / {r['discordant'][1]} | {r['mcnemar_p']:.3g} | "
+                     f"{r['top1_perf200']:.1%} | {r['size_bytes'] / 1024:.0f} | {seconds} | "
                      f"{CLASSES[worst]} {r['per_class'][worst]:.1%} |")
+    for title, name in report.get("figures", {}).items():
+        lines += ["", f"## {title}", "", f"![{title}]({name})"]
+    if "onnx2torch_float_ops" in report:
+        ops = report["onnx2torch_float_ops"]
+        lines += ["", "## Why the onnx2torch route is not the default",
+                  "", f"Ops that {ops['config']} leaves computing in float (after a dequantize), per route: "
+                  f"r8's module {ops['h5']}, onnx2torch {ops['onnx2torch']}. onnx2torch keeps tf2onnx's graph: "
+                  "an input Transpose, Pad modules, and the Dense layer as MatMul + Add, which FX quantizes "
+                  "as an activation x activation matmul (the weight per-tensor uint8 like an activation, "
+                  "not a per-channel int8 Linear weight) followed by a separately quantized bias add; "
+                  "its Reshape had to be rewritten before FX or torch.export could trace it at all."]
     for s in report["sqnr"]:
         worst = list(s["sqnr_db"])[:3]
         lines += ["", f"## Per-layer SQNR, {s['backend']} {s['which']} config: {s['config']}", "",
@@ -40,13 +59,114 @@ def _md_quantization(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def samples_figure(images: np.ndarray, labels: np.ndarray, fp32_pred: np.ndarray, int8_pred: np.ndarray,
+                   title: str, path: Path, disagree: int = 12, agree: int = 4) -> None:
+    """Test images where fp32 and int8 disagree (red titles) beside a few they agree on."""
+    plt = _pyplot()
+    picks = [*np.flatnonzero(fp32_pred != int8_pred)[:disagree], *np.flatnonzero(fp32_pred == int8_pred)[:agree]]
+    cols = 8
+    fig, axes = plt.subplots(-(-len(picks) // cols), cols, figsize=(cols * 1.7, 2.3 * -(-len(picks) // cols)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, picks):
+        ax.imshow(images[i], interpolation="nearest")
+        ax.set_title(f"#{i} true {CLASSES[labels[i]]}\nfp32 {CLASSES[fp32_pred[i]]}\nint8 {CLASSES[int8_pred[i]]}",
+                     fontsize=7, color="tab:red" if fp32_pred[i] != int8_pred[i] else "black")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+SQNR_AXIS_DB = 60  # bars past this (exactly quantized tensors) are cut and labelled
+
+
+def sqnr_figure(sqnr: list[dict], path: Path) -> None:
+    """Per-layer SQNR bars, one panel per (backend, best/worst) entry of the report."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(sqnr), figsize=(4.2 * len(sqnr), 5.5), squeeze=False)
+    for ax, s in zip(axes.flat, sqnr):
+        layers = list(s["sqnr_db"])[::-1]  # worst at the top
+        values = [s["sqnr_db"][t] for t in layers]
+        ax.barh(range(len(layers)), np.minimum(values, SQNR_AXIS_DB), color="tab:blue" if s["which"] == "best" else "tab:orange")
+        for y, v in enumerate(values):
+            if v > SQNR_AXIS_DB:  # e.g. the uint8 input, quantized exactly
+                ax.text(SQNR_AXIS_DB, y, f" {v:.0f} ", ha="right", va="center", fontsize=6, color="white")
+        ax.set_xlim(0, SQNR_AXIS_DB)
+        ax.set_yticks(range(len(layers)), [t[:28] for t in layers], fontsize=6)
+        ax.set(xlabel="SQNR (dB), higher is better", title=f"{s['backend']} {s['which']}: {s['config']}"[:60])
+        ax.title.set_fontsize(7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _write(report: dict, markdown: str, out_dir: Path, stem: str) -> tuple[Path, Path]:
+    """``stem.json`` (the contract outside checks read) and ``stem.md``, each written atomically."""
+    js, md = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    atomic_write(js, lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
+    atomic_write(md, lambda tmp: tmp.write_text(markdown))
+    return js, md
+
+
 def write_quantization_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    js, md = out_dir / "quantization.json", out_dir / "quantization.md"
-    atomic_write(js, lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
-    atomic_write(md, lambda tmp: tmp.write_text(_md_quantization(report)))
-    return js, md
+    return _write(report, _md_quantization(report), out_dir, "quantization")
+
+
+def _md_study(report: dict, plot: str) -> str:
+    lines = ["# r8 calibration study", "",
+             f"Each backend's best default configs, calibrated on n stratified training images drawn with "
+             f"seeds {report['seeds']}, each evaluated on the 10k test images (fp32 {report['fp32_top1']:.2%}). "
+             "Drop in percent points (positive = worse than fp32).", "",
+             f"![drop vs calibration size]({plot})", "",
+             "| backend | config | n | seeds | mean drop | std | min | max |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {s['backend']} | {s['config']} | {s['n']} | {s['seeds']} | {s['mean_drop_pp']:.3f} | "
+              f"{s['std_drop_pp']:.3f} | {s['min_drop_pp']:.2f} | {s['max_drop_pp']:.2f} |" for s in report["summary"]]
+    seconds = {}
+    for r in report["runs"]:
+        seconds.setdefault((r["backend"], r["config"]), []).append(r["calibration_s"] + r["quantize_s"])
+    lines += ["", "Wall time of calibration + quantization per run (max over sizes and seeds): "
+              + ", ".join(f"{b} {c} {max(v):.1f} s" for (b, c), v in seconds.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _study_plot(report: dict, path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    configs = sorted({(s["backend"], s["config"]) for s in report["summary"]})
+    for backend, config in configs:
+        rows = sorted((s for s in report["summary"] if (s["backend"], s["config"]) == (backend, config)),
+                      key=lambda s: s["n"])
+        n = [s["n"] for s in rows]
+        ax.plot(n, [s["mean_drop_pp"] for s in rows], marker="o", label=f"{backend} {config}")
+        ax.fill_between(n, [s["min_drop_pp"] for s in rows], [s["max_drop_pp"] for s in rows], alpha=0.2)
+    ax.axhline(0.2, color="grey", linestyle="--", linewidth=1, label="0.2 pp target")
+    ax.set(xscale="log", xlabel="calibration images (log)", ylabel="top-1 drop vs fp32 (pp)",
+           title="int8 drop vs calibration size: mean over seeds, band = min..max")
+    ax.set_xticks(report["sizes"], [str(n) for n in report["sizes"]])
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_study_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _study_plot(report, out_dir / "study.png")
+    return _write(report, _md_study(report, "study.png"), out_dir, "study")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def benchmark_rows(pytest_benchmark: dict) -> list[dict]:
@@ -65,10 +185,7 @@ def benchmark_rows(pytest_benchmark: dict) -> list[dict]:
 
 
 def _plots(rows: list[dict], fp32: dict, best_int8: dict, out_dir: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, r in enumerate(rows):
@@ -152,6 +269,5 @@ def write_benchmark_report(pytest_benchmark: dict, threads: int, macs: int, fp32
     lines += [f"![{name}]({name})" for name in _plots(rows, best_fp32, best_int8, out_dir)]
     report = {"threads": threads, "macs_per_image": macs, "fp32_top1": fp32_top1,
               "rows": [{k: v for k, v in r.items() if k not in ("per_class", "confusion")} for r in rows]}
-    atomic_write(out_dir / "benchmark.json", lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
-    atomic_write(out_dir / "benchmark.md", lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
+    _write(report, "\n".join(lines) + "\n", out_dir, "benchmark")
     return report

@@ -19,9 +19,11 @@ def model_input(images: np.ndarray, nchw: bool) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2) if nchw else images, dtype=np.float32)
 
 
-def torch_input(images: np.ndarray) -> torch.Tensor:
-    """uint8 NHWC images as the float NCHW tensor the torch models take."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float()
+def torch_input(images: np.ndarray, nhwc: bool = False) -> torch.Tensor:
+    """uint8 NHWC images as the float tensor a torch model takes: NCHW (r8's converter), or NHWC
+    (the onnx2torch route, which keeps Keras's layout)."""
+    x = torch.from_numpy(images)
+    return (x if nhwc else x.permute(0, 3, 1, 2)).float()
 
 
 @contextmanager
@@ -36,26 +38,24 @@ def quantized_engine(engine: str | None):
 
 
 class TorchRunner:
-    """A torch module (fp32, or int8 with the quantized ``engine`` its kernels were built for)."""
+    """A torch module (fp32, or int8 with the quantized ``engine`` its kernels were built for),
+    taking NCHW input, or NHWC with ``nhwc``."""
 
-    def __init__(self, module: torch.nn.Module, name: str = "torch", engine: str | None = None):
-        self.module, self.name, self.engine = module, name, engine
+    def __init__(self, module: torch.nn.Module, name: str = "torch", engine: str | None = None, nhwc: bool = False):
+        self.module, self.name, self.engine, self.nhwc = module, name, engine, nhwc
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), quantized_engine(self.engine):
-            return self.module(torch_input(images)).numpy()
+            return self.module(torch_input(images, self.nhwc)).numpy()
 
 
 class KerasRunner:
-    """The reference: the ``.h5`` loaded by Keras itself (needs tensorflow)."""
+    """The reference: the ``.h5`` loaded by Keras itself (needs tensorflow; tf-keras for Keras 2 files)."""
 
     def __init__(self, h5: str | os.PathLike, name: str = "keras"):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter out
-        import keras  # optional: only the suite and `evaluate --backend keras` need it
+        from r8.keras_ref import load_keras_model  # optional: needs tensorflow
 
-        if not Path(h5).is_file():
-            raise R8Error(f"{h5}: file not found")
-        self.model, self.name = keras.models.load_model(h5, compile=False), name
+        self.model, self.name = load_keras_model(h5), name
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.model([images.astype(np.float32)], training=False))
@@ -84,9 +84,9 @@ class TfliteRunner:
     with the model's own (scale, zero point) (for the MLCommons int8 model: pixel - 128)."""
 
     def __init__(self, path: str | os.PathLike, name: str = "tflite", threads: int | None = None):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorflow as tf
+        from r8.keras_ref import import_tensorflow
 
+        tf = import_tensorflow()
         if not Path(path).is_file():
             raise R8Error(f"{path}: file not found")
         self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)

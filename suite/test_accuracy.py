@@ -18,6 +18,8 @@ def test_fp32_top1_10k(keras_probs, torch_probs, test_split, report):
         classes = ", ".join(f"{c} {a:.1%}" for c, a in zip(CLASSES, per_class(probs, labels)))
         report(f"fp32 top-1 {backend} (10k)", f"{top1(probs, labels):.2%}")
         report(f"fp32 per-class {backend} (10k)", classes)
+    # torchmetrics' figure is the count of right answers, image for image
+    assert top1(torch_probs, labels) == np.mean(torch_probs.argmax(1) == labels)
     assert top1(keras_probs, labels) >= MIN_FP32_TOP1
     assert top1(torch_probs, labels) >= MIN_FP32_TOP1
     mismatched = np.flatnonzero(keras_probs.argmax(1) != torch_probs.argmax(1))

@@ -53,26 +53,40 @@ def test_weights_only_h5(tmp_path):
     _raises(path, "not a full Keras model")
 
 
-def test_layer_missing(h5_copy):
+def test_inbound_layer_missing(h5_copy):
     path, edit = h5_copy
-
-    def drop_relu(layers, by_name):  # conv2d_4 now reads batch_normalization_3 directly
-        layers.remove(by_name["activation_3"])
-        by_name["conv2d_4"]["inbound_nodes"][0][0][0] = "batch_normalization_3"
-    edit(drop_relu)
-    _raises(path, "expected one relu layer after 'batch_normalization_3'", "conv2d_4 (Conv2D)")
+    edit(lambda layers, by_name: by_name["conv2d_4"]["inbound_nodes"][0][0].__setitem__(0, "no_such_layer"))
+    _raises(path, "'conv2d_4'", "reads ['no_such_layer']")
 
 
 def test_unsupported_layer_type(h5_copy):
     path, edit = h5_copy
-    edit(lambda layers, by_name: by_name["average_pooling2d"].update(class_name="MaxPooling2D"))
-    _raises(path, "'average_pooling2d'", "unsupported type MaxPooling2D")
+    edit(lambda layers, by_name: by_name["average_pooling2d"].update(class_name="Conv3D"))
+    _raises(path, "'average_pooling2d' (Conv3D)", "unsupported type", "supported: InputLayer")
 
 
-def test_wrong_stride(h5_copy):
+def test_unsupported_option(h5_copy):
     path, edit = h5_copy
+    edit(lambda layers, by_name: by_name["conv2d_3"]["config"].update(dilation_rate=[2, 2]))
+    _raises(path, "'conv2d_3' (Conv2D)", "unsupported dilation_rate=(2, 2)", "supported: (1, 1)")
+
+
+def test_unsupported_activation(h5_copy):
+    path, edit = h5_copy
+    edit(lambda layers, by_name: by_name["activation"]["config"].update(activation="gelu"))
+    _raises(path, "'activation' (Activation)", "unsupported activation 'gelu'", "relu6")
+
+
+def test_inconsistent_graph(h5_copy):
+    path, edit = h5_copy  # stride 1 in the residual branch: its add no longer matches the shortcut
     edit(lambda layers, by_name: by_name["conv2d_3"]["config"].update(strides=[1, 1]))
-    _raises(path, "'conv2d_3'", "strides")
+    _raises(path, "'add_1' (Add)", "different shapes")
+
+
+def test_shared_layer(h5_copy):
+    path, edit = h5_copy
+    edit(lambda layers, by_name: by_name["conv2d_4"]["inbound_nodes"].append(by_name["conv2d_4"]["inbound_nodes"][0]))
+    _raises(path, "'conv2d_4'", "called 2 times")
 
 
 def test_weight_wrong_shape(h5_copy):
@@ -81,7 +95,7 @@ def test_weight_wrong_shape(h5_copy):
         group = f["model_weights/conv2d_4/conv2d_4"]
         del group["kernel:0"]
         group.create_dataset("kernel:0", data=np.zeros((3, 3, 32, 31), np.float32))
-    _raises(path, "conv2d_4/kernel", "(3, 3, 32, 31)", "stage2.conv2")
+    _raises(path, "conv2d_4/kernel", "(3, 3, 32, 31)", "implies (3, 3, 32, 32)")
 
 
 def test_weight_missing(h5_copy):
@@ -89,7 +103,7 @@ def test_weight_missing(h5_copy):
     with h5py.File(path, "r+") as f:
         group = f["model_weights/batch_normalization_2"]
         group.attrs["weight_names"] = [n for n in group.attrs["weight_names"] if b"gamma" not in n]
-    _raises(path, "'batch_normalization_2' has no weight 'gamma'")
+    _raises(path, "'batch_normalization_2' (BatchNormalization) has no weight 'gamma'")
 
 
 def test_convert_cli_writes_nothing_on_error(tmp_path, capsys):

@@ -4,23 +4,20 @@ Each runtime at batch 1 (latency) and batch 256 (throughput), the same thread co
 ``extra_info`` carries what the report needs (accuracy on the 10k test images, size, config).
 """
 
-import numpy as np
 import pytest
 
 from r8.bench import BATCHES, RUNTIME_NAMES, THREADS, runtimes
 from r8.jobs import backend_configs, config_row
-from r8.metrics import per_class, predict, top1
-from r8.quant_torch import engine_available
+from r8.metrics import confusion, per_class, predict, top1
 
 pytestmark = pytest.mark.benchmark
 
 
 @pytest.fixture(scope="session")
-def runtime_table(fp32_top1, test_split):
+def runtime_table(torch_probs, test_split):
     """Measures every default int8 config once, to pick the best ones to benchmark."""
-    rows = {(b, c): config_row(b, c, fp32_top1, test_split)
-            for b in ("ort", "torch") for c in backend_configs(b)[0]
-            if b == "ort" or engine_available(c.engine)}
+    rows = {(b, c): config_row(b, c, torch_probs, test_split)
+            for b in ("ort", "torch") for c in backend_configs(b, available=True)[0]}
     return runtimes(rows)
 
 
@@ -35,12 +32,10 @@ def loaded(runtime_table, test_split):
             runner = runtime.make()
             probs = predict(runner, test_split.images, batch_size=256, progress=False)
             labels = test_split.labels
-            confusion = np.zeros((10, 10), dtype=int)
-            np.add.at(confusion, (labels, probs.argmax(1)), 1)
             cache[name] = runner, {
                 "runtime": name, "precision": runtime.precision, "config": runtime.config,
                 "threads": THREADS, "top1": top1(probs, labels), "per_class": per_class(probs, labels),
-                "confusion": confusion.tolist(), "size_bytes": runtime.file().stat().st_size}
+                "confusion": confusion(probs, labels), "size_bytes": runtime.file().stat().st_size}
         return cache[name]
     return get
 

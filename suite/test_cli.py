@@ -3,9 +3,12 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+from r8.calibration import calibration_set
 from r8.metrics import per_class, predict, top1
 from r8.runners import TorchRunner
 
@@ -59,10 +62,10 @@ def test_missing_model_exits_with_message(tmp_path):
 def test_converter_imports_without_tensorflow(h5_path, tmp_path):
     """The core converter needs only torch, h5py and numpy: block the rest and convert."""
     code = ("import sys\n"
-            "for m in ('tensorflow', 'keras', 'tf2onnx', 'torchvision', 'tqdm', 'onnx'):\n"
+            "for m in ('tensorflow', 'keras', 'tf_keras', 'tf2onnx', 'torchvision', 'tqdm', 'onnx'):\n"
             "    sys.modules[m] = None\n"
             "from r8.convert import convert, save\n"
-            f"save(convert({str(h5_path)!r})[0], {str(tmp_path / 'm.pt')!r})\n"
+            f"save(convert({str(h5_path)!r}), {str(tmp_path / 'm.pt')!r})\n"
             "assert not any(k.startswith(('tensorflow', 'keras')) for k in sys.modules if sys.modules[k])\n")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert (tmp_path / "m.pt").is_file()
@@ -76,9 +79,60 @@ def test_quantize_job_writes_report_contract(tmp_path, fp32_top1):
     backends = [row["backend"] for row in report["rows"]]
     assert backends.count("tflite-reference") == 1 and backends.count("ort") >= 8
     for row in report["rows"]:
-        assert {"backend", "config", "top1", "top1_perf200", "drop_pp", "size_bytes", "per_class"} <= set(row)
+        assert {"backend", "config", "top1", "top1_perf200", "drop_pp", "size_bytes", "per_class", "artifact",
+                "discordant", "mcnemar_p", "drop_ci95_pp"} <= set(row)
         assert row["drop_pp"] == pytest.approx((fp32_top1 - row["top1"]) * 100, abs=1e-3)
-        assert len(row["per_class"]) == 10 and row["size_bytes"] > 0
+        assert len(row["per_class"]) == 10 and row["size_bytes"] == Path(row["artifact"]).stat().st_size
+        if row["backend"] == "ort":
+            assert row["calibration_s"] > 0 and row["quantize_s"] > 0
     assert [s["which"] for s in report["sqnr"]] == ["best", "worst"]
     md = (tmp_path / "quantization.md").read_text()
-    assert "tflite-reference" in md and "SQNR" in md
+    assert "tflite-reference" in md and "SQNR" in md and "95 % CI" in md
+    import matplotlib.image
+
+    assert set(report["figures"].values()) == {"samples_best_int8.png", "sqnr_layers.png"}
+    for name, (min_w, min_h) in {"samples_best_int8.png": (1200, 400), "sqnr_layers.png": (800, 500)}.items():
+        assert f"]({name})" in md
+        height, width = matplotlib.image.imread(tmp_path / name).shape[:2]
+        assert width >= min_w and height >= min_h and (tmp_path / name).stat().st_size > 20_000
+
+
+def test_calibrate_writes_the_set(tmp_path):
+    out = tmp_path / "cal.npz"
+    r8("calibrate", "--n", "250", "--seed", "3", "-o", str(out))
+    saved = np.load(out)
+    assert len(saved["indices"]) == 250 and int(saved["seed"]) == 3 and str(saved["split"]) == "train"
+    assert np.array_equal(saved["indices"], calibration_set(250, 3).indices)
+    done = r8("calibrate", "--n", "255", "-o", str(tmp_path / "bad.npz"), check=False)
+    assert done.returncode == 2 and "multiple of 10" in done.stderr and not (tmp_path / "bad.npz").exists()
+
+
+@pytest.mark.accuracy
+def test_study_writes_report_contract(tmp_path):
+    configs = ["ort/qop-u8s8-perchannel-minmax", "torch/fx-onednn-pertensor-histogram"]
+    r8("study", "--out", str(tmp_path), "--sizes", "100", "200", "--seeds", "0", "1", "--configs", *configs)
+    report = json.loads((tmp_path / "study.json").read_text())
+    assert {"fp32_top1", "runs", "summary"} <= set(report)
+    assert len(report["runs"]) == 2 * 2 * 2 and len(report["summary"]) == 2 * 2  # configs x sizes (x seeds)
+    for run in report["runs"]:
+        assert {"backend", "config", "n", "seed", "top1", "drop_pp", "calibration_s", "quantize_s"} <= set(run)
+        assert run["drop_pp"] == pytest.approx((report["fp32_top1"] - run["top1"]) * 100, abs=1e-3)
+    for s in report["summary"]:
+        assert {"backend", "config", "n", "mean_drop_pp", "std_drop_pp", "min_drop_pp", "max_drop_pp"} <= set(s)
+        assert s["min_drop_pp"] <= s["mean_drop_pp"] <= s["max_drop_pp"]
+    assert "![drop vs calibration size](study.png)" in (tmp_path / "study.md").read_text()
+    done = r8("study", "--out", str(tmp_path), "--configs", "ort/no-such-config", check=False)
+    assert done.returncode == 2 and "unknown ort config 'no-such-config'" in done.stderr
+    assert (tmp_path / "study.png").stat().st_size > 10_000
+
+
+def test_tensorflow_imported_first_does_not_crash(exported_path):
+    """A notebook that imports tensorflow, then r8, then loads a saved program (which loads
+    triton): without r8's guard the process dies with SIGSEGV (see r8.keras_ref)."""
+    code = ("import tensorflow, torch, r8, warnings\n"
+            "from r8.convert import load_program\n"
+            f"m = load_program({str(exported_path)!r})\n"
+            "print(m(torch.zeros(2, 3, 32, 32)).shape)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-500:]}"
+    assert "torch.Size([2, 10])" in done.stdout and "r8 disabled triton" in done.stderr

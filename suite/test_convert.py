@@ -1,7 +1,9 @@
-"""Keras vs converted torch: outputs on all 10k test images, every intermediate layer, and the
-model facts that bite (kernel layout, TF 'same' padding, BatchNorm epsilon)."""
+"""The MLPerf Tiny ResNet8 (the real Keras 2.4 ``.h5``) vs its conversion: outputs on all 10k
+test images, every intermediate layer, and the model facts that bite (kernel layout, TF 'same'
+padding, BatchNorm epsilon)."""
 
 import copy
+import sys
 
 import numpy as np
 import pytest
@@ -9,9 +11,9 @@ import torch
 from numpy.testing import assert_allclose
 from torch import nn
 
-from r8.convert import read_h5
+from r8.keras_h5 import read_h5
+from r8.layers import tf_same_padding
 from r8.metrics import agreement, predict
-from r8.model import tf_same_padding
 from r8.runners import TorchRunner
 
 PROB_ATOL = 1e-5  # issue #2: max abs probability difference, Keras vs torch
@@ -33,9 +35,8 @@ LAYER_RTOL = 1e-5
 
 
 def _keras_layer_outputs(keras_runner, names, images):
-    import keras
-
     model = keras_runner.model
+    keras = sys.modules[type(model).__module__.split(".")[0]]  # tf_keras for this Keras 2 file
     probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
     return [np.asarray(o) for o in probe([images.astype(np.float32)], training=False)]
 
@@ -53,17 +54,17 @@ def _torch_layer_outputs(model, names, images):
     return [outs[n] for n in names]
 
 
-def test_parity_per_layer(keras_runner, converted, test_split):
-    model, mapping = converted
-    names = [t for t in mapping if t.rsplit(".", 1)[-1].startswith(("conv", "bn", "add", "shortcut"))]
-    assert len(names) == 9 + 7 + 3  # every conv, bn and add of ResNet8
+def test_parity_per_layer(keras_runner, h5_path, torch_model, test_split):
+    kinds = {layer.name: layer.class_name for layer in read_h5(h5_path).layers}
+    keras_names = [k for k in torch_model.meta["keras_outputs"] if kinds[k] in ("Conv2D", "BatchNormalization", "Add")]
+    assert len(keras_names) == 9 + 7 + 3  # every conv, bn and add of ResNet8
+    names = [torch_model.meta["keras_outputs"][k] for k in keras_names]
     images = test_split.images[:256]
-    keras_out = _keras_layer_outputs(keras_runner, [mapping[n] for n in names], images)
-    torch_out = _torch_layer_outputs(model, names, images)
-    for name, k, t in zip(names, keras_out, torch_out):
+    keras_out = _keras_layer_outputs(keras_runner, keras_names, images)
+    torch_out = _torch_layer_outputs(torch_model, names, images)
+    for name, k, t in zip(keras_names, keras_out, torch_out):
         scale = float(np.abs(k).max())
-        assert_allclose(t, k, rtol=0, atol=LAYER_RTOL * scale,
-                        err_msg=f"torch {name} != keras {mapping[name]} (scale {scale:.1f})")
+        assert_allclose(t, k, rtol=0, atol=LAYER_RTOL * scale, err_msg=f"torch != keras at {name} (scale {scale:.1f})")
 
 
 def test_output_contract(torch_model, exported_model, rng):
@@ -82,8 +83,7 @@ def test_exported_program_reloads_and_matches(exported_model, torch_probs, test_
 
 
 def test_config_facts(h5_path, torch_model):
-    graph = read_h5(h5_path)
-    eps = {layer.config["epsilon"] for layer in graph.layers.values() if layer.kind == "BatchNormalization"}
+    eps = {layer.config["epsilon"] for layer in read_h5(h5_path).layers if layer.class_name == "BatchNormalization"}
     assert eps == {1e-3}
     assert all(m.eps == 1e-3 for m in torch_model.modules() if isinstance(m, nn.BatchNorm2d))
     assert tf_same_padding(32, 3, 2) == (0, 1)  # the odd pixel goes bottom/right
@@ -93,10 +93,9 @@ def test_config_facts(h5_path, torch_model):
 
 # Each mutation re-introduces one classic conversion mistake; the parity gate must catch it.
 def _pytorch_padding(model):
-    for stage in (model.stage2, model.stage3):
-        stage.conv1[0] = nn.ZeroPad2d(1)  # PyTorch's symmetric padding=1 instead of TF 'same'
-        stage.conv1[1].padding = (0, 0)
-        stage.conv1[1].stride = (2, 2)
+    for name, module in list(model.named_children()):
+        if isinstance(module, nn.ZeroPad2d) and name.endswith("_pad"):  # TF 'same', stride 2: (0, 1)
+            model.add_submodule(name, nn.ZeroPad2d(1))  # PyTorch's symmetric padding=1 instead
 
 
 def _bn_default_eps(model):

@@ -1,0 +1,58 @@
+"""The fallback conversion route: Keras -> ONNX (tf2onnx) -> PyTorch (onnx2torch).
+
+The result takes what the Keras model takes: NHWC float pixels (tf2onnx keeps Keras's layout and
+puts a Transpose first). onnx2torch's ``OnnxReshape`` checks its shape tensor at run time
+(``if torch.any(shape == 0)``), which neither ``torch.export`` nor FX tracing can follow; a
+Reshape whose shape is a constant without zeros is the plain ``torch.reshape`` it stands for, so
+r8 rewrites it as one. Nothing else of onnx2torch's graph is changed.
+"""
+
+import os
+
+import torch
+from torch import fx
+
+
+def _fold_constant_reshapes(model: fx.GraphModule) -> int:
+    from onnx2torch.node_converters.reshape import OnnxReshape
+
+    folded = 0
+    for node in list(model.graph.find_nodes(op="call_module")):
+        shape_node = node.args[1] if len(node.args) == 2 else None
+        if not isinstance(model.get_submodule(node.target), OnnxReshape) or getattr(shape_node, "op", None) != "get_attr":
+            continue
+        shape = [int(v) for v in model.get_buffer(shape_node.target).tolist()]
+        if 0 in shape:
+            continue  # ONNX's "copy this dimension": left to onnx2torch
+        with model.graph.inserting_before(node):
+            node.replace_all_uses_with(model.graph.call_function(torch.reshape, (node.args[0], tuple(shape))))
+        model.graph.erase_node(node)
+        folded += 1
+    model.graph.eliminate_dead_code()
+    model.delete_all_unused_submodules()
+    model.recompile()
+    return folded
+
+
+def onnx_to_torch(path: str | os.PathLike) -> fx.GraphModule:
+    """The onnx2torch model of the Keras-route ONNX file ``path`` (NHWC input), in eval mode."""
+    from onnx2torch import convert
+
+    model = convert(str(path)).eval()
+    _fold_constant_reshapes(model)
+    model.meta.update(input_shapes=[_onnx_input_shape(path)], nhwc=True, contract=CONTRACT)
+    return model
+
+
+CONTRACT = """A Keras model converted to PyTorch by r8's fallback route (tf2onnx -> onnx2torch).
+
+Layout contract: inputs are what the Keras model takes, in Keras's layout (NHWC for images:
+for the MLPerf Tiny ResNet8, raw pixels 0..255, float32); the batch dimension is dynamic.
+"""
+
+
+def _onnx_input_shape(path) -> tuple:
+    import onnx
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return tuple(d.dim_value for d in dims[1:])

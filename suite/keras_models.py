@@ -1,0 +1,196 @@
+"""Keras models the converter is tested on, each built by a function of the Keras package
+(``keras`` = Keras 3, ``tf_keras`` = Keras 2), so one builder yields both ``.h5`` dialects.
+
+Families: our own equivalents of the MLPerf Tiny reference models (not in ``R8_DATA_DIR``),
+written after MLCommons' training scripts. Layer cases: one small model per layer type and
+option, on odd, non-square inputs where padding or element order could go wrong.
+"""
+
+import numpy as np
+
+
+# ---- MLPerf Tiny families
+def resnet(k, widths=(16, 32, 64), input_shape=(32, 32, 3), classes=10):
+    """MLPerf Tiny image classification: ResNet8 (resnet_v1_eembc) at any widths; one stage per width."""
+    L = k.layers
+    inputs = k.Input(input_shape)
+    x = L.Conv2D(widths[0], 3, padding="same")(inputs)
+    x = L.Activation("relu")(L.BatchNormalization()(x))
+    for i, w in enumerate(widths):
+        stride = 1 if i == 0 else 2
+        y = L.Conv2D(w, 3, strides=stride, padding="same")(x)
+        y = L.Activation("relu")(L.BatchNormalization()(y))
+        y = L.BatchNormalization()(L.Conv2D(w, 3, padding="same")(y))
+        if stride != 1:
+            x = L.Conv2D(w, 1, strides=stride, padding="same")(x)
+        x = L.Activation("relu")(L.add([x, y]))
+    x = L.AveragePooling2D(pool_size=int(min(x.shape[1:3])))(x)
+    return k.Model(inputs, L.Dense(classes, activation="softmax")(L.Flatten()(x)))
+
+
+def mobilenet_v1(k, alpha=0.25):
+    """MLPerf Tiny visual wake words: MobileNetV1 (alpha 0.25) on 96x96x3, 2 classes."""
+    L = k.layers
+    inputs = k.Input((96, 96, 3))
+    f = int(32 * alpha)
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(f, 3, strides=2, padding="same", use_bias=False)(inputs)))
+    for filters, stride in [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *[(512, 1)] * 5,
+                            (1024, 2), (1024, 1)]:
+        x = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
+        x = L.ReLU(max_value=6.0)(L.BatchNormalization()(x))
+        x = L.Conv2D(int(filters * alpha), 1, padding="same", use_bias=False)(x)
+        x = L.ReLU(max_value=6.0)(L.BatchNormalization()(x))
+    x = L.AveragePooling2D(pool_size=x.shape[1:3])(x)
+    return k.Model(inputs, L.Dense(2, activation="softmax")(L.Flatten()(x)))
+
+
+def autoencoder(k, dim=640):
+    """MLPerf Tiny anomaly detection: a Dense/BatchNorm autoencoder on 640-dim vectors."""
+    L = k.layers
+    inputs = k.Input((dim,))
+    x = inputs
+    for units in (128, 128, 128, 128, 8, 128, 128, 128, 128):
+        x = L.Activation("relu")(L.BatchNormalization()(L.Dense(units)(x)))
+    return k.Model(inputs, L.Dense(dim)(x))
+
+
+def dscnn_kws(k):
+    """MLPerf Tiny keyword spotting: DS-CNN on 49x10 MFCCs, 12 classes."""
+    L = k.layers
+    inputs = k.Input((49, 10, 1))
+    x = L.Conv2D(64, (10, 4), strides=(2, 2), padding="same")(inputs)
+    x = L.Dropout(0.2)(L.Activation("relu")(L.BatchNormalization()(x)))
+    for _ in range(4):
+        x = L.Activation("relu")(L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same")(x)))
+        x = L.Activation("relu")(L.BatchNormalization()(L.Conv2D(64, 1, padding="same")(x)))
+    x = L.Dropout(0.4)(x)
+    x = L.AveragePooling2D(pool_size=x.shape[1:3])(x)
+    return k.Model(inputs, L.Dense(12, activation="softmax")(L.Flatten()(x)))
+
+
+def dscnn_streaming(k):
+    """MLPerf Tiny streaming wake word: a DS-CNN over time with (k, 1) 'valid' depthwise kernels
+    (3, 5, 10, 15), Dropout, and a Flatten after a conv."""
+    L = k.layers
+    inputs = k.Input((52, 1, 40))  # time, 1, mel bins
+    x = L.Activation("relu")(L.BatchNormalization()(L.Conv2D(32, (3, 1), padding="valid")(inputs)))
+    for kernel in (5, 10, 15):
+        x = L.DepthwiseConv2D((kernel, 1), padding="valid", use_bias=False)(x)
+        x = L.Activation("relu")(L.BatchNormalization()(x))
+        x = L.Activation("relu")(L.BatchNormalization()(L.Conv2D(32, 1)(x)))
+        x = L.Dropout(0.1)(x)
+    x = L.Flatten()(x)
+    return k.Model(inputs, L.Dense(3, activation="softmax")(x))
+
+
+FAMILIES = {
+    "resnet8": lambda k: resnet(k),
+    "resnet8-wide-26-52-104": lambda k: resnet(k, (26, 52, 104)),
+    "resnet10-four-stages": lambda k: resnet(k, (8, 16, 32, 64)),
+    "resnet-two-stages-odd-input": lambda k: resnet(k, (12, 20), input_shape=(27, 23, 3)),
+    "mobilenet-v1-vww": mobilenet_v1,
+    "autoencoder-ad": autoencoder,
+    "dscnn-kws": dscnn_kws,
+    "dscnn-streaming-ww": dscnn_streaming,
+}
+CLASSIFIERS = {"resnet8", "resnet8-wide-26-52-104", "resnet10-four-stages", "resnet-two-stages-odd-input",
+               "mobilenet-v1-vww", "dscnn-kws", "dscnn-streaming-ww"}
+
+
+# ---- one model per layer type and option
+def _image(k, layers, shape=(7, 9, 3)):
+    inputs = k.Input(shape)
+    x = inputs
+    for layer in layers:
+        x = layer(x)
+    return k.Model(inputs, x)
+
+
+def _merge(k, merge):
+    L = k.layers
+    inputs = k.Input((5, 7, 3))
+    branches = [L.Conv2D(4, 1)(inputs), L.Conv2D(4, 3, padding="same")(inputs), L.Conv2D(4, 2, padding="same")(inputs)]
+    if merge == "concat-flat":
+        return k.Model(inputs, L.Concatenate()([L.Flatten()(b) for b in branches]))
+    return k.Model(inputs, (L.Add() if merge == "add" else L.Concatenate())(branches))
+
+
+def _dense(k, layers, dim=6):
+    inputs = k.Input((dim,))
+    x = inputs
+    for layer in layers:
+        x = layer(x)
+    return k.Model(inputs, x)
+
+
+def _reshape(k):
+    L = k.layers
+    inputs = k.Input((4, 6, 2))
+    x = L.Reshape((8, 6))(inputs)  # 4-D -> 3-D, in Keras element order
+    x = L.Reshape((-1,))(x)
+    x = L.Dense(30)(x)
+    return k.Model(inputs, L.Conv2D(2, 3, padding="same")(L.Reshape((3, 5, 2))(x)))
+
+
+LAYER_CASES = {
+    "conv-same-k3-s1": lambda k: _image(k, [k.layers.Conv2D(4, 3, padding="same")]),
+    "conv-same-k3-s2-odd": lambda k: _image(k, [k.layers.Conv2D(4, 3, strides=2, padding="same")]),
+    "conv-same-k4-even-kernel": lambda k: _image(k, [k.layers.Conv2D(4, 4, padding="same")]),
+    "conv-same-k2x5-s2x3": lambda k: _image(k, [k.layers.Conv2D(4, (2, 5), strides=(2, 3), padding="same")]),
+    "conv-valid-k3x2-s2": lambda k: _image(k, [k.layers.Conv2D(4, (3, 2), strides=2, padding="valid")]),
+    "conv-no-bias-relu": lambda k: _image(k, [k.layers.Conv2D(4, 3, use_bias=False, activation="relu")]),
+    "conv-groups-2": lambda k: _image(k, [k.layers.Conv2D(4, 3, padding="same", groups=2)], shape=(6, 5, 4)),
+    "depthwise-k3-same": lambda k: _image(k, [k.layers.DepthwiseConv2D(3, padding="same")]),
+    "depthwise-mult2-s2-same": lambda k: _image(k, [k.layers.DepthwiseConv2D(3, strides=2, padding="same",
+                                                                             depth_multiplier=2)]),
+    "depthwise-k5x1-valid-relu6": lambda k: _image(k, [k.layers.DepthwiseConv2D((5, 1), activation="relu6")]),
+    "batchnorm-image": lambda k: _image(k, [k.layers.BatchNormalization(epsilon=0.01)]),
+    "batchnorm-no-center-no-scale": lambda k: _image(k, [k.layers.BatchNormalization(center=False, scale=False)]),
+    "batchnorm-dense": lambda k: _dense(k, [k.layers.Dense(5), k.layers.BatchNormalization()]),
+    "activation-relu": lambda k: _dense(k, [k.layers.Activation("relu")]),
+    "activation-relu6": lambda k: _dense(k, [k.layers.Activation("relu6")]),
+    "activation-sigmoid": lambda k: _dense(k, [k.layers.Activation("sigmoid")]),
+    "activation-tanh": lambda k: _dense(k, [k.layers.Activation("tanh")]),
+    "activation-linear": lambda k: _dense(k, [k.layers.Activation("linear")]),
+    "activation-softmax-image": lambda k: _image(k, [k.layers.Activation("softmax")]),
+    "relu-max-value-3": lambda k: _image(k, [k.layers.ReLU(max_value=3.0)]),
+    "add-three-inputs": lambda k: _merge(k, "add"),
+    "concatenate-channels": lambda k: _merge(k, "concat"),
+    "concatenate-flat": lambda k: _merge(k, "concat-flat"),
+    "avgpool-valid": lambda k: _image(k, [k.layers.AveragePooling2D(2)]),
+    "avgpool-same-odd": lambda k: _image(k, [k.layers.AveragePooling2D(2, padding="same")]),
+    "avgpool-same-k3-s1": lambda k: _image(k, [k.layers.AveragePooling2D(3, strides=1, padding="same")]),
+    "maxpool-valid-s1": lambda k: _image(k, [k.layers.MaxPooling2D(3, strides=1)]),
+    "maxpool-same-odd": lambda k: _image(k, [k.layers.MaxPooling2D(2, padding="same")]),
+    "global-avgpool": lambda k: _image(k, [k.layers.GlobalAveragePooling2D()]),
+    "global-avgpool-keepdims": lambda k: _image(k, [k.layers.GlobalAveragePooling2D(keepdims=True)]),
+    "flatten-after-conv": lambda k: _image(k, [k.layers.Conv2D(4, 3), k.layers.Flatten(), k.layers.Dense(3)]),
+    "reshape-4d-3d-2d-4d": _reshape,
+    "dropout": lambda k: _image(k, [k.layers.Dropout(0.5)]),
+    "zeropadding-asymmetric": lambda k: _image(k, [k.layers.ZeroPadding2D(((1, 2), (0, 3)))]),
+    "dense-softmax": lambda k: _dense(k, [k.layers.Dense(4, activation="softmax")]),
+    "sequential-conv-dense": lambda k: k.Sequential([k.Input((6, 6, 2)), k.layers.Conv2D(3, 3, strides=2, padding="same"),
+                                                      k.layers.Flatten(), k.layers.Dense(4, activation="tanh")]),
+}
+
+
+def randomize(model, rng: np.random.Generator) -> None:
+    """Random biases and BatchNorm parameters and statistics (so BN is no identity); kernels keep
+    Keras's own random initialisation."""
+    for layer in model.layers:
+        values = []
+        for w in layer.weights:
+            name, shape = w.name.split("/")[-1].split(":")[0], tuple(w.shape)
+            if name in ("gamma", "moving_variance"):
+                values.append(rng.uniform(0.5, 1.5, shape))
+            elif name in ("beta", "moving_mean", "bias"):
+                values.append(rng.normal(0, 0.2, shape))
+            else:
+                values.append(np.asarray(w.numpy()))
+        if values:
+            layer.set_weights([v.astype(np.float32) for v in values])
+
+
+def random_inputs(model, rng: np.random.Generator, n: int = 16) -> list[np.ndarray]:
+    """N(0, 1) inputs: with random weights, raw-pixel-scale inputs would saturate the softmax."""
+    return [rng.normal(0, 1, (n, *x.shape[1:])).astype(np.float32) for x in model.inputs]

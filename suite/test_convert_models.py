@@ -1,0 +1,270 @@
+"""The converter on any model of the MLPerf Tiny layer set, in both ``.h5`` dialects.
+
+Every model in ``keras_models`` is built with Keras 3 (``keras``) and with Keras 2 (``tf-keras``),
+given random weights and BatchNorm statistics, saved as ``.h5``, converted by r8 with h5py alone,
+saved and reloaded with ``torch.export``, and compared with the Keras model that wrote the file.
+Ids read as a table: ``test_parity[keras2-mobilenet-v1-vww]``.
+"""
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from keras_models import CLASSIFIERS, FAMILIES, LAYER_CASES, random_inputs, randomize
+from r8.convert import convert, load_program, save
+from r8.layers import NhwcFlatten
+
+REL_TOL = 1e-5  # issue #9: max |torch - keras| <= 1e-5 x the output's scale
+DIALECTS = ("keras3", "keras2")
+
+
+def keras_package(dialect: str):
+    from r8.keras_ref import import_tensorflow
+
+    import_tensorflow()
+    if dialect == "keras2":
+        import tf_keras
+
+        return tf_keras
+    import keras
+
+    return keras
+
+
+@dataclass
+class Case:
+    path: Path
+    inputs: list[np.ndarray]  # Keras layout
+    outputs: np.ndarray  # what the Keras model that wrote the file returns
+
+
+def build_case(builder, dialect: str, folder: Path, name: str, seed: int = 0) -> Case:
+    k = keras_package(dialect)
+    k.utils.set_random_seed(seed)
+    model = builder(k)
+    rng = np.random.default_rng(seed)
+    randomize(model, rng)
+    path = folder / f"{name}-{dialect}.h5"
+    model.save(path)
+    inputs = random_inputs(model, rng)
+    return Case(path, inputs, np.asarray(model(inputs if len(inputs) > 1 else inputs[0], training=False)))
+
+
+@pytest.fixture(scope="session")
+def keras_case(tmp_path_factory):
+    cases = {}
+
+    def get(name: str, dialect: str) -> Case:
+        if (name, dialect) not in cases:
+            builder = FAMILIES.get(name) or LAYER_CASES[name]
+            cases[name, dialect] = build_case(builder, dialect, tmp_path_factory.mktemp("h5"), name)
+        return cases[name, dialect]
+    return get
+
+
+def run_torch(model: nn.Module, inputs: list[np.ndarray]) -> np.ndarray:
+    """Feed Keras-layout inputs through the layout contract: 4-D in and out are NCHW."""
+    xs = [torch.from_numpy(x).permute(0, 3, 1, 2) if x.ndim == 4 else torch.from_numpy(x) for x in inputs]
+    with torch.inference_mode():
+        y = model(*xs)
+    return (y.permute(0, 2, 3, 1) if y.dim() == 4 else y).numpy()
+
+
+def parity(model: nn.Module, case: Case) -> tuple[float, float]:
+    """(max |torch - keras| / output scale, argmax agreement)."""
+    out = run_torch(model, case.inputs)
+    assert out.shape == case.outputs.shape
+    scale = max(float(np.abs(case.outputs).max()), 1e-6)
+    agree = float((out.reshape(len(out), -1).argmax(1) == case.outputs.reshape(len(out), -1).argmax(1)).mean())
+    return float(np.abs(out - case.outputs).max()) / scale, agree
+
+
+CASES = [pytest.param(name, dialect, id=f"{dialect}-{name}") for name in (*FAMILIES, *LAYER_CASES) for dialect in DIALECTS]
+
+
+@pytest.mark.parametrize("name, dialect", CASES)
+def test_parity(name, dialect, keras_case, tmp_path, report):
+    case = keras_case(name, dialect)
+    start = time.perf_counter()
+    model = convert(case.path)
+    seconds = time.perf_counter() - start
+    rel, agree = parity(model, case)
+    program, _ = save(model, tmp_path / "model.pt")
+    rel_loaded, _ = parity(load_program(program), case)
+    if name in FAMILIES:
+        report(f"convert {dialect}-{name}: max|d|/scale, argmax agreement, convert s",
+               f"{rel:.2e}, {agree:.0%}, {seconds:.3f}")
+    assert rel <= REL_TOL and rel_loaded <= REL_TOL
+    if name in CLASSIFIERS:
+        assert agree == 1.0
+        assert case.outputs.max(1).mean() < 0.99, "saturated softmax: parity would prove little"
+
+
+def test_submodules_are_named_after_keras_layers(keras_case):
+    case = keras_case("resnet8", "keras3")
+    model = convert(case.path)
+    from r8.keras_h5 import read_h5
+
+    layers = [layer.name for layer in read_h5(case.path).layers if layer.class_name != "InputLayer"]
+    assert set(layers) <= {name for name, _ in model.named_children()}
+    assert set(model.meta["keras_outputs"]) == set(layers)
+
+
+def test_saved_program_states_the_layout_contract(keras_case, tmp_path):
+    program, _ = save(convert(keras_case("flatten-after-conv", "keras3").path), tmp_path / "m.pt")
+    extra = {"CONTRACT.txt": ""}
+    with open(program, "rb") as f:
+        torch.export.load(f, extra_files=extra)
+    assert "NCHW" in extra["CONTRACT.txt"] and "(H, W, C)" in extra["CONTRACT.txt"]
+
+
+# ---- mutations: each re-introduces a classic conversion mistake that the parity gate must catch
+def _torch_flatten(model):
+    for name, module in model.named_children():
+        if isinstance(module, NhwcFlatten):
+            model.add_submodule(name, nn.Flatten())  # flattens (C, H, W): a permuted vector
+
+
+def _depthwise_channels_permuted(model):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d) and m.groups > 1 and m.out_channels > m.groups:
+                mult = m.out_channels // m.groups  # kernel read as (H, W, multiplier, in)
+                m.weight.copy_(m.weight.reshape(m.groups, mult, *m.weight.shape[1:]).transpose(0, 1)
+                               .reshape(m.weight.shape).clone())
+
+
+def _odd_pixel_before(model):
+    for name, module in model.named_children():
+        if isinstance(module, nn.ZeroPad2d) and name.endswith("_pad"):
+            left, right, top, bottom = module.padding
+            model.add_submodule(name, nn.ZeroPad2d((right, left, bottom, top)))
+
+
+MUTATIONS = [
+    pytest.param(_torch_flatten, "flatten-after-conv", id="torch-flatten-order"),
+    pytest.param(_torch_flatten, "dscnn-streaming-ww", id="torch-flatten-order-dscnn"),
+    pytest.param(_depthwise_channels_permuted, "depthwise-mult2-s2-same", id="depthwise-kernel-layout"),
+    pytest.param(_odd_pixel_before, "conv-same-k4-even-kernel", id="same-padding-odd-pixel-before"),
+    pytest.param(_odd_pixel_before, "conv-same-k2x5-s2x3", id="same-padding-stride2-odd-size"),
+]
+
+
+@pytest.mark.parametrize("mutate, name", MUTATIONS)
+def test_parity_gate_catches(mutate, name, keras_case, report):
+    case = keras_case(name, "keras3")
+    model = copy.deepcopy(convert(case.path))
+    mutate(model)
+    rel, _ = parity(model, case)
+    report(f"mutation {mutate.__name__} on {name}: max|d|/scale", f"{rel:.2e}")
+    assert rel > REL_TOL
+
+
+# ---- property-based: small random conv graphs
+@st.composite
+def conv_graphs(draw):
+    """A builder of a random chain of conv-family layers (with an optional residual add) on a
+    random odd-or-even input, and the dialect to save it in."""
+    h, w, c = draw(st.integers(4, 11)), draw(st.integers(4, 11)), draw(st.integers(1, 4))
+    ops = draw(st.lists(st.tuples(
+        st.sampled_from(["conv", "depthwise", "bn", "relu", "maxpool", "avgpool", "pad", "residual"]),
+        st.integers(1, 4), st.integers(1, 2), st.sampled_from(["same", "valid"]), st.integers(1, 3)),
+        min_size=1, max_size=6))
+    head = draw(st.booleans())
+
+    def build(k):
+        L = k.layers
+        inputs = k.Input((h, w, c))
+        x = inputs
+        for op, size, stride, padding, n in ops:
+            fits = padding == "same" or min(x.shape[1:3]) >= size
+            if op == "conv" and fits:
+                x = L.Conv2D(n + 1, size, strides=stride, padding=padding)(x)
+            elif op == "depthwise" and fits:
+                x = L.DepthwiseConv2D(size, strides=stride, padding=padding, depth_multiplier=n)(x)
+            elif op == "bn":
+                x = L.BatchNormalization()(x)
+            elif op == "relu":
+                x = L.ReLU(max_value=6.0 if n == 1 else None)(x)
+            elif op in ("maxpool", "avgpool") and fits and size > 1:
+                x = (L.MaxPooling2D if op == "maxpool" else L.AveragePooling2D)(size, stride, padding)(x)
+            elif op == "pad":
+                x = L.ZeroPadding2D(((0, size), (n, 0)))(x)
+            elif op == "residual":
+                x = L.Add()([x, L.Conv2D(x.shape[-1], size, padding="same")(x)])
+        if head:
+            x = L.Dense(3, activation="softmax")(L.Flatten()(x))
+        return k.Model(inputs, x)
+    return build, draw(st.sampled_from(DIALECTS))
+
+
+@settings(max_examples=20, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(graph=conv_graphs())
+def test_random_conv_graphs(graph, tmp_path):
+    build, dialect = graph
+    case = build_case(build, dialect, tmp_path, "random")
+    rel, _ = parity(convert(case.path), case)
+    assert rel <= REL_TOL
+
+
+# ---- the command line on any model
+def r8(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "r8", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("name", ["resnet8-wide-26-52-104", "mobilenet-v1-vww", "autoencoder-ad", "dscnn-streaming-ww"])
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_cli_convert(name, dialect, keras_case, tmp_path):
+    from r8.cli import main  # in-process: the subprocess path is tested below and in test_cli
+
+    case = keras_case(name, dialect)
+    assert main(["convert", "--model", str(case.path), "-o", str(tmp_path / "out.pt")]) == 0
+    assert parity(load_program(tmp_path / "out.pt"), case)[0] <= REL_TOL
+
+
+def test_cli_inspect_names_unsupported_layers(tmp_path):
+    k = keras_package("keras3")
+    inputs = k.Input((8, 8, 3))
+    x = k.layers.SeparableConv2D(4, 3, name="sep")(inputs)
+    k.Model(inputs, k.layers.Dense(2)(k.layers.Flatten(name="flat")(x))).save(tmp_path / "m.h5")
+    done = r8("inspect", "--model", str(tmp_path / "m.h5"))
+    assert done.returncode == 1
+    assert "sep" in done.stdout and "UNSUPPORTED" in done.stdout and "SeparableConv2D" in done.stdout
+    assert "(8, 8, 3)" in done.stdout  # the input row still has its shape
+    done = r8("convert", "--model", str(tmp_path / "m.h5"), "-o", str(tmp_path / "m.pt"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert all(w in done.stderr for w in (str(tmp_path / "m.h5"), "'sep'", "SeparableConv2D", "supported: "))
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_cli_inspect_supported_model(keras_case):
+    done = r8("inspect", "--model", str(keras_case("dscnn-kws", "keras2").path))
+    assert done.returncode == 0 and "every layer is supported" in done.stdout
+    assert "DepthwiseConv2D" in done.stdout and "(25, 5, 64)" in done.stdout
+
+
+def test_evaluate_refuses_a_model_that_is_not_a_cifar10_classifier(keras_case):
+    path = keras_case("autoencoder-ad", "keras3").path
+    done = r8("evaluate", "--backend", "torch", "--model", str(path), "--subset", "perf200")
+    assert done.returncode == 2 and str(path) in done.stderr and "not a CIFAR-10 classifier" in done.stderr
+
+
+def test_evaluate_any_cifar10_classifier(keras_case):
+    import json
+
+    path = keras_case("resnet8-wide-26-52-104", "keras2").path
+    results = [json.loads(r8("evaluate", "--backend", b, "--model", str(path), "--subset", "perf200", "--json").stdout)
+               for b in ("torch", "keras")]
+    assert results[0]["n"] == 200 and results[0]["top1"] == results[1]["top1"]
