@@ -16,6 +16,7 @@ import_tensorflow()  # once, first: triton before tensorflow (a later triton imp
 from r8 import artifacts, paths
 from r8.convert import convert, load_program
 from r8.data import load_split
+from r8.index import append_step_summary
 from r8.metrics import predict, top1
 from r8.report import write_quantization_report
 from r8.runners import KerasRunner, TorchRunner
@@ -36,6 +37,8 @@ def pytest_terminal_summary(terminalreporter, config):
     out = paths.cache_dir() / "reports"
     out.mkdir(parents=True, exist_ok=True)
     (out / "measured.json").write_text(json.dumps(measured, indent=1))
+    append_step_summary("## r8 measured\n\n| figure | value |\n|---|---|\n"
+                        + "\n".join(f"| {k} | {v} |" for k, v in measured.items()))
     if config.r8_int8_rows:
         report = {**config.r8_int8_base, "rows": config.r8_int8_rows, "sqnr": []}
         for path in write_quantization_report(report, out):

@@ -82,12 +82,14 @@ def runtimes(rows: dict) -> dict[str, Runtime]:
                 lambda: tflite(False)),
         Runtime("tflite-reference-int8", "int8", "mlcommons-int8",
                 lambda: TfliteRunner(tflite(True), threads=THREADS), lambda: tflite(True)),
+        Runtime("torch-cuda", "fp32", "", lambda: TorchRunner(artifacts.torch_fp32(), device="cuda"),
+                artifacts.exported_program),
     ]}
 
 
 RUNTIME_NAMES = ("keras", "torch", "torch-compile", "onnxruntime", "openvino", "onnxruntime-int8-qdq",
                  "onnxruntime-int8-qop", "openvino-int8-qdq", "torch-int8", "tflite-reference",
-                 "tflite-reference-int8")
+                 "tflite-reference-int8", *(("torch-cuda",) if torch.cuda.is_available() else ()))  # a GPU row where there is one
 
 
 def macs_per_image(model: nn.Module) -> int:

@@ -10,7 +10,7 @@ from r8 import paths
 from r8.errors import R8Error
 
 
-def make_runner(backend: str, h5: Path):
+def make_runner(backend: str, h5: Path, device: str = "cpu"):
     """A runner for a CIFAR-10 classifier ``.h5``: one 32x32x3 input, 10 outputs."""
     from r8.convert import convert
     from r8.runners import KerasRunner, TorchRunner
@@ -20,7 +20,7 @@ def make_runner(backend: str, h5: Path):
     if shapes != ([(3, 32, 32)], [(10,)]):
         raise R8Error(f"{h5}: not a CIFAR-10 classifier: inputs {shapes[0]} (NCHW), outputs {shapes[1]}; "
                       "expected one (3, 32, 32) input and 10 outputs")
-    return KerasRunner(h5) if backend == "keras" else TorchRunner(model)
+    return KerasRunner(h5) if backend == "keras" else TorchRunner(model, device=device)
 
 
 def cmd_convert(args) -> None:
@@ -59,7 +59,7 @@ def cmd_evaluate(args) -> None:
     from r8.data import CLASSES, load_split
     from r8.metrics import evaluate
 
-    result = evaluate(make_runner(args.backend, args.model), load_split(args.subset), progress=not args.json)
+    result = evaluate(make_runner(args.backend, args.model, args.device), load_split(args.subset), progress=not args.json)
     if args.json:
         print(json.dumps(result))
         return
@@ -78,7 +78,7 @@ def cmd_quantize(args) -> None:
     print(f"fp32 top-1 {report['fp32_top1']:.2%}; {len(report['rows'])} rows; best {best['backend']} "
           f"{best['config']}: {best['top1']:.2%} (drop {best['drop_pp']:.2f} pp, 95 % CI "
           f"{best['drop_ci95_pp'][0]:.2f} to {best['drop_ci95_pp'][1]:.2f})")
-    print(f"wrote {args.out / 'quantization.md'} and {args.out / 'quantization.json'}")
+    print(f"wrote {args.out / 'quantization.md'} and {args.out / 'quantization.json'}; open {args.out / 'index.html'}")
 
 
 def cmd_calibrate(args) -> None:
@@ -100,7 +100,7 @@ def cmd_study(args) -> None:
     for s in report["summary"]:
         print(f"{s['backend']} {s['config']} n={s['n']}: mean drop {s['mean_drop_pp']:.3f} pp "
               f"(std {s['std_drop_pp']:.3f}, {s['min_drop_pp']:.2f}..{s['max_drop_pp']:.2f})")
-    print(f"wrote {args.out / 'study.md'} and {args.out / 'study.json'}")
+    print(f"wrote {args.out / 'study.md'} and {args.out / 'study.json'}; open {args.out / 'index.html'}")
 
 
 def cmd_benchmark(args) -> None:
@@ -109,6 +109,7 @@ def cmd_benchmark(args) -> None:
 
     from r8 import artifacts
     from r8.bench import BEST_DROP_PP, THREADS, macs_per_image
+    from r8.index import append_step_summary, write_index
     from r8.report import write_benchmark_report
 
     root = Path(__file__).resolve().parent.parent
@@ -123,7 +124,9 @@ def cmd_benchmark(args) -> None:
     fp32_top1 = next(b["extra_info"]["top1"] for b in results["benchmarks"] if b["extra_info"]["runtime"] == "torch")
     write_benchmark_report(results, THREADS, macs_per_image(artifacts.torch_fp32()), fp32_top1,
                            BEST_DROP_PP, args.out)
-    print(f"wrote {args.out / 'benchmark.md'} and {args.out / 'benchmark.json'}")
+    append_step_summary((args.out / "benchmark.md").read_text())
+    write_index(args.out)
+    print(f"wrote {args.out / 'benchmark.md'} and {args.out / 'benchmark.json'}; open {args.out / 'index.html'}")
 
 
 def cmd_download(args) -> None:
@@ -135,6 +138,8 @@ def cmd_download(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m r8", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show warnings and TensorFlow/ONNX Runtime/torch log lines (hidden by default)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("convert", help="convert any Keras .h5 of the MLPerf Tiny layer set to a torch.export .pt (+ state_dict)")
@@ -157,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=paths.keras_model_path())
     p.add_argument("--subset", choices=SUBSETS, default="test")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda, for the torch backend")
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("quantize", help="int8 quantize every default config, evaluate, report")
@@ -194,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=cmd_download)
 
     args = parser.parse_args(argv)
+    from r8.console import configure
+
+    configure(args.verbose)
     try:
         args.run(args)
     except R8Error as e:

@@ -7,6 +7,7 @@ from pathlib import Path
 import onnx
 import torch
 
+from r8.console import native_stderr_quiet
 from r8.convert import example_inputs
 
 OPSET = 18
@@ -30,7 +31,8 @@ def keras_to_onnx(h5: str | os.PathLike, path: str | os.PathLike, opset: int = O
     model = load_keras_model(h5)
     # Keras 3 models carry no saved input spec: tf2onnx needs it spelled out.
     spec = [tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32, name="input")]
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    with native_stderr_quiet():
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
     onnx.save(proto, str(path))
     _check(path)
 

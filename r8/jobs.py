@@ -6,6 +6,7 @@ MLCommons int8 TFLite reference beside them, and the per-layer SQNR of each back
 worst config. study: each backend's two best configs over calibration sizes and seeds.
 """
 
+import json
 from itertools import groupby
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import torch
 from tqdm import tqdm
 
 from r8 import artifacts, paths
-from r8.cache import build_facts
+from r8.cache import atomic_write, build_facts
 from r8.calibration import CalibrationSet, calibration_set
 from r8.data import Split, load_split, perf_indices
 from r8.errors import R8Error
+from r8.index import append_step_summary, stamp, write_index
 from r8.metrics import paired_drop, per_class, predict, top1
 from r8.report import write_quantization_report, write_study_report
 from r8.runners import OnnxRunner, TfliteRunner, TorchRunner
@@ -154,7 +156,26 @@ def quantize_job(backend: str, out_dir: Path, cal: CalibrationSet | None = None,
         report["onnx2torch_float_ops"] = onnx2torch_float_ops(cal)
     report["rows"].append(tflite_reference_row(fp32_probs, test, progress))
     report["figures"] = quantization_figures(report, fp32_probs, test, cal, Path(out_dir))
-    write_quantization_report(report, out_dir)
+    _, md = write_quantization_report(stamp(report, "quantize_job"), out_dir)
+    write_conversion_report(fp32_probs, test, Path(out_dir), progress)
+    append_step_summary(md.read_text())
+    write_index(out_dir)
+    return report
+
+
+def write_conversion_report(torch_probs: np.ndarray, test: Split, out_dir: Path, progress: bool) -> dict:
+    """``conversion.json``: the MLPerf Tiny ResNet8 in Keras vs converted, on the 10k test images."""
+    from r8.metrics import agreement
+    from r8.runners import KerasRunner
+
+    keras_probs = predict(KerasRunner(paths.keras_model_path()), test.images, progress=progress)
+    report = stamp({"model": paths.keras_model_path().name, "n": len(test.labels),
+                    "keras_top1": top1(keras_probs, test.labels), "torch_top1": top1(torch_probs, test.labels),
+                    "keras_per_class": per_class(keras_probs, test.labels),
+                    "torch_per_class": per_class(torch_probs, test.labels),
+                    "max_abs_diff": float(np.abs(keras_probs - torch_probs).max()),
+                    "agreement": agreement(keras_probs, torch_probs)}, "quantize_job")
+    atomic_write(out_dir / "conversion.json", lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
     return report
 
 
@@ -245,5 +266,7 @@ def study_job(out_dir: Path, sizes=STUDY_SIZES, seeds=STUDY_SEEDS, configs: list
         runs += seed_runs(backend, config, fp32_probs, test, n, seeds)
     report = {"fp32_top1": top1(fp32_probs, test.labels), "sizes": list(sizes), "seeds": list(seeds),
               "runs": runs, "summary": summarize(runs)}
-    write_study_report(report, out_dir)
+    _, md = write_study_report(stamp(report, "study_job"), out_dir)
+    append_step_summary(md.read_text())
+    write_index(out_dir)
     return report

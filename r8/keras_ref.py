@@ -13,6 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from r8.console import native_stderr_quiet
 from r8.errors import R8Error
 
 
@@ -30,12 +31,14 @@ def import_tensorflow():
     """``import tensorflow`` that cannot break a later triton import, with TF's start-up chatter off."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     guard_triton()
-    try:
-        import triton  # noqa: F401  must come before tensorflow (see the module docstring)
-    except ImportError:
-        pass
-    import tensorflow
+    with native_stderr_quiet():  # TF and absl write start-up lines to fd 2 whatever the log level
+        try:
+            import triton  # noqa: F401  must come before tensorflow (see the module docstring)
+        except ImportError:
+            pass
+        import tensorflow
 
+        tensorflow.config.list_physical_devices()  # the CUDA probe ("failed call to cuInit") now
     return tensorflow
 
 
@@ -59,4 +62,6 @@ def load_keras_model(h5: str | os.PathLike):
 
     if not Path(h5).is_file():
         raise R8Error(f"{h5}: file not found")
-    return keras_for(read_h5(h5).keras_version).models.load_model(h5, compile=False)
+    keras = keras_for(read_h5(h5).keras_version)
+    with native_stderr_quiet():
+        return keras.models.load_model(h5, compile=False)

@@ -8,6 +8,7 @@ import numpy as np
 
 from r8.cache import atomic_write
 from r8.data import CLASSES
+from r8.index import stamp
 
 
 def _md_quantization(report: dict) -> str:
@@ -269,5 +270,5 @@ def write_benchmark_report(pytest_benchmark: dict, threads: int, macs: int, fp32
     lines += [f"![{name}]({name})" for name in _plots(rows, best_fp32, best_int8, out_dir)]
     report = {"threads": threads, "macs_per_image": macs, "fp32_top1": fp32_top1,
               "rows": [{k: v for k, v in r.items() if k not in ("per_class", "confusion")} for r in rows]}
-    _write(report, "\n".join(lines) + "\n", out_dir, "benchmark")
+    _write(stamp(report, "benchmark"), "\n".join(lines) + "\n", out_dir, "benchmark")
     return report

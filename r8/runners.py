@@ -4,6 +4,7 @@
 and dtype conversion, so accuracy and speed are measured on identical inputs.
 """
 
+import importlib.util
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from r8.console import native_stderr_quiet
 from r8.errors import R8Error
 
 
@@ -37,16 +39,28 @@ def quantized_engine(engine: str | None):
         torch.backends.quantized.engine = previous
 
 
+def check_device(device: str) -> torch.device:
+    """``cpu`` or ``cuda`` (``cuda:N``), refused with a reason when this machine has no such device."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise R8Error(f"device {device!r}: no CUDA device here (torch {torch.__version__}, "
+                      f"CUDA build {torch.version.cuda or 'none'}); use --device cpu")
+    if not device.startswith(("cpu", "cuda")):
+        raise R8Error(f"device {device!r}: choose cpu or cuda")
+    return torch.device(device)
+
+
 class TorchRunner:
     """A torch module (fp32, or int8 with the quantized ``engine`` its kernels were built for),
-    taking NCHW input, or NHWC with ``nhwc``."""
+    taking NCHW input, or NHWC with ``nhwc``; fp32 modules may run on ``device`` ``cuda``."""
 
-    def __init__(self, module: torch.nn.Module, name: str = "torch", engine: str | None = None, nhwc: bool = False):
-        self.module, self.name, self.engine, self.nhwc = module, name, engine, nhwc
+    def __init__(self, module: torch.nn.Module, name: str = "torch", engine: str | None = None, nhwc: bool = False,
+                 device: str = "cpu"):
+        self.device = check_device(device)
+        self.module, self.name, self.engine, self.nhwc = module.to(self.device), name, engine, nhwc
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), quantized_engine(self.engine):
-            return self.module(torch_input(images, self.nhwc)).numpy()
+            return self.module(torch_input(images, self.nhwc).to(self.device)).cpu().numpy()
 
 
 class KerasRunner:
@@ -80,16 +94,24 @@ class OnnxRunner:
 
 
 class TfliteRunner:
-    """A ``.tflite`` model on the TF Lite interpreter; int8 models get their input quantized
-    with the model's own (scale, zero point) (for the MLCommons int8 model: pixel - 128)."""
+    """A ``.tflite`` model on LiteRT's interpreter (``ai-edge-litert``, TF Lite's maintained
+    successor), or on ``tf.lite`` where LiteRT is not installed (``interpreter`` picks one). int8
+    models get their input quantized with the model's own (scale, zero point) (for the MLCommons
+    int8 model: pixel - 128)."""
 
-    def __init__(self, path: str | os.PathLike, name: str = "tflite", threads: int | None = None):
-        from r8.keras_ref import import_tensorflow
-
-        tf = import_tensorflow()
+    def __init__(self, path: str | os.PathLike, name: str = "tflite", threads: int | None = None,
+                 interpreter: str | None = None):
         if not Path(path).is_file():
             raise R8Error(f"{path}: file not found")
-        self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+        self.engine = interpreter or ("litert" if importlib.util.find_spec("ai_edge_litert") else "tf.lite")
+        if self.engine == "litert":
+            from ai_edge_litert.interpreter import Interpreter
+        else:
+            from r8.keras_ref import import_tensorflow
+
+            Interpreter = import_tensorflow().lite.Interpreter
+        with native_stderr_quiet():  # LiteRT announces its XNNPACK delegate on fd 2
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self.name, self.batch = name, None
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
@@ -97,7 +119,8 @@ class TfliteRunner:
     def predict(self, images: np.ndarray) -> np.ndarray:
         if self.batch != len(images):
             self.interpreter.resize_tensor_input(self.input["index"], (len(images), 32, 32, 3))
-            self.interpreter.allocate_tensors()
+            with native_stderr_quiet():
+                self.interpreter.allocate_tensors()
             self.batch = len(images)
         x = images.astype(np.float32)
         scale, zero = self.input["quantization"]

@@ -73,7 +73,15 @@ def test_converter_imports_without_tensorflow(h5_path, tmp_path):
 
 @pytest.mark.accuracy
 def test_quantize_job_writes_report_contract(tmp_path, fp32_top1):
-    r8("quantize", "--backend", "ort", "--out", str(tmp_path))
+    import os
+
+    summary = tmp_path / "step-summary.md"
+    done = r8("quantize", "--backend", "ort", "--out", str(tmp_path), env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary)})
+    # the console: progress bars go to stderr; stdout holds r8's own lines only
+    assert done.stdout.splitlines()[0].startswith("fp32 top-1") and "index.html" in done.stdout
+    assert not any(w in done.stderr for w in ("oneDNN", "absl", "cuda", "Warning", "WARNING"))
+    assert "| backend | config |" in summary.read_text()  # the int8 table on the CI run's page
+    assert (tmp_path / "index.html").is_file() and (tmp_path / "conversion.json").is_file()
     report = json.loads((tmp_path / "quantization.json").read_text())
     assert report["fp32_top1"] == pytest.approx(fp32_top1)
     backends = [row["backend"] for row in report["rows"]]
@@ -136,3 +144,28 @@ def test_tensorflow_imported_first_does_not_crash(exported_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-500:]}"
     assert "torch.Size([2, 10])" in done.stdout and "r8 disabled triton" in done.stderr
+
+
+def test_evaluate_refuses_cuda_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: see test_cuda_parity_and_top1")
+    done = r8("evaluate", "--backend", "torch", "--device", "cuda", "--subset", "perf200", check=False)
+    assert done.returncode == 2 and "no CUDA device here" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.accuracy
+def test_cuda_parity_and_top1(keras_probs, torch_model, test_split, report):
+    import torch
+
+    from r8.metrics import agreement
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    import copy
+
+    probs = predict(TorchRunner(copy.deepcopy(torch_model), device="cuda"), test_split.images, progress=False)
+    diff = float(np.abs(probs - keras_probs).max())
+    report("parity keras-vs-torch-cuda max|dp|, argmax agreement (10k)", f"{diff:.2e}, {agreement(probs, keras_probs):.4%}")
+    assert diff <= 1e-5 and agreement(probs, keras_probs) == 1.0 and top1(probs, test_split.labels) >= 0.85

@@ -268,3 +268,22 @@ def test_evaluate_any_cifar10_classifier(keras_case):
     results = [json.loads(r8("evaluate", "--backend", b, "--model", str(path), "--subset", "perf200", "--json").stdout)
                for b in ("torch", "keras")]
     assert results[0]["n"] == 200 and results[0]["top1"] == results[1]["top1"]
+
+
+# ---- the converted graphs are quantizable by every torch flow (issue #9)
+@pytest.mark.parametrize("flow", ["fx", "eager", "pt2e"])
+@pytest.mark.parametrize("name", ["mobilenet-v1-vww", "dscnn-kws", "dscnn-streaming-ww"])
+def test_converted_graph_quantizes(name, flow, keras_case):
+    from r8.quant_torch import TorchConfig, int8_convs, quantize
+    from r8.runners import quantized_engine
+
+    case = keras_case(name, "keras3")
+    model = convert(case.path)
+    config = TorchConfig(flow, "x86" if flow == "pt2e" else "onednn", True, "minmax")
+    images = np.clip(case.inputs[0] * 40 + 128, 0, 255).astype(np.uint8)  # quantize calibrates on uint8 NHWC
+    qmodel = quantize(model, config, images)
+    convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    assert int8_convs(qmodel if flow == "pt2e" else torch.jit.script(qmodel)) == convs
+    with torch.inference_mode(), quantized_engine(config.engine):
+        out = qmodel(torch.from_numpy(images).permute(0, 3, 1, 2).float())
+    assert out.shape == case.outputs.shape and torch.isfinite(out).all()

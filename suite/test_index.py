@@ -1,0 +1,114 @@
+"""The report a person opens first (index.md / index.html), CI step summaries and JUnit XML."""
+
+import json
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from r8.index import append_step_summary, write_index
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _figure(path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1], [1, 0])
+    fig.savefig(path)
+    plt.close(fig)
+
+
+@pytest.fixture
+def reports(tmp_path, rng):
+    """A reports folder as the quantize and study jobs leave it (the benchmark not run yet)."""
+    per_class = rng.uniform(0.7, 0.95, 10).tolist()
+    (tmp_path / "conversion.json").write_text(json.dumps({
+        "model": "m.h5", "n": 10000, "keras_top1": 0.8719, "torch_top1": 0.8719, "keras_per_class": per_class,
+        "torch_per_class": per_class, "max_abs_diff": 3e-6, "agreement": 1.0, "command": "python -m r8 quantize",
+        "generated": "2026-11-27T12:00:00+00:00"}))
+    rows = [{"backend": "ort", "config": f"c{i}", "top1": 0.87 - i / 1000, "drop_pp": 0.1 * i, "drop_ci95_pp": [0, 0.2 * i + 0.1],
+             "mcnemar_p": 0.5} for i in range(3)]
+    (tmp_path / "quantization.json").write_text(json.dumps({
+        "fp32_top1": 0.8719, "calibration": {"n": 1000, "source": "train"}, "rows": rows,
+        "figures": {"Sample predictions": "samples_best_int8.png", "SQNR": "sqnr_layers.png"}}))
+    (tmp_path / "study.json").write_text(json.dumps({
+        "fp32_top1": 0.8719, "seeds": [0, 1], "summary": [{"backend": "ort", "config": "c0", "n": 100, "mean_drop_pp": 0.1,
+                                                           "std_drop_pp": 0.05, "min_drop_pp": 0.0, "max_drop_pp": 0.2}]}))
+    for name in ("samples_best_int8.png", "sqnr_layers.png", "study.png"):
+        _figure(tmp_path / name)
+    return tmp_path
+
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.tables, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs)
+        elif tag == "table":
+            self.tables.append(0)
+        elif tag == "tr" and self.tables:
+            self.tables[-1] += 1
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_index_gathers_every_report(reports):
+    md, page = write_index(reports)
+    parsed = Page()
+    parsed.feed(page.read_text())
+    text = " ".join(parsed.text)
+    assert {img["data-file"] for img in parsed.images} == {"samples_best_int8.png", "sqnr_layers.png", "study.png"}
+    assert all(img["src"].startswith("data:image/png;base64,") and len(img["src"]) > 1000 for img in parsed.images)
+    assert parsed.tables == [1 + 11, 1 + 3, 1 + 1]  # header + rows: conversion (all + 10 classes), int8, study
+    assert "Not run yet" in text and "python -m r8 benchmark" in text  # the benchmark section
+    assert "Made by `python -m r8 quantize` at 2026-11-27T12:00:00+00:00" in text
+    assert "http" not in page.read_text()  # self-contained: nothing fetched from a network
+    assert "![SQNR](sqnr_layers.png)" in md.read_text()
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
+                    reason="Chromium is not installed (apt-get install chromium)")
+def test_index_renders_in_headless_chromium(reports, tmp_path):
+    _, page = write_index(reports)
+    shot = tmp_path / "shot.png"
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1200,2400", page.as_uri()], check=True, capture_output=True, timeout=120)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (2400, 1200) and np.std(pixels) > 0.05  # not a blank page
+
+
+def test_step_summary_appends(tmp_path, monkeypatch):
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    append_step_summary("| a |\n|---|\n| 1 |")
+    append_step_summary("## second")
+    assert summary.read_text() == "| a |\n|---|\n| 1 |\n\n## second\n\n"
+
+
+def test_junitxml_keeps_the_suite_ids(tmp_path):
+    xml = tmp_path / "junit.xml"
+    subprocess.run([sys.executable, "-m", "pytest", "suite/test_metrics.py", "suite/test_convert_models.py",
+                    "-k", "counted_by_hand or conv-same-k3-s1", "-p", "no:cacheprovider", f"--junitxml={xml}", "-q"],
+                   cwd=ROOT, check=True, capture_output=True)
+    import xml.etree.ElementTree as ET
+
+    names = {case.get("name") for case in ET.parse(xml).iter("testcase")}
+    assert {"test_parity[keras3-conv-same-k3-s1]", "test_parity[keras2-conv-same-k3-s1]",
+            "test_accuracy_counted_by_hand"} <= names
