@@ -53,18 +53,17 @@ def _torch(module: nn.Module, engine: str | None = None) -> TorchRunner:
 
 def runtimes(rows: dict) -> dict[str, Runtime]:
     """Every runtime benchmarked, by name. ``rows`` maps (backend, config) to its measured int8
-    row: the int8 runtimes use the best ORT config per format and the best torch config.
+    row: the int8 runtimes use the best ORT config per format, the best torch and TFLite configs.
     (PT2E int8 under torch.compile/inductor was tried and ran slower than fp32 ORT: left out.)"""
-    from r8.jobs import INT8_ARTIFACTS, int8_runner
+    from r8.backends import backend
 
-    def file(backend, config):
-        return lambda: INT8_ARTIFACTS[backend](config)
+    def file(name, config):
+        return lambda: backend(name).build(config)
 
-    def int8(backend, config):  # -> Runtime's (config, make, file)
-        return config.id, lambda: int8_runner(backend, config, file(backend, config)(), threads=THREADS), \
-            file(backend, config)
+    def int8(name, config):  # -> Runtime's (config, make, file)
+        return config.id, lambda: backend(name).runner(config, file(name, config)(), THREADS), file(name, config)
 
-    qdq, qop, tq = _best("ort", rows, "qdq"), _best("ort", rows, "qop"), _best("torch", rows)
+    qdq, qop, tq, lite = _best("ort", rows, "qdq"), _best("ort", rows, "qop"), _best("torch", rows), _best("tflite", rows)
     fp32_onnx, tflite = lambda: artifacts.onnx_fp32("torch"), paths.tflite_model_path
     return {r.name: r for r in [
         Runtime("keras", "fp32", "", _keras, paths.keras_model_path),
@@ -78,6 +77,7 @@ def runtimes(rows: dict) -> dict[str, Runtime]:
         Runtime("openvino-int8-qdq", "int8", qdq.id,
                 lambda: OpenVinoRunner(file("ort", qdq)(), threads=THREADS), file("ort", qdq)),
         Runtime("torch-int8", "int8", *int8("torch", tq)),
+        Runtime("tflite-int8", "int8", *int8("tflite", lite)),  # r8's own TFLite int8, LiteRT/XNNPACK
         Runtime("tflite-reference", "fp32", "", lambda: TfliteRunner(tflite(False), threads=THREADS),
                 lambda: tflite(False)),
         Runtime("tflite-reference-int8", "int8", "mlcommons-int8",
@@ -88,7 +88,7 @@ def runtimes(rows: dict) -> dict[str, Runtime]:
 
 
 RUNTIME_NAMES = ("keras", "torch", "torch-compile", "onnxruntime", "openvino", "onnxruntime-int8-qdq",
-                 "onnxruntime-int8-qop", "openvino-int8-qdq", "torch-int8", "tflite-reference",
+                 "onnxruntime-int8-qop", "openvino-int8-qdq", "torch-int8", "tflite-int8", "tflite-reference",
                  "tflite-reference-int8", *(("torch-cuda",) if torch.cuda.is_available() else ()))  # a GPU row where there is one
 
 

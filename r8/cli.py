@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("quantize", help="int8 quantize every default config, evaluate, report")
-    p.add_argument("--backend", choices=("ort", "torch", "all"), default="all")
+    p.add_argument("--backend", choices=("ort", "torch", "torch-onnx2torch", "tflite", "all"), default="all")
     p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument("--calibration", choices=SOURCES, default="train",
                    help="calibration images: stratified training images (default), or the "

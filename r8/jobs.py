@@ -11,22 +11,19 @@ from itertools import groupby
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from r8 import artifacts, paths
+from r8 import artifacts, backends, paths
+from r8.backends import Backend
 from r8.cache import atomic_write, build_facts
 from r8.calibration import CalibrationSet, calibration_set
 from r8.data import Split, load_split, perf_indices
-from r8.errors import R8Error
 from r8.index import append_step_summary, stamp, write_index
 from r8.metrics import paired_drop, per_class, predict, top1
 from r8.report import write_quantization_report, write_study_report
-from r8.runners import OnnxRunner, TfliteRunner, TorchRunner
+from r8.runners import TfliteRunner, TorchRunner
 
 SQNR_IMAGES = 500  # test images the per-layer SQNR is measured on
-BACKENDS = ("ort", "torch")  # r8's own routes: gated at <= 0.2 pp for the best config, studied
-QUANTIZE_BACKENDS = (*BACKENDS, "torch-onnx2torch")
 STUDY_SIZES = (100, 250, 500, 1000, 2000)  # issue #8
 STUDY_SEEDS = (0, 1, 2, 3, 4)
 
@@ -49,53 +46,23 @@ def int8_row(backend: str, config: str, probs: np.ndarray, fp32_probs: np.ndarra
     return row
 
 
-# backend -> (config, CalibrationSet | None) -> Path. "torch-onnx2torch": the fallback route's model.
-INT8_ARTIFACTS = {"ort": artifacts.ort_int8, "torch": artifacts.torch_int8,
-                  "torch-onnx2torch": lambda config, cal=None: artifacts.torch_int8(config, cal, route="onnx2torch")}
-
-
-def int8_runner(backend: str, config, path: Path, threads: int = 0):
-    """A runner for a saved int8 artifact (``threads`` 0: the runtime's default)."""
-    if backend == "ort":
-        return OnnxRunner(path, name=f"ort-{config.id}", threads=threads)
-    from r8.quant_torch import load
-
-    if threads:
-        torch.set_num_threads(threads)
-    return TorchRunner(load(config, path), name=f"{backend}-{config.id}", engine=config.engine,
-                       nhwc=backend == "torch-onnx2torch")
-
-
-def backend_configs(backend: str, available: bool = False) -> tuple[list, list]:
-    """(default matrix, full matrix) of a backend's int8 configs; with ``available``, only the
-    configs this build of torch can run."""
-    from r8 import quant_ort, quant_torch
-
-    if backend == "torch-onnx2torch":
-        return quant_torch.ONNX2TORCH_MATRIX, quant_torch.ONNX2TORCH_MATRIX
-    module = {"ort": quant_ort, "torch": quant_torch}[backend]
-    keep = (lambda c: quant_torch.engine_available(c.engine)) if available and backend == "torch" else bool
-    return [c for c in module.DEFAULT_MATRIX if keep(c)], [c for c in module.FULL_MATRIX if keep(c)]
-
-
 def config_row(backend: str, config, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet | None = None,
                progress: bool = False) -> dict:
     """Build (or reuse) one int8 artifact, evaluate it on ``test``, return its report row."""
     cal = cal or calibration_set()
-    path = INT8_ARTIFACTS[backend](config, cal)
-    probs = predict(int8_runner(backend, config, path), test.images, progress=progress)
+    b = backends.backend(backend)
+    path = b.build(config, cal)
+    probs = predict(b.runner(config, path), test.images, progress=progress)
     return int8_row(backend, f"{config.id}-{cal.source}", probs, fp32_probs, test, path, build_facts(path))
 
 
-def backend_rows(backend: str, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet, progress: bool) -> list[dict]:
-    from r8.quant_torch import engine_available
-
+def backend_rows(b: Backend, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet, progress: bool) -> list[dict]:
     rows = []
-    for config in tqdm(backend_configs(backend)[0], desc=f"{backend} int8 configs", disable=not progress):
-        if backend == "torch" and not engine_available(config.engine):
-            tqdm.write(f"skipped torch-{config.id}: quantized engine not built into this torch")
+    for config in tqdm(b.default, desc=f"{b.name} int8 configs", disable=not progress):
+        if b.unavailable(config):
+            tqdm.write(f"skipped {b.name}-{config.id}: {b.unavailable(config)}")
             continue
-        rows.append(config_row(backend, config, fp32_probs, test, cal, progress))
+        rows.append(config_row(b.name, config, fp32_probs, test, cal, progress))
     return rows
 
 
@@ -106,33 +73,15 @@ def tflite_reference_row(fp32_probs: np.ndarray, test: Split, progress: bool) ->
                     fp32_probs, test, path)
 
 
-def backend_sqnr(backend: str, rows: list[dict], cal: CalibrationSet, test: Split) -> list[dict]:
-    """Per-layer SQNR for the backend's best and worst config.
-
-    ORT: ``qdq_loss_debug`` reads QDQ models only, so a QOperator config is measured on its QDQ
-    twin (same calibration ranges). torch: forward hooks, FX and eager configs only (a PT2E
-    graph has no modules to hook)."""
+def backend_sqnr(b: Backend, rows: list[dict], cal: CalibrationSet, test: Split) -> list[dict]:
+    """Per-layer SQNR for the backend's best and worst config (of those it can measure)."""
     images = test.images[:SQNR_IMAGES]
-    if backend == "ort":
-        from r8.quant_ort import DEFAULT_MATRIX, activation_sqnr
-
-        def measure(config):
-            twin = type(config)("qdq", config.types, config.per_channel, config.method)
-            return twin.id, activation_sqnr(artifacts.onnx_preprocessed(), artifacts.ort_int8(twin, cal), images)
-        eligible = DEFAULT_MATRIX
-    else:
-        from r8.quant_torch import DEFAULT_MATRIX, layer_sqnr
-
-        def measure(config):
-            return config.id, layer_sqnr(artifacts.torch_fp32(), config, cal.images, images)
-        eligible = [c for c in DEFAULT_MATRIX if c.flow != "pt2e"]
-    by_name = {f"{c.id}-{cal.source}": c for c in eligible}
-    ranked = sorted((r for r in rows if r["backend"] == backend and r["config"] in by_name),
-                    key=lambda r: r["drop_pp"])
+    by_name = {f"{c.id}-{cal.source}": c for c in b.default if b.sqnr_for(c)}
+    ranked = sorted((r for r in rows if r["backend"] == b.name and r["config"] in by_name), key=lambda r: r["drop_pp"])
     out = []
-    for which, row in (("best", ranked[0]), ("worst", ranked[-1])):
-        measured_on, sqnr = measure(by_name[row["config"]])
-        out.append({"backend": backend, "which": which, "config": row["config"],
+    for which, row in (("best", ranked[0]), ("worst", ranked[-1])) if ranked else ():
+        measured_on, sqnr = b.layer_sqnr(by_name[row["config"]], cal, images)
+        out.append({"backend": b.name, "which": which, "config": row["config"],
                     "measured_on": f"{measured_on}-{cal.source}", "images": len(images), "sqnr_db": sqnr})
     return out
 
@@ -147,11 +96,11 @@ def quantize_job(backend: str, out_dir: Path, cal: CalibrationSet | None = None,
     test = load_split("test")
     fp32_probs = fp32_predictions(test, progress)
     report = {"fp32_top1": top1(fp32_probs, test.labels), "calibration": cal.summary(), "rows": [], "sqnr": []}
-    for name in QUANTIZE_BACKENDS if backend == "all" else (backend,):
-        rows = backend_rows(name, fp32_probs, test, cal, progress)
+    for b in backends.registry().values() if backend == "all" else (backends.backend(backend),):
+        rows = backend_rows(b, fp32_probs, test, cal, progress)
         report["rows"] += rows
-        if name in BACKENDS:
-            report["sqnr"] += backend_sqnr(name, rows, cal, test)
+        if b.layer_sqnr:
+            report["sqnr"] += backend_sqnr(b, rows, cal, test)
     if backend in ("all", "torch-onnx2torch"):
         report["onnx2torch_float_ops"] = onnx2torch_float_ops(cal)
     report["rows"].append(tflite_reference_row(fp32_probs, test, progress))
@@ -185,12 +134,12 @@ def quantization_figures(report: dict, fp32_probs: np.ndarray, test: Split, cal:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = {}
-    ours = [r for r in report["rows"] if r["backend"] in QUANTIZE_BACKENDS]
+    ours = [r for r in report["rows"] if r["backend"] in backends.registry()]
     if ours:
         best = min(ours, key=lambda r: r["drop_pp"])
-        backend, config = find_config(f"{best['backend']}/{best['config'].removesuffix('-' + cal.source)}")
-        probs = predict(int8_runner(backend, config, Path(best["artifact"])), test.images, progress=False)
-        title = f"Where fp32 and the best int8 config ({backend} {config.id}) disagree, and a few where they agree"
+        b, config = find_config(f"{best['backend']}/{best['config'].removesuffix('-' + cal.source)}")
+        probs = predict(b.runner(config, Path(best["artifact"])), test.images, progress=False)
+        title = f"Where fp32 and the best int8 config ({b.name} {config.id}) disagree, and a few where they agree"
         samples_figure(test.images, test.labels, fp32_probs.argmax(1), probs.argmax(1), title,
                        out_dir / "samples_best_int8.png")
         figures["Sample predictions, fp32 vs best int8"] = "samples_best_int8.png"
@@ -201,8 +150,8 @@ def quantization_figures(report: dict, fp32_probs: np.ndarray, test: Split, cal:
 
 
 def onnx2torch_float_ops(cal: CalibrationSet) -> dict:
-    """Why the onnx2torch route quantizes worse: the ops FX x86 leaves in float on each route's
-    graph (the same config, the same calibration set)."""
+    """Why the onnx2torch route is not the default: the ops FX x86 leaves in float on each
+    route's graph (the same config, the same calibration set)."""
     from r8.quant_torch import ONNX2TORCH_MATRIX, float_ops, quantize
 
     config = ONNX2TORCH_MATRIX[0]
@@ -210,10 +159,17 @@ def onnx2torch_float_ops(cal: CalibrationSet) -> dict:
                                     for route, make in artifacts.TORCH_ROUTES.items()}}
 
 
-def best_configs(backend: str, fp32_probs: np.ndarray, test: Split, k: int = 2) -> list:
+def find_config(name: str) -> tuple[Backend, object]:
+    """``ort/qop-u8s8-perchannel-minmax`` -> (backend, config) from the backend's full matrix."""
+    backend, _, config_id = name.partition("/")
+    b = backends.backend(backend)
+    return b, b.config(config_id)
+
+
+def best_configs(b: Backend, fp32_probs: np.ndarray, test: Split, k: int = 2) -> list:
     """The backend's ``k`` default configs with the smallest drop (default calibration set)."""
-    default, _ = backend_configs(backend, available=True)
-    drops = {c: config_row(backend, c, fp32_probs, test)["drop_pp"] for c in default}
+    default = b.configs(available=True)
+    drops = {c: config_row(b.name, c, fp32_probs, test)["drop_pp"] for c in default}
     return sorted(default, key=drops.get)[:k]
 
 
@@ -223,7 +179,8 @@ def seed_runs(backend: str, config, fp32_probs: np.ndarray, test: Split, n: int,
     for seed in seeds:
         row = config_row(backend, config, fp32_probs, test, calibration_set(n, seed))
         runs.append({"backend": backend, "config": config.id, "n": n, "seed": seed, "top1": row["top1"],
-                     "drop_pp": row["drop_pp"], "calibration_s": row["calibration_s"], "quantize_s": row["quantize_s"]})
+                     "drop_pp": row["drop_pp"], "calibration_s": row.get("calibration_s", 0.0),
+                     "quantize_s": row["quantize_s"]})
     return runs
 
 
@@ -241,17 +198,6 @@ def summarize(runs: list[dict]) -> list[dict]:
     return out
 
 
-def find_config(name: str):
-    """``ort/qop-u8s8-perchannel-minmax`` -> (backend, config) from the backend's full matrix."""
-    backend, _, config_id = name.partition("/")
-    if backend not in QUANTIZE_BACKENDS:
-        raise R8Error(f"unknown backend in {name!r}; expected one of {QUANTIZE_BACKENDS} then /config")
-    found = [c for c in backend_configs(backend)[1] if c.id == config_id]
-    if not found:
-        raise R8Error(f"unknown {backend} config {config_id!r}; e.g. {backend_configs(backend)[0][0].id}")
-    return backend, found[0]
-
-
 def study_job(out_dir: Path, sizes=STUDY_SIZES, seeds=STUDY_SEEDS, configs: list[str] | None = None,
               per_backend: int = 2, progress: bool = True) -> dict:
     """Calibration-size and -seed study of ``configs`` (``backend/config-id``), by default each
@@ -259,11 +205,11 @@ def study_job(out_dir: Path, sizes=STUDY_SIZES, seeds=STUDY_SEEDS, configs: list
     test = load_split("test")
     fp32_probs = fp32_predictions(test, progress)
     chosen = ([find_config(c) for c in configs] if configs else
-              [(b, c) for b in BACKENDS for c in best_configs(b, fp32_probs, test, per_backend)])
+              [(b, c) for b in backends.gated() for c in best_configs(b, fp32_probs, test, per_backend)])
     plan = [(b, c, n) for b, c in chosen for n in sizes]
     runs = []
-    for backend, config, n in tqdm(plan, desc="study (config x size)", disable=not progress):
-        runs += seed_runs(backend, config, fp32_probs, test, n, seeds)
+    for b, config, n in tqdm(plan, desc="study (config x size)", disable=not progress):
+        runs += seed_runs(b.name, config, fp32_probs, test, n, seeds)
     report = {"fp32_top1": top1(fp32_probs, test.labels), "sizes": list(sizes), "seeds": list(seeds),
               "runs": runs, "summary": summarize(runs)}
     _, md = write_study_report(stamp(report, "study_job"), out_dir)

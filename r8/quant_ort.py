@@ -23,8 +23,10 @@ from onnxruntime.quantization.qdq_loss_debug import (collect_activations, comput
 
 from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
+from r8 import artifacts
+from r8.backends import Backend
 from r8.data import Split
-from r8.runners import model_input
+from r8.runners import OnnxRunner, model_input
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution}
@@ -175,3 +177,15 @@ def int8_convs(path: str | Path) -> int:
     qdq = sum(n.op_type == "Conv" and n.input[0] in dequantized and n.input[1] in dequantized
               for n in graph.node)
     return qdq + sum(n.op_type in ("QLinearConv", "ConvInteger") for n in graph.node)
+
+
+def layer_sqnr(config: OrtConfig, cal, images: np.ndarray) -> tuple[str, dict[str, float]]:
+    """Per-layer SQNR of a config. ``qdq_loss_debug`` reads QDQ models only, so a QOperator
+    config is measured on its QDQ twin (the same calibration ranges)."""
+    twin = OrtConfig("qdq", config.types, config.per_channel, config.method)
+    return twin.id, activation_sqnr(artifacts.onnx_preprocessed(), artifacts.ort_int8(twin, cal), images)
+
+
+BACKEND = Backend("ort", DEFAULT_MATRIX, FULL_MATRIX, artifacts.ort_int8,
+                  runner=lambda config, path, threads=0: OnnxRunner(path, name=f"ort-{config.id}", threads=threads),
+                  layer_sqnr=layer_sqnr, gated=True)

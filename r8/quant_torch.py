@@ -18,8 +18,10 @@ from torch.ao.quantization import (DeQuantStub, HistogramObserver, MinMaxObserve
                                    MovingAverageMinMaxObserver, PerChannelMinMaxObserver, QConfig,
                                    QConfigMapping, QuantStub)
 
+from r8 import artifacts
+from r8.backends import Backend
 from r8.convert import example_inputs, export_program
-from r8.runners import quantized_engine, torch_input
+from r8.runners import TorchRunner, quantized_engine, torch_input
 
 OBSERVERS = {"minmax": MinMaxObserver, "movingavg": MovingAverageMinMaxObserver,
              "histogram": HistogramObserver}
@@ -305,3 +307,23 @@ def layer_sqnr(model: fx.GraphModule, config: TorchConfig, calibration: np.ndarr
         ref, q = torch.cat(outputs["fp32"][name]), torch.cat(outputs["int8"][name])
         sqnr[name] = float(20 * torch.log10(ref.norm() / (ref - q).norm().clamp_min(1e-12)))
     return dict(sorted(sqnr.items(), key=lambda kv: kv[1]))
+
+
+def runner(config: TorchConfig, path: str | Path, threads: int = 0, prefix: str = "torch") -> TorchRunner:
+    if threads:
+        torch.set_num_threads(threads)
+    return TorchRunner(load(config, path), name=f"{prefix}-{config.id}", engine=config.engine,
+                       nhwc=prefix == "torch-onnx2torch")
+
+
+BACKEND = Backend(
+    "torch", DEFAULT_MATRIX, FULL_MATRIX, artifacts.torch_int8, runner,
+    layer_sqnr=lambda config, cal, images: (config.id, layer_sqnr(artifacts.torch_fp32(), config, cal.images, images)),
+    sqnr_for=lambda config: config.flow != "pt2e",  # a PT2E graph has no modules to hook
+    unavailable=lambda config: None if engine_available(config.engine) else
+    f"quantized engine {config.engine} not built into this torch", gated=True)
+# The fallback conversion route's model (tf2onnx -> onnx2torch), quantized the same way.
+ONNX2TORCH_BACKEND = Backend(
+    "torch-onnx2torch", ONNX2TORCH_MATRIX, ONNX2TORCH_MATRIX,
+    lambda config, cal=None: artifacts.torch_int8(config, cal, route="onnx2torch"),
+    lambda config, path, threads=0: runner(config, path, threads, prefix="torch-onnx2torch"))

@@ -7,7 +7,8 @@ Each runtime at batch 1 (latency) and batch 256 (throughput), the same thread co
 import pytest
 
 from r8.bench import BATCHES, RUNTIME_NAMES, THREADS, runtimes
-from r8.jobs import backend_configs, config_row
+from r8.backends import backend
+from r8.jobs import config_row
 from r8.metrics import confusion, per_class, predict, top1
 
 pytestmark = pytest.mark.benchmark
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.benchmark
 def runtime_table(torch_probs, test_split):
     """Measures every default int8 config once, to pick the best ones to benchmark."""
     rows = {(b, c): config_row(b, c, torch_probs, test_split)
-            for b in ("ort", "torch") for c in backend_configs(b, available=True)[0]}
+            for b in ("ort", "torch", "tflite") for c in backend(b).configs(available=True)}
     return runtimes(rows)
 
 

@@ -11,10 +11,11 @@ import pytest
 
 from r8 import artifacts, paths
 from r8.cache import build_facts
-from r8.jobs import BACKENDS, INT8_ARTIFACTS, QUANTIZE_BACKENDS, STUDY_SEEDS, backend_configs, config_row, int8_row, seed_runs
+from r8.backends import backend, gated, registry
+from r8.jobs import STUDY_SEEDS, config_row, int8_row, seed_runs
 from r8.metrics import predict
 from r8.quant_ort import OrtConfig, activation_scales
-from r8.quant_torch import TorchConfig, engine_available
+from r8.quant_torch import TorchConfig
 from r8.runners import TfliteRunner
 
 MAX_DROP_PP = 5.0  # issues #3/#4: every config
@@ -24,13 +25,12 @@ ROW_FIELDS = {"backend", "config", "top1", "top1_perf200", "drop_pp", "size_byte
 
 
 def _cases():
-    for backend in QUANTIZE_BACKENDS:
-        default, full = backend_configs(backend)
-        for config in full:
-            marks = [pytest.mark.accuracy if config in default else pytest.mark.slow]
-            if backend == "torch" and not engine_available(config.engine):
-                marks.append(pytest.mark.skip(reason=f"quantized engine {config.engine} not built into this torch"))
-            yield pytest.param(backend, config, id=f"{backend}-{config.id}", marks=marks)
+    for b in registry().values():
+        for config in b.full:
+            marks = [pytest.mark.accuracy if config in b.default else pytest.mark.slow]
+            if b.unavailable(config):
+                marks.append(pytest.mark.skip(reason=b.unavailable(config)))
+            yield pytest.param(b.name, config, id=f"{b.name}-{config.id}", marks=marks)
 
 
 @pytest.fixture(scope="session")
@@ -62,18 +62,17 @@ def test_int8_drop(backend, config, int8_rows, test_split, report):
     lo, hi = row["drop_ci95_pp"]
     report(f"int8 {backend}-{row['config']}", f"{row['top1']:.2%} (drop {row['drop_pp']:.2f} pp, "
            f"95 % CI [{lo:.2f}, {hi:.2f}], McNemar p {row['mcnemar_p']:.3g}, discordant {row['discordant']}, "
-           f"calibration {row['calibration_s']:.1f} s, quantization {row['quantize_s']:.1f} s)")
+           f"calibration {row.get('calibration_s', 0):.1f} s, quantization {row['quantize_s']:.1f} s)")
     _check_row(row, test_split)
-    assert row["artifact"] == str(INT8_ARTIFACTS[backend](config))
+    assert row["artifact"] == str(registry()[backend].build(config))
     assert row["drop_pp"] <= MAX_DROP_PP
 
 
 @pytest.mark.accuracy
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_best_config_within_target(backend, int8_rows, report):
-    best = min((int8_rows(backend, c) for c in backend_configs(backend, available=True)[0]),
-               key=lambda r: r["drop_pp"])
-    report(f"best {backend} int8 config", f"{best['config']}: drop {best['drop_pp']:.2f} pp")
+@pytest.mark.parametrize("name", [b.name for b in gated()])
+def test_best_config_within_target(name, int8_rows, report):
+    best = min((int8_rows(name, c) for c in backend(name).configs(available=True)), key=lambda r: r["drop_pp"])
+    report(f"best {name} int8 config", f"{best['config']}: drop {best['drop_pp']:.2f} pp")
     assert best["drop_pp"] <= BEST_DROP_PP
 
 
@@ -131,11 +130,10 @@ def test_torch_observer_is_not_minmax(flow, engine, observer, report):
 
 # ---- the calibration-seed gate (issue #8): CI keeps seed 0, this runs all five
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_best_config_mean_drop_over_seeds(backend, int8_rows, torch_probs, test_split, report):
-    default = backend_configs(backend, available=True)[0]
-    best = min(default, key=lambda c: int8_rows(backend, c)["drop_pp"])
-    drops = [r["drop_pp"] for r in seed_runs(backend, best, torch_probs, test_split, 1000, STUDY_SEEDS)]
-    report(f"best {backend} {best.id}, n=1000, seeds 0-4: drops (pp)",
+@pytest.mark.parametrize("name", [b.name for b in gated()])
+def test_best_config_mean_drop_over_seeds(name, int8_rows, torch_probs, test_split, report):
+    best = min(backend(name).configs(available=True), key=lambda c: int8_rows(name, c)["drop_pp"])
+    drops = [r["drop_pp"] for r in seed_runs(name, best, torch_probs, test_split, 1000, STUDY_SEEDS)]
+    report(f"best {name} {best.id}, n=1000, seeds 0-4: drops (pp)",
            f"{drops}, mean {np.mean(drops):.3f}, std {np.std(drops, ddof=1):.3f}")
     assert np.mean(drops) <= BEST_DROP_PP

@@ -1,0 +1,51 @@
+"""Every int8 quantization backend behind one small interface, in one registry: the quantize
+job, the study, the suite's parametrization and the benchmarks iterate over it instead of
+branching on backend names. Each backend module (``quant_ort``, ``quant_torch``,
+``quant_tflite``) defines its :class:`Backend`."""
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Callable
+
+from r8.errors import R8Error
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    default: list  # configs (each with an ``id``) of the default matrix: CI's accuracy gate
+    full: list  # the full matrix (the rest runs as `slow`)
+    build: Callable[..., Path]  # (config, CalibrationSet | None) -> the cached int8 artifact
+    runner: Callable[..., object]  # (config, artifact, threads) -> runner with .predict(uint8 NHWC)
+    layer_sqnr: Callable[..., tuple] | None = None  # (config, CalibrationSet, images) -> (measured on, {tensor: dB})
+    sqnr_for: Callable[..., bool] = lambda config: True  # which configs layer_sqnr can measure
+    unavailable: Callable[..., str | None] = lambda config: None  # why this machine cannot run a config
+    gated: bool = False  # r8's own routes: the best config is held to 0.2 pp and studied over seeds
+
+    def configs(self, full: bool = False, available: bool = False) -> list:
+        return [c for c in (self.full if full else self.default) if not (available and self.unavailable(c))]
+
+    def config(self, config_id: str):
+        found = [c for c in self.full if c.id == config_id]
+        if not found:
+            raise R8Error(f"unknown {self.name} config {config_id!r}; e.g. {self.default[0].id}")
+        return found[0]
+
+
+@cache
+def registry() -> dict[str, Backend]:
+    from r8 import quant_ort, quant_tflite, quant_torch
+
+    return {b.name: b for b in (quant_ort.BACKEND, quant_torch.BACKEND, quant_torch.ONNX2TORCH_BACKEND,
+                                quant_tflite.BACKEND)}
+
+
+def backend(name: str) -> Backend:
+    if name not in registry():
+        raise R8Error(f"unknown backend {name!r}; choose from {', '.join(registry())}")
+    return registry()[name]
+
+
+def gated() -> list[Backend]:
+    return [b for b in registry().values() if b.gated]
