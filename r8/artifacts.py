@@ -56,6 +56,16 @@ def ort_int8(config, cal: CalibrationSet | None = None) -> Path:
                       lambda tmp: quantize(onnx_preprocessed(), tmp, config, cal))
 
 
+def ort_int8_integer_input(config, cal: CalibrationSet | None = None) -> Path:
+    """The ORT int8 model rewritten to take uint8 NHWC pixels (``quant_ort.integer_input``);
+    ValueError where its input quantization is not exact on pixels."""
+    from r8.quant_ort import integer_input
+
+    source = ort_int8(config, cal)
+    return build_once(source.relative_to(paths.cache_dir()).with_suffix(".uint8-nhwc.onnx").as_posix(),
+                      {"h5": h5_sha256(), "source": sha256(source)}, lambda tmp: integer_input(source, tmp))
+
+
 def onnx2torch_fp32() -> fx.GraphModule:
     """The fallback route's model: the tf2onnx ONNX file converted by onnx2torch (NHWC input)."""
     from r8.onnx_route import onnx_to_torch

@@ -32,6 +32,18 @@ def _best(backend: str, rows: dict, fmt: str | None = None):
                key=lambda c: rows[backend, c]["drop_pp"])
 
 
+def _best_integer_input(rows: dict, fmt: str):
+    """The ORT config of ``fmt`` with the smallest drop whose input quantization is exact on
+    pixels, so its model takes uint8 NHWC directly (``artifacts.ort_int8_integer_input``)."""
+    for config in sorted((c for (b, c) in rows if b == "ort" and c.fmt == fmt), key=lambda c: rows["ort", c]["drop_pp"]):
+        try:
+            artifacts.ort_int8_integer_input(config)
+            return config
+        except ValueError:
+            continue
+    raise ValueError(f"no {fmt} config takes integer input")
+
+
 def _keras():
     from r8.keras_ref import import_tensorflow
 
@@ -65,6 +77,8 @@ def runtimes(rows: dict) -> dict[str, Runtime]:
 
     qdq, qop, tq, lite = _best("ort", rows, "qdq"), _best("ort", rows, "qop"), _best("torch", rows), _best("tflite", rows)
     fp32_onnx, tflite = lambda: artifacts.onnx_fp32("torch"), paths.tflite_model_path
+    qop_u8, qdq_u8 = _best_integer_input(rows, "qop"), _best_integer_input(rows, "qdq")
+    u8in = artifacts.ort_int8_integer_input
     return {r.name: r for r in [
         Runtime("keras", "fp32", "", _keras, paths.keras_model_path),
         Runtime("torch", "fp32", "", lambda: _torch(artifacts.torch_fp32()), artifacts.exported_program),
@@ -76,6 +90,10 @@ def runtimes(rows: dict) -> dict[str, Runtime]:
         Runtime("onnxruntime-int8-qop", "int8", *int8("ort", qop)),
         Runtime("openvino-int8-qdq", "int8", qdq.id,
                 lambda: OpenVinoRunner(file("ort", qdq)(), threads=THREADS), file("ort", qdq)),
+        Runtime("onnxruntime-int8-qop-u8in", "int8", qop_u8.id, lambda: OnnxRunner(u8in(qop_u8), threads=THREADS),
+                lambda: u8in(qop_u8)),  # uint8 NHWC pixels in: no float conversion, no float transpose
+        Runtime("openvino-int8-qdq-u8in", "int8", qdq_u8.id, lambda: OpenVinoRunner(u8in(qdq_u8), threads=THREADS),
+                lambda: u8in(qdq_u8)),
         Runtime("torch-int8", "int8", *int8("torch", tq)),
         Runtime("tflite-int8", "int8", *int8("tflite", lite)),  # r8's own TFLite int8, LiteRT/XNNPACK
         Runtime("tflite-reference", "fp32", "", lambda: TfliteRunner(tflite(False), threads=THREADS),
@@ -88,7 +106,8 @@ def runtimes(rows: dict) -> dict[str, Runtime]:
 
 
 RUNTIME_NAMES = ("keras", "torch", "torch-compile", "onnxruntime", "openvino", "onnxruntime-int8-qdq",
-                 "onnxruntime-int8-qop", "openvino-int8-qdq", "torch-int8", "tflite-int8", "tflite-reference",
+                 "onnxruntime-int8-qop", "openvino-int8-qdq", "onnxruntime-int8-qop-u8in", "openvino-int8-qdq-u8in",
+                 "torch-int8", "tflite-int8", "tflite-reference",
                  "tflite-reference-int8", *(("torch-cuda",) if torch.cuda.is_available() else ()))  # a GPU row where there is one
 
 

@@ -179,6 +179,34 @@ def int8_convs(path: str | Path) -> int:
     return qdq + sum(n.op_type in ("QLinearConv", "ConvInteger") for n in graph.node)
 
 
+def integer_input(src: str | Path, dst: str | Path) -> None:
+    """Rewrite an int8 model whose input quantization is exact on pixels (uint8, scale 1, zero
+    point 0: the MinMax range 0..255) to take the uint8 NHWC pixels themselves: the input
+    QuantizeLinear becomes a uint8 Transpose to NCHW, so no float conversion, no float transpose
+    and no quantization run before the first int8 op. Refuses any other input quantization."""
+    model = onnx.load(str(src))
+    graph = model.graph
+    init = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    name = graph.input[0].name
+    quant = next((n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == name), None)
+    if quant is None or len(quant.input) < 3:
+        raise ValueError(f"{src}: its input {name!r} does not go through one QuantizeLinear")
+    scale, zero = init[quant.input[1]], init[quant.input[2]]
+    if not (scale.size == 1 and float(scale) == 1.0 and zero.dtype == np.uint8 and int(zero) == 0):
+        raise ValueError(f"{src}: input quantization is scale {scale}, zero point {zero} ({zero.dtype}); "
+                         "only uint8, scale 1, zero point 0 takes pixels exactly")
+    dims = [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+    pixels = onnx.helper.make_tensor_value_info("pixels", onnx.TensorProto.UINT8, [dims[0], *dims[2:], dims[1]])
+    to_nchw = onnx.helper.make_node("Transpose", ["pixels"], [quant.output[0]], perm=[0, 3, 1, 2], name="pixels_to_nchw")
+    position = list(graph.node).index(quant)
+    graph.node.remove(quant)
+    graph.node.insert(position, to_nchw)
+    graph.input.remove(graph.input[0])
+    graph.input.insert(0, pixels)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+
+
 def layer_sqnr(config: OrtConfig, cal, images: np.ndarray) -> tuple[str, dict[str, float]]:
     """Per-layer SQNR of a config. ``qdq_loss_debug`` reads QDQ models only, so a QOperator
     config is measured on its QDQ twin (the same calibration ranges)."""

@@ -171,17 +171,19 @@ def _pyplot():
 
 
 def benchmark_rows(pytest_benchmark: dict) -> list[dict]:
-    """One row per runtime from pytest-benchmark's JSON (median time of each batch size)."""
+    """One row per runtime from pytest-benchmark's JSON: the median time of each batch size with
+    its interquartile range, the thread count and the artifact measured."""
     rows: dict[str, dict] = {}
     for b in pytest_benchmark["benchmarks"]:
         info = b["extra_info"]
-        row = rows.setdefault(info["runtime"], {k: info[k] for k in (
-            "runtime", "precision", "config", "top1", "size_bytes", "per_class", "confusion")})
-        seconds = b["stats"]["median"]
+        row = rows.setdefault(info["runtime"], {k: info.get(k) for k in (
+            "runtime", "precision", "config", "top1", "size_bytes", "per_class", "confusion", "threads", "artifact")})
+        seconds, iqr = b["stats"]["median"], b["stats"].get("iqr", 0.0)
         if info["batch"] == 1:
-            row["ms_bs1"] = seconds * 1e3
+            row["ms_bs1"], row["ms_bs1_iqr"] = seconds * 1e3, iqr * 1e3
         else:
             row["img_per_s_bs256"] = info["batch"] / seconds
+            row["ms_bs256_iqr"] = iqr * 1e3  # the spread of the batch-256 call time
     return list(rows.values())
 
 
@@ -244,14 +246,14 @@ def write_benchmark_report(pytest_benchmark: dict, threads: int, macs: int, fp32
         f"{threads} threads for every runtime; pytest-benchmark medians; inputs are uint8 NHWC "
         f"CIFAR-10 images, each runtime doing its own conversion. ResNet8: {macs / 1e6:.2f} M MACs "
         f"per image. fp32 baseline top-1 {fp32_top1:.2%}.", "",
-        "| runtime | precision | config | img/s bs256 | ms bs1 | vs Keras | vs best fp32 | top-1 | size (KiB) | GMAC/s |",
+        "| runtime | precision | config | img/s bs256 | ms bs1 (IQR) | vs Keras | vs best fp32 | top-1 | size (KiB) | GMAC/s |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         vs_keras = f"{r['img_per_s_bs256'] / keras['img_per_s_bs256']:.1f}x" if keras else "-"
         lines.append(
             f"| {r['runtime']} | {r['precision']} | {r['config'] or '-'} | {r['img_per_s_bs256']:,.0f} | "
-            f"{r['ms_bs1']:.3f} | {vs_keras} | {r['img_per_s_bs256'] / best_fp32['img_per_s_bs256']:.2f}x | "
+            f"{r['ms_bs1']:.3f} ({r.get('ms_bs1_iqr', 0):.3f}) | {vs_keras} | {r['img_per_s_bs256'] / best_fp32['img_per_s_bs256']:.2f}x | "
             f"{r['top1']:.2%} | {r['size_bytes'] / 1024:.0f} | {r['gmacs_per_s']:.0f} |")
     fastest = {bs: min(rows, key=lambda r: r["ms_bs1"]) if bs == 1 else max(rows, key=lambda r: r["img_per_s_bs256"])
                for bs in (1, 256)}

@@ -16,8 +16,11 @@ from r8.console import native_stderr_quiet
 from r8.errors import R8Error
 
 
-def model_input(images: np.ndarray, nchw: bool) -> np.ndarray:
-    """uint8 NHWC images as the float32 array a model takes, in its layout."""
+def model_input(images: np.ndarray, nchw: bool, integer: bool = False) -> np.ndarray:
+    """uint8 NHWC images as the array a model takes: float32 in its layout, or the pixels
+    themselves for a model with integer input (``r8.quant_ort.integer_input``)."""
+    if integer:
+        return np.ascontiguousarray(images)
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2) if nchw else images, dtype=np.float32)
 
 
@@ -87,10 +90,10 @@ class OnnxRunner:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.name = name
         inp = self.session.get_inputs()[0]
-        self.input_name, self.nchw = inp.name, inp.shape[1] == 3
+        self.input_name, self.nchw, self.integer = inp.name, inp.shape[1] == 3, inp.type == "tensor(uint8)"
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: model_input(images, self.nchw)})[0]
+        return self.session.run(None, {self.input_name: model_input(images, self.nchw, self.integer)})[0]
 
 
 class TfliteRunner:
@@ -122,16 +125,23 @@ class TfliteRunner:
             with native_stderr_quiet():
                 self.interpreter.allocate_tensors()
             self.batch = len(images)
-        x = images.astype(np.float32)
-        scale, zero = self.input["quantization"]
-        if self.input["dtype"] != np.float32:
-            info = np.iinfo(self.input["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.input["dtype"])
-        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.set_tensor(self.input["index"], self.quantize_input(images))
         self.interpreter.invoke()
         y = self.interpreter.get_tensor(self.output["index"])
         scale, zero = self.output["quantization"]
         return (y.astype(np.float32) - zero) * scale if self.output["dtype"] != np.float32 else y
+
+
+    def quantize_input(self, images: np.ndarray) -> np.ndarray:
+        """uint8 pixels as the model's input. int8 with scale 1, zero point -128 (pixel - 128) is
+        the uint8 byte with its top bit flipped: no float round trip."""
+        scale, zero = self.input["quantization"]
+        if self.input["dtype"] == np.int8 and (scale, zero) == (1.0, -128):
+            return (images ^ np.uint8(0x80)).view(np.int8)
+        if self.input["dtype"] == np.float32:
+            return images.astype(np.float32)
+        info = np.iinfo(self.input["dtype"])
+        return np.clip(np.round(images.astype(np.float32) / scale + zero), info.min, info.max).astype(self.input["dtype"])
 
 
 class OpenVinoRunner:
@@ -142,15 +152,17 @@ class OpenVinoRunner:
     def __init__(self, path: str | os.PathLike, name: str = "openvino", threads: int = 0):
         import openvino as ov
 
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        # One stream: a tiny model gains nothing from parallel requests, and LATENCY alone may open more.
+        config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         core = ov.Core()
         model = core.read_model(str(path))
         self.nchw = model.inputs[0].get_partial_shape()[1].get_length() == 3
+        self.integer = model.inputs[0].get_element_type() == ov.Type.u8
         self.request = core.compile_model(model, "CPU", config).create_infer_request()
         self.name = name
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        self.request.infer({0: model_input(images, self.nchw)})
+        self.request.infer({0: model_input(images, self.nchw, self.integer)})
         return self.request.get_output_tensor(0).data.copy()

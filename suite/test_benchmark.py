@@ -36,7 +36,8 @@ def loaded(runtime_table, test_split):
             cache[name] = runner, {
                 "runtime": name, "precision": runtime.precision, "config": runtime.config,
                 "threads": THREADS, "top1": top1(probs, labels), "per_class": per_class(probs, labels),
-                "confusion": confusion(probs, labels), "size_bytes": runtime.file().stat().st_size}
+                "confusion": confusion(probs, labels), "size_bytes": runtime.file().stat().st_size,
+                "artifact": str(runtime.file())}
         return cache[name]
     return get
 

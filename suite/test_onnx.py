@@ -3,6 +3,7 @@ really runs its convolutions in int8 (op-type counts)."""
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 
 from r8 import artifacts, paths
@@ -67,3 +68,30 @@ def test_ort_int8_is_quantized(config):
     else:
         assert counts["QuantizeLinear"] > 0 and counts["DequantizeLinear"] > counts["QuantizeLinear"]
 
+
+
+# ---- integer inputs: int8 models that take the uint8 NHWC pixels themselves (issue #11)
+def _input_quantization(path):
+    graph = onnx.load(str(path)).graph
+    quant = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == graph.input[0].name)
+    init = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    return float(init[quant.input[1]]), init[quant.input[2]]
+
+
+@pytest.mark.parametrize("config", DEFAULT_MATRIX, ids=lambda c: f"ort-{c.id}")
+def test_integer_input_model(config, test_split, report):
+    from r8.runners import OnnxRunner
+
+    scale, zero = _input_quantization(artifacts.ort_int8(config))
+    if not (scale == 1.0 and zero.dtype == np.uint8 and zero == 0):  # e.g. Percentile clips 255 away
+        with pytest.raises(ValueError, match="only uint8, scale 1, zero point 0"):
+            artifacts.ort_int8_integer_input(config)
+        return
+    path = artifacts.ort_int8_integer_input(config)
+    runner = OnnxRunner(path)
+    assert runner.integer and not runner.nchw
+    assert op_counts(path)["QuantizeLinear"] == op_counts(artifacts.ort_int8(config))["QuantizeLinear"] - 1
+    integer = predict(runner, test_split.images, progress=False)
+    floating = predict(OnnxRunner(artifacts.ort_int8(config)), test_split.images, progress=False)
+    report(f"ort-{config.id} uint8-NHWC input vs float input: max|dp| (10k)", f"{np.abs(integer - floating).max():.1e}")
+    assert np.array_equal(integer.argmax(1), floating.argmax(1)) and np.abs(integer - floating).max() <= 1e-6

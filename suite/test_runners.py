@@ -14,3 +14,13 @@ def test_litert_equals_tf_lite(quantized, perf200):
     assert TfliteRunner(path).engine == "litert"  # the default where ai-edge-litert is installed
     assert np.array_equal(litert.predict(perf200.images),
                           TfliteRunner(path, interpreter="tf.lite").predict(perf200.images))
+
+
+def test_tflite_int8_input_bit_flip_is_exact():
+    """pixel - 128 as int8 is the uint8 byte with its top bit flipped: the fast input path equals
+    the general quantization formula for every byte value."""
+    runner = TfliteRunner(paths.tflite_model_path(True))
+    assert runner.input["quantization"] == (1.0, -128)
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+    general = np.clip(np.round(pixels.astype(np.float32) / 1.0 - 128), -128, 127).astype(np.int8)
+    assert np.array_equal(runner.quantize_input(pixels), general)
