@@ -108,7 +108,7 @@ def cmd_benchmark(args) -> None:
     import subprocess
 
     from r8 import artifacts
-    from r8.bench import BEST_DROP_PP, THREADS, macs_per_image
+    from r8.bench import BEST_DROP_PP, THREADS, gemm_peaks, macs_per_image
     from r8.index import append_step_summary, write_index
     from r8.report import write_benchmark_report
 
@@ -116,14 +116,17 @@ def cmd_benchmark(args) -> None:
     if not (root / "suite" / "test_benchmark.py").is_file():
         raise R8Error(f"{root / 'suite'}: the benchmark suite is not there; run from a source checkout")
     args.out.mkdir(parents=True, exist_ok=True)
-    raw = args.out / "pytest-benchmark.json"
-    subprocess.run([sys.executable, "-m", "pytest", "suite/test_benchmark.py", "-m", "benchmark",
-                    f"--benchmark-json={raw.resolve()}", "-p", "no:cacheprovider", *args.pytest_args],
-                   cwd=root, check=True)
-    results = json.loads(raw.read_text())
-    fp32_top1 = next(b["extra_info"]["top1"] for b in results["benchmarks"] if b["extra_info"]["runtime"] == "torch")
-    write_benchmark_report(results, THREADS, macs_per_image(artifacts.torch_fp32()), fp32_top1,
-                           BEST_DROP_PP, args.out)
+    runs = []
+    for run in range(args.repeat):
+        raw = args.out / f"pytest-benchmark-{run + 1}.json"
+        print(f"benchmark run {run + 1} of {args.repeat}", flush=True)
+        subprocess.run([sys.executable, "-m", "pytest", "suite/test_benchmark.py", "-m", "benchmark", "-q",
+                        f"--benchmark-json={raw.resolve()}", "-p", "no:cacheprovider", *args.pytest_args],
+                       cwd=root, check=True, stdout=None if args.verbose else subprocess.DEVNULL)
+        runs.append(json.loads(raw.read_text()))
+    fp32_top1 = next(b["extra_info"]["top1"] for b in runs[0]["benchmarks"] if b["extra_info"]["runtime"] == "torch")
+    write_benchmark_report(runs, THREADS, macs_per_image(artifacts.torch_fp32()), fp32_top1,
+                           BEST_DROP_PP, args.out, gemm_peaks())
     append_step_summary((args.out / "benchmark.md").read_text())
     write_index(args.out)
     print(f"wrote {args.out / 'benchmark.md'} and {args.out / 'benchmark.json'}; open {args.out / 'index.html'}")
@@ -192,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("benchmark", help="CPU inference benchmarks of every runtime, report + plots")
     p.add_argument("--out", type=Path, default=Path("reports"))
+    p.add_argument("--repeat", type=int, default=1, help="run the whole benchmark N times; report medians")
     p.add_argument("pytest_args", nargs="*", help="extra pytest arguments (e.g. -k onnxruntime)")
     p.set_defaults(run=cmd_benchmark)
 

@@ -67,8 +67,8 @@ def _study(r: dict) -> list:
 
 def _benchmark(r: dict) -> list:
     head = ["runtime", "precision", "img/s bs256", "ms bs1", "top-1", "GMAC/s"]
-    rows = [[x["runtime"], x["precision"], f"{x['img_per_s_bs256']:,.0f}", f"{x['ms_bs1']:.3f}", f"{x['top1']:.2%}",
-             f"{x['gmacs_per_s']:.0f}"] for x in r["rows"]]
+    rows = [[x["runtime"], x["precision"], f"{x['img_per_s_bs256']:,.0f}", f"{x['ms_bs1']:.3f}",
+             "-" if x["top1"] is None else f"{x['top1']:.2%}", f"{x['gmacs_per_s']:.0f}"] for x in r["rows"]]
     return [("p", f"{r['threads']} threads per runtime."), ("table", head, rows),
             *[("img", name.removesuffix(".png").replace("_", " "), name)
               for name in ("accuracy_vs_throughput.png", "per_class.png", "confusion_best_int8.png")]]

@@ -310,10 +310,8 @@ def layer_sqnr(model: fx.GraphModule, config: TorchConfig, calibration: np.ndarr
 
 
 def runner(config: TorchConfig, path: str | Path, threads: int = 0, prefix: str = "torch") -> TorchRunner:
-    if threads:
-        torch.set_num_threads(threads)
     return TorchRunner(load(config, path), name=f"{prefix}-{config.id}", engine=config.engine,
-                       nhwc=prefix == "torch-onnx2torch")
+                       nhwc=prefix == "torch-onnx2torch", threads=threads)
 
 
 BACKEND = Backend(

@@ -57,11 +57,14 @@ class TorchRunner:
     taking NCHW input, or NHWC with ``nhwc``; fp32 modules may run on ``device`` ``cuda``."""
 
     def __init__(self, module: torch.nn.Module, name: str = "torch", engine: str | None = None, nhwc: bool = False,
-                 device: str = "cpu"):
+                 device: str = "cpu", threads: int = 0):
         self.device = check_device(device)
         self.module, self.name, self.engine, self.nhwc = module.to(self.device), name, engine, nhwc
+        self.threads = threads  # torch's thread count is process-wide: set on each call (0: leave it)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
+        if self.threads and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         with torch.inference_mode(), quantized_engine(self.engine):
             return self.module(torch_input(images, self.nhwc).to(self.device)).cpu().numpy()
 

@@ -36,24 +36,33 @@ def _fake_results(rng):
         info = {"runtime": name, "precision": precision, "config": "", "top1": top1, "size_bytes": 1000,
                 "per_class": rng.uniform(0.7, 0.95, 10).tolist(),
                 "confusion": rng.integers(0, 100, (10, 10)).tolist()}
-        benchmarks += [{"extra_info": {**info, "batch": 256}, "stats": {"median": t256}},
-                       {"extra_info": {**info, "batch": 1}, "stats": {"median": t1}}]
+        for threads, slower in ((1, 1.5), (2, 1.0)):  # 2 threads faster at bs256, 1 thread faster at bs1
+            benchmarks += [{"extra_info": {**info, "batch": 256, "threads": threads}, "stats": {"median": t256 * slower, "iqr": 1e-4}},
+                           {"extra_info": {**info, "batch": 1, "threads": threads}, "stats": {"median": t1 / slower, "iqr": 1e-5}}]
     return {"benchmarks": benchmarks}
 
 
 def test_benchmark_report_contract(tmp_path, rng):
-    report = write_benchmark_report(_fake_results(rng), 2, 12_500_000, 0.8719, 0.2, tmp_path)
+    slow_run = _fake_results(rng)
+    for b in slow_run["benchmarks"]:  # a second run, everything twice as slow; a third as the first
+        b["stats"] = {"median": b["stats"]["median"] * 2, "iqr": b["stats"]["iqr"]}
+    report = write_benchmark_report([_fake_results(rng), slow_run, _fake_results(rng)], 2, 12_500_000, 0.8719, 0.2,
+                                    tmp_path, {"fp32": 150.0, "int8": 600.0})
     saved = json.loads((tmp_path / "benchmark.json").read_text())
-    assert saved == json.loads(json.dumps(report)) and saved["threads"] == 2
+    assert saved == json.loads(json.dumps(report)) and saved["threads"] == 2 and saved["runs"] == 3
     rows = {r["runtime"]: r for r in saved["rows"]}
     for r in saved["rows"]:
-        assert {"runtime", "precision", "img_per_s_bs256", "ms_bs1", "top1"} <= set(r)
-    assert rows["onnxruntime"]["img_per_s_bs256"] == pytest.approx(256 / 20e-3)
-    assert rows["onnxruntime"]["ms_bs1"] == pytest.approx(0.1)
+        assert {"runtime", "precision", "img_per_s_bs256", "ms_bs1", "top1", "threads", "iqr_ms_bs1", "by_threads"} <= set(r)
+    assert rows["onnxruntime"]["img_per_s_bs256"] == pytest.approx(256 / 20e-3)  # the median of 3 runs
+    assert rows["onnxruntime"]["img_per_s_bs256_runs"] == pytest.approx([256 / 20e-3, 128 / 20e-3, 256 / 20e-3])
+    assert rows["onnxruntime"]["ms_bs1"] == pytest.approx(0.1 / 1.5) and rows["onnxruntime"]["threads"] == {"bs1": 1, "bs256": 2}
     assert rows["onnxruntime"]["gmacs_per_s"] == pytest.approx(256 / 20e-3 * 12.5e6 / 1e9)
     md = (tmp_path / "benchmark.md").read_text()
     # the best int8 must respect the 0.2 pp drop bound: torch-int8 is faster but drops 0.29 pp
-    assert "best int8 within 0.2 pp (onnxruntime-int8-qop" in md
-    assert "2.00x (target >= 2x)" in md
+    target = next(t for t in saved["targets"] if (t["precision"], t["batch"]) == ("int8", "bs256"))
+    assert set(target["runtimes"]) == {"onnxruntime-int8-qop"} and target["ratios"] == pytest.approx([6e-3 / 10e-3] * 3)
+    assert "vs TFLite int8 reference: 0.60x [0.60, 0.60] — target >= 1.15x: **NOT met**" in md
+    assert "at bs1 (onnxruntime-int8-qop) vs TFLite int8 reference: 0.44x" in md  # 0.04 ms vs 0.09 ms
+    assert "fp32 150 GMAC/s, int8 600 GMAC/s" in md
     for png in ("accuracy_vs_throughput.png", "per_class.png", "confusion_best_int8.png"):
         assert (tmp_path / png).stat().st_size > 10_000 and f"]({png})" in md

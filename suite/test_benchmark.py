@@ -1,13 +1,14 @@
 """CPU inference benchmarks (opt-in: `pytest -m benchmark`, or `nox -s benchmark`).
 
-Each runtime at batch 1 (latency) and batch 256 (throughput), the same thread count for all;
-``extra_info`` carries what the report needs (accuracy on the 10k test images, size, config).
+Each runtime at batch 1 (latency) and batch 256 (throughput), at 1 and 2 threads; ``extra_info``
+carries what the report needs (accuracy on the 10k test images, size, config, threads, artifact).
+The ``overhead-*`` rows time an identity-sized model: each runtime's per-call floor.
 """
 
 import pytest
 
-from r8.bench import BATCHES, RUNTIME_NAMES, THREADS, runtimes
 from r8.backends import backend
+from r8.bench import BATCHES, RUNTIME_NAMES, THREAD_COUNTS, THREADS, runtimes
 from r8.jobs import config_row
 from r8.metrics import confusion, per_class, predict, top1
 
@@ -24,31 +25,36 @@ def runtime_table(torch_probs, test_split):
 
 @pytest.fixture(scope="session")
 def loaded(runtime_table, test_split):
-    """name -> (runner, accuracy info), each runtime built and evaluated once."""
-    cache = {}
+    """(name, threads) -> (runner, info); each runtime evaluated on the 10k test images once."""
+    runners, infos = {}, {}
 
-    def get(name):
-        if name not in cache:
-            runtime = runtime_table[name]
-            runner = runtime.make()
-            probs = predict(runner, test_split.images, batch_size=256, progress=False)
-            labels = test_split.labels
-            cache[name] = runner, {
-                "runtime": name, "precision": runtime.precision, "config": runtime.config,
-                "threads": THREADS, "top1": top1(probs, labels), "per_class": per_class(probs, labels),
-                "confusion": confusion(probs, labels), "size_bytes": runtime.file().stat().st_size,
-                "artifact": str(runtime.file())}
-        return cache[name]
+    def get(name, threads):
+        runtime = runtime_table[name]
+        if (name, threads) not in runners:
+            runners[name, threads] = runtime.make(threads)
+        if name not in infos:
+            info = {"runtime": name, "precision": runtime.precision, "config": runtime.config,
+                    "size_bytes": runtime.file().stat().st_size, "artifact": str(runtime.file())}
+            if runtime.precision != "overhead":
+                probs = predict(runners[name, threads], test_split.images, batch_size=256, progress=False)
+                labels = test_split.labels
+                info.update(top1=top1(probs, labels), per_class=per_class(probs, labels),
+                            confusion=confusion(probs, labels))
+            infos[name] = info
+        return runners[name, threads], infos[name]
     return get
 
 
+@pytest.mark.parametrize("threads", THREAD_COUNTS, ids=lambda t: f"t{t}")
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"bs{b}")
 @pytest.mark.parametrize("name", RUNTIME_NAMES)
-def test_inference(benchmark, name, batch, loaded, test_split):
-    runner, info = loaded(name)
+def test_inference(benchmark, name, batch, threads, loaded, test_split):
+    if name in ("keras", "torch-cuda") and threads != THREADS:
+        pytest.skip(f"{name}: its thread pools are fixed once started (measured at {THREADS} threads only)")
+    runner, info = loaded(name, threads)
     images = test_split.images[:batch]
-    benchmark.extra_info.update(info, batch=batch)
+    benchmark.extra_info.update(info, batch=batch, threads=threads)
     rounds = 300 if batch == 1 else 30
     out = benchmark.pedantic(runner.predict, args=(images,), rounds=rounds, warmup_rounds=rounds // 10,
                              iterations=1)
-    assert out.shape == (batch, 10)
+    assert out.shape == (batch, 1 if info["precision"] == "overhead" else 10)
