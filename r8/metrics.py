@@ -42,7 +42,7 @@ def confusion(probs: np.ndarray, labels: np.ndarray, num_classes: int = NUM_CLAS
     """Rows: true class; columns: predicted class."""
     from torchmetrics.classification import MulticlassConfusionMatrix
 
-    return _metric(MulticlassConfusionMatrix(num_classes), probs, labels).tolist()
+    return _metric(MulticlassConfusionMatrix(num_classes), probs, labels).long().tolist()  # counts, not floats
 
 
 def evaluate(runner, split: Split, progress: bool = True) -> dict:

@@ -16,6 +16,7 @@ def test_accuracy_counted_by_hand():
     assert top1(predicted, labels) == 4 / 6
     assert per_class(predicted, labels)[:3] == [1 / 2, 2 / 3, 1.0]
     matrix = np.array(confusion(predicted, labels))
+    assert matrix.dtype.kind == "i"
     assert matrix[0, :2].tolist() == [1, 1] and matrix[1, :2].tolist() == [1, 2] and matrix[2, 2] == 1
     assert matrix.sum() == 6
 
