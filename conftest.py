@@ -9,10 +9,6 @@ import json
 import numpy as np
 import pytest
 
-from r8.keras_ref import import_tensorflow
-
-import_tensorflow()  # once, first: triton before tensorflow (a later triton import would crash)
-
 from r8 import artifacts, paths
 from r8.convert import convert, load_program
 from r8.data import load_split

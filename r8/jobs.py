@@ -46,23 +46,31 @@ def int8_row(backend: str, config: str, probs: np.ndarray, fp32_probs: np.ndarra
     return row
 
 
-def config_row(backend: str, config, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet | None = None,
-               progress: bool = False) -> dict:
-    """Build (or reuse) one int8 artifact, evaluate it on ``test``, return its report row."""
+def evaluate_config(backend: str, config, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet | None = None,
+                    progress: bool = False) -> tuple[dict, np.ndarray]:
+    """Build (or reuse) one int8 artifact, evaluate it on ``test``: (report row, its predictions)."""
     cal = cal or calibration_set()
     b = backends.backend(backend)
     path = b.build(config, cal)
     probs = predict(b.runner(config, path), test.images, progress=progress)
-    return int8_row(backend, f"{config.id}-{cal.source}", probs, fp32_probs, test, path, build_facts(path))
+    return int8_row(backend, f"{config.id}-{cal.source}", probs, fp32_probs, test, path, build_facts(path)), probs
 
 
-def backend_rows(b: Backend, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet, progress: bool) -> list[dict]:
+def config_row(backend: str, config, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet | None = None,
+               progress: bool = False) -> dict:
+    """The report row of one int8 config (see :func:`evaluate_config`)."""
+    return evaluate_config(backend, config, fp32_probs, test, cal, progress)[0]
+
+
+def backend_rows(b: Backend, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet,
+                 progress: bool) -> list[tuple[dict, np.ndarray]]:
+    """(row, predictions) of every default config this machine can run."""
     rows = []
     for config in tqdm(b.default, desc=f"{b.name} int8 configs", disable=not progress):
         if b.unavailable(config):
             tqdm.write(f"skipped {b.name}-{config.id}: {b.unavailable(config)}")
             continue
-        rows.append(config_row(b.name, config, fp32_probs, test, cal, progress))
+        rows.append(evaluate_config(b.name, config, fp32_probs, test, cal, progress))
     return rows
 
 
@@ -96,15 +104,17 @@ def quantize_job(backend: str, out_dir: Path, cal: CalibrationSet | None = None,
     test = load_split("test")
     fp32_probs = fp32_predictions(test, progress)
     report = {"fp32_top1": top1(fp32_probs, test.labels), "calibration": cal.summary(), "rows": [], "sqnr": []}
+    evaluated = []  # (row, predictions) of r8's int8 configs
     for b in backends.registry().values() if backend == "all" else (backends.backend(backend),):
-        rows = backend_rows(b, fp32_probs, test, cal, progress)
+        evaluated += backend_rows(b, fp32_probs, test, cal, progress)
+        rows = [row for row, _ in evaluated if row["backend"] == b.name]
         report["rows"] += rows
         if b.layer_sqnr:
             report["sqnr"] += backend_sqnr(b, rows, cal, test)
     if backend in ("all", "torch-onnx2torch"):
         report["onnx2torch_float_ops"] = onnx2torch_float_ops(cal)
     report["rows"].append(tflite_reference_row(fp32_probs, test, progress))
-    report["figures"] = quantization_figures(report, fp32_probs, test, cal, Path(out_dir))
+    report["figures"] = quantization_figures(report, evaluated, fp32_probs, test, Path(out_dir))
     _, md = write_quantization_report(stamp(report, "quantize_job"), out_dir)
     write_conversion_report(fp32_probs, test, Path(out_dir), progress)
     append_step_summary(md.read_text())
@@ -128,18 +138,18 @@ def write_conversion_report(torch_probs: np.ndarray, test: Split, out_dir: Path,
     return report
 
 
-def quantization_figures(report: dict, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet, out_dir: Path) -> dict:
-    """title -> file: sample predictions of the best int8 config, and the per-layer SQNR bars."""
+def quantization_figures(report: dict, evaluated: list[tuple[dict, np.ndarray]], fp32_probs: np.ndarray,
+                         test: Split, out_dir: Path) -> dict:
+    """title -> file: sample predictions of the best int8 config (of ``evaluated``, its rows and
+    predictions), and the per-layer SQNR bars."""
     from r8.report import samples_figure, sqnr_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = {}
-    ours = [r for r in report["rows"] if r["backend"] in backends.registry()]
-    if ours:
-        best = min(ours, key=lambda r: r["drop_pp"])
-        b, config = find_config(f"{best['backend']}/{best['config'].removesuffix('-' + cal.source)}")
-        probs = predict(b.runner(config, Path(best["artifact"])), test.images, progress=False)
-        title = f"Where fp32 and the best int8 config ({b.name} {config.id}) disagree, and a few where they agree"
+    if evaluated:
+        best, probs = min(evaluated, key=lambda e: e[0]["drop_pp"])
+        title = (f"Where fp32 and the best int8 config ({best['backend']} {best['config']}) disagree, "
+                 "and a few where they agree")
         samples_figure(test.images, test.labels, fp32_probs.argmax(1), probs.argmax(1), title,
                        out_dir / "samples_best_int8.png")
         figures["Sample predictions, fp32 vs best int8"] = "samples_best_int8.png"
@@ -179,7 +189,8 @@ def seed_runs(backend: str, config, fp32_probs: np.ndarray, test: Split, n: int,
     for seed in seeds:
         row = config_row(backend, config, fp32_probs, test, calibration_set(n, seed))
         runs.append({"backend": backend, "config": config.id, "n": n, "seed": seed, "top1": row["top1"],
-                     "drop_pp": row["drop_pp"], "calibration_s": row.get("calibration_s", 0.0),
+                     "drop_pp": row["drop_pp"],  # TFLite calibrates inside its converter: all in quantize_s
+                     "calibration_s": row.get("calibration_s", 0.0),
                      "quantize_s": row["quantize_s"]})
     return runs
 

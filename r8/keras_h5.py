@@ -102,23 +102,39 @@ def _weights(group) -> dict[str, np.ndarray]:
     return out
 
 
-def read_h5(path: str | os.PathLike) -> KerasModel:
-    """Read a full Keras ``.h5`` model, Functional or Sequential, Keras 2 or Keras 3, without
-    tensorflow; every problem is an R8Error naming the file."""
-    path = Path(path)
+def _open(path: Path) -> h5py.File:
+    """The ``.h5`` of a full Keras model, open for reading; R8Error naming the file otherwise."""
     if not path.is_file():
         raise R8Error(f"{path}: file not found")
     try:
         f = h5py.File(path, "r")
     except OSError as e:
         raise R8Error(f"{path}: not a readable HDF5 file ({e})") from None
-    with f:
-        if "model_config" not in f.attrs or "model_weights" not in f:
-            raise R8Error(f"{path}: no 'model_config'/'model_weights': not a full Keras model file "
-                          "(weights-only files are not supported)")
+    if "model_config" not in f.attrs or "model_weights" not in f:
+        f.close()
+        raise R8Error(f"{path}: no 'model_config'/'model_weights': not a full Keras model file "
+                      "(weights-only files are not supported)")
+    return f
+
+
+def _version(f: h5py.File) -> str:
+    version = f.attrs.get("keras_version", "")
+    return version.decode() if isinstance(version, bytes) else str(version)
+
+
+def keras_version(path: str | os.PathLike) -> str:
+    """The Keras version that wrote ``path`` (its attributes only, no weights read)."""
+    with _open(Path(path)) as f:
+        return _version(f)
+
+
+def read_h5(path: str | os.PathLike) -> KerasModel:
+    """Read a full Keras ``.h5`` model, Functional or Sequential, Keras 2 or Keras 3, without
+    tensorflow; every problem is an R8Error naming the file."""
+    path = Path(path)
+    with _open(path) as f:
         config = json.loads(f.attrs["model_config"])
-        version = f.attrs.get("keras_version", "")
-        version = version.decode() if isinstance(version, bytes) else str(version)
+        version = _version(f)
         kind = config.get("class_name")
         if kind not in ("Functional", "Model", "Sequential"):
             raise R8Error(f"{path}: model class {kind!r} is not supported (Functional or Sequential only)")

@@ -4,17 +4,16 @@ Two things bite here. Importing triton after tensorflow (torch loads triton for
 ``torch.compile`` and ``torch.export.load``) crashes the process with SIGSEGV: both wheels bundle
 their own LLVM, and libtensorflow_framework.so.2 exports its LLVM symbols, to which triton's
 static initialisers then bind. So every r8 path imports triton first, and ``import r8`` after
-tensorflow makes triton unavailable instead (:func:`guard_triton`). And Keras 3 cannot load every Keras 2 ``.h5`` (DepthwiseConv2D
-fails with a TypeError), so a Keras 2 file is loaded with ``tf-keras``, the Keras 2 line.
+tensorflow makes triton unavailable instead (:func:`guard_triton`). And Keras 3 cannot load
+every Keras 2 ``.h5`` (DepthwiseConv2D fails with a TypeError), so a Keras 2 file is loaded
+with ``tf-keras``, the Keras 2 line.
 """
 
 import os
 import sys
 import warnings
-from pathlib import Path
 
 from r8.console import native_stderr_quiet
-from r8.errors import R8Error
 
 
 def guard_triton() -> None:
@@ -58,10 +57,8 @@ def keras_for(version: str):
 
 
 def load_keras_model(h5: str | os.PathLike):
-    from r8.keras_h5 import read_h5
+    from r8.keras_h5 import keras_version  # also the R8Error for a missing or unreadable file
 
-    if not Path(h5).is_file():
-        raise R8Error(f"{h5}: file not found")
-    keras = keras_for(read_h5(h5).keras_version)
+    keras = keras_for(keras_version(h5))
     with native_stderr_quiet():
         return keras.models.load_model(h5, compile=False)

@@ -12,11 +12,16 @@ import os
 import torch
 from torch import fx
 
+CONTRACT = """A Keras model converted to PyTorch by r8's fallback route (tf2onnx -> onnx2torch).
 
-def _fold_constant_reshapes(model: fx.GraphModule) -> int:
+Layout contract: inputs are what the Keras model takes, in Keras's layout (NHWC for images:
+for the MLPerf Tiny ResNet8, raw pixels 0..255, float32); the batch dimension is dynamic.
+"""
+
+
+def _fold_constant_reshapes(model: fx.GraphModule) -> None:
     from onnx2torch.node_converters.reshape import OnnxReshape
 
-    folded = 0
     for node in list(model.graph.find_nodes(op="call_module")):
         shape_node = node.args[1] if len(node.args) == 2 else None
         if not isinstance(model.get_submodule(node.target), OnnxReshape) or getattr(shape_node, "op", None) != "get_attr":
@@ -27,11 +32,9 @@ def _fold_constant_reshapes(model: fx.GraphModule) -> int:
         with model.graph.inserting_before(node):
             node.replace_all_uses_with(model.graph.call_function(torch.reshape, (node.args[0], tuple(shape))))
         model.graph.erase_node(node)
-        folded += 1
     model.graph.eliminate_dead_code()
     model.delete_all_unused_submodules()
     model.recompile()
-    return folded
 
 
 def onnx_to_torch(path: str | os.PathLike) -> fx.GraphModule:
@@ -42,13 +45,6 @@ def onnx_to_torch(path: str | os.PathLike) -> fx.GraphModule:
     _fold_constant_reshapes(model)
     model.meta.update(input_shapes=[_onnx_input_shape(path)], nhwc=True, contract=CONTRACT)
     return model
-
-
-CONTRACT = """A Keras model converted to PyTorch by r8's fallback route (tf2onnx -> onnx2torch).
-
-Layout contract: inputs are what the Keras model takes, in Keras's layout (NHWC for images:
-for the MLPerf Tiny ResNet8, raw pixels 0..255, float32); the batch dimension is dynamic.
-"""
 
 
 def _onnx_input_shape(path) -> tuple:

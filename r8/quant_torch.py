@@ -92,12 +92,12 @@ def _batches(images: np.ndarray, nhwc: bool, batch: int = 100):
         yield torch_input(images[start:start + batch], nhwc)
 
 
-def _calibrate(model: nn.Module, images: np.ndarray, facts: dict) -> None:
-    """Run the calibration images through a prepared model; ``facts`` receives the seconds it
+def _calibrate(model: nn.Module, batches: list[torch.Tensor], facts: dict) -> None:
+    """Run the calibration batches through a prepared model; ``facts`` receives the seconds it
     took and the activation ranges its observers chose."""
     start = time.perf_counter()
     with torch.no_grad():
-        for x in _batches(images, facts["nhwc"]):
+        for x in batches:
             model(x)
     facts["calibration_s"] = time.perf_counter() - start
     facts["ranges"] = observed_ranges(model)
@@ -162,26 +162,26 @@ def fused_eager(model: fx.GraphModule) -> EagerQuantizable:
     return wrapped
 
 
-def quantize_fx(model: fx.GraphModule, config: TorchConfig, images: np.ndarray, facts: dict) -> nn.Module:
+def quantize_fx(model: fx.GraphModule, config: TorchConfig, batches: list, facts: dict) -> nn.Module:
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     mapping = QConfigMapping().set_global(qconfig(config)).set_object_type(nn.Softmax, None)
     prepared = prepare_fx(copy.deepcopy(model).eval(), mapping, example_inputs(model, 1))
-    _calibrate(prepared, images, facts)
+    _calibrate(prepared, batches, facts)
     return convert_fx(prepared)
 
 
-def quantize_eager(model: fx.GraphModule, config: TorchConfig, images: np.ndarray, facts: dict) -> nn.Module:
+def quantize_eager(model: fx.GraphModule, config: TorchConfig, batches: list, facts: dict) -> nn.Module:
     from torch.ao.quantization import convert, prepare
 
     wrapped = fused_eager(model)
     wrapped.qconfig, wrapped.softmax.qconfig = qconfig(config), None
     prepare(wrapped, inplace=True)
-    _calibrate(wrapped, images, facts)
+    _calibrate(wrapped, batches, facts)
     return convert(wrapped)
 
 
-def quantize_pt2e(model: fx.GraphModule, config: TorchConfig, images: np.ndarray, facts: dict) -> nn.Module:
+def quantize_pt2e(model: fx.GraphModule, config: TorchConfig, batches: list, facts: dict) -> nn.Module:
     import torchao.quantization.pt2e as ao
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -201,7 +201,7 @@ def quantize_pt2e(model: fx.GraphModule, config: TorchConfig, images: np.ndarray
     quantizer = xiq.X86InductorQuantizer().set_global(quant_config)  # it leaves softmax float
     graph = export_program(model.eval()).module()
     prepared = prepare_pt2e(graph, quantizer)
-    _calibrate(prepared, images, facts)
+    _calibrate(prepared, batches, facts)
     return convert_pt2e(prepared)
 
 
@@ -212,10 +212,10 @@ def quantize(model: fx.GraphModule, config: TorchConfig, images: np.ndarray, fac
     """The int8 model. ``facts``, if given, receives ``calibration_s``, ``quantize_s`` (the rest:
     preparing, fusing, converting) and the activation ``ranges``."""
     facts = {} if facts is None else facts
-    facts["nhwc"] = model.meta.get("nhwc", False)  # the onnx2torch route keeps Keras's layout
+    batches = list(_batches(images, model.meta.get("nhwc", False)))  # the onnx2torch route keeps NHWC
     start = time.perf_counter()
     with quantized_engine(config.engine), quiet_deprecations():
-        qmodel = FLOW_FUNCTIONS[config.flow](model, config, images, facts)
+        qmodel = FLOW_FUNCTIONS[config.flow](model, config, batches, facts)
     facts["quantize_s"] = time.perf_counter() - start - facts["calibration_s"]
     return qmodel
 
@@ -309,9 +309,9 @@ def layer_sqnr(model: fx.GraphModule, config: TorchConfig, calibration: np.ndarr
     return dict(sorted(sqnr.items(), key=lambda kv: kv[1]))
 
 
-def runner(config: TorchConfig, path: str | Path, threads: int = 0, prefix: str = "torch") -> TorchRunner:
-    return TorchRunner(load(config, path), name=f"{prefix}-{config.id}", engine=config.engine,
-                       nhwc=prefix == "torch-onnx2torch", threads=threads)
+def runner(config: TorchConfig, path: str | Path, threads: int = 0, prefix: str = "torch", nhwc: bool = False) -> TorchRunner:
+    return TorchRunner(load(config, path), name=f"{prefix}-{config.id}", engine=config.engine, nhwc=nhwc,
+                       threads=threads)
 
 
 BACKEND = Backend(
@@ -324,4 +324,4 @@ BACKEND = Backend(
 ONNX2TORCH_BACKEND = Backend(
     "torch-onnx2torch", ONNX2TORCH_MATRIX, ONNX2TORCH_MATRIX,
     lambda config, cal=None: artifacts.torch_int8(config, cal, route="onnx2torch"),
-    lambda config, path, threads=0: runner(config, path, threads, prefix="torch-onnx2torch"))
+    lambda config, path, threads=0: runner(config, path, threads, prefix="torch-onnx2torch", nhwc=True))

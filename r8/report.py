@@ -75,9 +75,7 @@ def samples_figure(images: np.ndarray, labels: np.ndarray, fp32_pred: np.ndarray
         ax.set_title(f"#{i} true {CLASSES[labels[i]]}\nfp32 {CLASSES[fp32_pred[i]]}\nint8 {CLASSES[int8_pred[i]]}",
                      fontsize=7, color="tab:red" if fp32_pred[i] != int8_pred[i] else "black")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dpi=110)
 
 
 SQNR_AXIS_DB = 60  # bars past this (exactly quantized tensors) are cut and labelled
@@ -98,9 +96,7 @@ def sqnr_figure(sqnr: list[dict], path: Path) -> None:
         ax.set_yticks(range(len(layers)), [t[:28] for t in layers], fontsize=6)
         ax.set(xlabel="SQNR (dB), higher is better", title=f"{s['backend']} {s['which']}: {s['config']}"[:60])
         ax.title.set_fontsize(7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dpi=110)
 
 
 def _write(report: dict, markdown: str, out_dir: Path, stem: str) -> tuple[Path, Path]:
@@ -149,9 +145,7 @@ def _study_plot(report: dict, path: Path) -> None:
            title="int8 drop vs calibration size: mean over seeds, band = min..max")
     ax.set_xticks(report["sizes"], [str(n) for n in report["sizes"]])
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def write_study_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
@@ -159,6 +153,13 @@ def write_study_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     _study_plot(report, out_dir / "study.png")
     return _write(report, _md_study(report, "study.png"), out_dir, "study")
+
+
+def _save(fig, path: Path, dpi: int = 120) -> None:
+    """Lay out, write and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
 
 
 def _pyplot():
@@ -231,8 +232,7 @@ def _plots(rows: list[dict], fp32: dict, best_int8: dict, out_dir: Path) -> list
                     xytext=(3, 3 + 9 * (i % 3)), textcoords="offset points")  # staggered: fp32 points coincide
     ax.set(xscale="log", xlabel="images/s at batch 256 (log)", ylabel="top-1 on 10k test images (%)",
            title="Accuracy vs throughput (circles fp32, squares int8)")
-    fig.tight_layout()
-    fig.savefig(out_dir / "accuracy_vs_throughput.png", dpi=120)
+    _save(fig, out_dir / "accuracy_vs_throughput.png")
 
     fig, ax = plt.subplots(figsize=(9, 4))
     x = np.arange(len(CLASSES))
@@ -241,8 +241,7 @@ def _plots(rows: list[dict], fp32: dict, best_int8: dict, out_dir: Path) -> list
     ax.set(xticks=x, ylabel="top-1 (%)", ylim=(50, 100), title="Per-class accuracy, fp32 vs best int8")
     ax.set_xticklabels(CLASSES, rotation=30)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_dir / "per_class.png", dpi=120)
+    _save(fig, out_dir / "per_class.png")
 
     fig, ax = plt.subplots(figsize=(6, 5.5))
     cm = np.array(best_int8["confusion"])
@@ -253,9 +252,7 @@ def _plots(rows: list[dict], fp32: dict, best_int8: dict, out_dir: Path) -> list
            title=f"Confusion matrix, {best_int8['runtime']}")
     ax.set_xticklabels(CLASSES, rotation=45, fontsize=7)
     ax.set_yticklabels(CLASSES, fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "confusion_best_int8.png", dpi=120)
-    plt.close("all")
+    _save(fig, out_dir / "confusion_best_int8.png")
     return ["accuracy_vs_throughput.png", "per_class.png", "confusion_best_int8.png"]
 
 

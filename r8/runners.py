@@ -134,7 +134,6 @@ class TfliteRunner:
         scale, zero = self.output["quantization"]
         return (y.astype(np.float32) - zero) * scale if self.output["dtype"] != np.float32 else y
 
-
     def quantize_input(self, images: np.ndarray) -> np.ndarray:
         """uint8 pixels as the model's input. int8 with scale 1, zero point -128 (pixel - 128) is
         the uint8 byte with its top bit flipped: no float round trip."""

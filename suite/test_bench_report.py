@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 
 from r8.bench import macs_per_image
