@@ -284,7 +284,7 @@ def write_benchmark_report(runs: list[dict], threads: int, macs: int, fp32_top1:
     lines = [
         "# r8 CPU inference benchmark", "",
         f"Medians of {len(runs)} run(s); each runtime at 1 and {threads} threads, the faster count shown per batch size "
-        f"(`t`); pytest-benchmark medians with their interquartile range. Inputs are uint8 NHWC CIFAR-10 images, each "
+        f"(`t`); pytest-benchmark medians with their interquartile range. Inputs are uint8 NHWC CIFAR-10 images (C-contiguous), each "
         f"runtime doing its own conversion. ResNet8: {macs / 1e6:.2f} M MACs per image. fp32 top-1 {fp32_top1:.2%}.", "",
         "| runtime | precision | config | img/s bs256 (t) | ms bs1 (t) | IQR bs1 ms | vs Keras | vs best fp32 | top-1 "
         "| size (KiB) | GMAC/s |",

@@ -20,6 +20,7 @@ def test_splits_shape_and_balance(test_split):
     train = load_split("train")
     for split, n in ((train, 50_000), (test_split, 10_000)):
         assert split.images.shape == (n, 32, 32, 3) and split.images.dtype == np.uint8
+        assert split.images.flags.c_contiguous  # NHWC in memory too: no runtime gets its layout for free
         assert np.array_equal(np.bincount(split.labels, minlength=10), np.full(10, n // 10))
 
 
