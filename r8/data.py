@@ -63,7 +63,7 @@ def _load(root: Path, train: bool) -> Split:
     ds = CIFAR10(str(root), train=train, download=False)
     # torchvision's ``data`` is an NHWC view of NCHW memory: made C-contiguous, every runtime
     # pays its own layout conversion (a view in NCHW memory made NCHW runtimes' inputs free, and
-    # cost TFLite 14 us per image at batch 1 in LiteRT's copy of a strided array)
+    # cost LiteRT 14 us per call at batch 1 to copy the strided array)
     images = np.ascontiguousarray(ds.data)
     return Split("train" if train else "test", images, np.asarray(ds.targets, dtype=np.int64))
 
