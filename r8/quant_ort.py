@@ -20,7 +20,6 @@ from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_d
 from onnxruntime.quantization.qdq_loss_debug import (collect_activations, compute_activation_error,
                                                      create_activation_matching,
                                                      modify_model_output_intermediate_tensors)
-
 from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
 from r8 import artifacts
@@ -130,11 +129,16 @@ def quantize(pre: str | Path, out: str | Path, config: OrtConfig, calibration: S
     return {"calibration_s": calibrated - start, "quantize_s": time.perf_counter() - calibrated, "ranges": ranges}
 
 
+def initializers(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """name -> value of every initializer (weights, scales, zero points) of an ONNX graph."""
+    return {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+
+
 def activation_scales(path: str | Path) -> dict[str, float]:
     """tensor -> the scale its QuantizeLinear applies (QDQ) or its quantized output carries
     (QOperator): the activation ranges the int8 model really uses."""
     graph = onnx.load(str(path)).graph
-    init = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    init = initializers(graph)
     return {n.input[0]: float(init[n.input[1]]) for n in graph.node
             if n.op_type == "QuantizeLinear" and n.input[1] in init and init[n.input[1]].size == 1}
 
@@ -186,7 +190,7 @@ def integer_input(src: str | Path, dst: str | Path) -> None:
     and no quantization run before the first int8 op. Refuses any other input quantization."""
     model = onnx.load(str(src))
     graph = model.graph
-    init = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    init = initializers(graph)
     name = graph.input[0].name
     quant = next((n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == name), None)
     if quant is None or len(quant.input) < 3:

@@ -3,7 +3,6 @@ really runs its convolutions in int8 (op-type counts)."""
 
 import numpy as np
 import onnx
-import onnx.numpy_helper
 import pytest
 
 from r8 import artifacts, paths
@@ -11,7 +10,7 @@ from r8.calibration import calibration_set, stratified_indices
 from r8.data import load_split
 from r8.export import opset_of
 from r8.metrics import agreement, predict
-from r8.quant_ort import DEFAULT_MATRIX, int8_convs, op_counts
+from r8.quant_ort import DEFAULT_MATRIX, initializers, int8_convs, op_counts
 from r8.runners import OnnxRunner, OpenVinoRunner
 
 PROB_ATOL = 1e-5  # issue #3: ONNX vs Keras, as for torch vs Keras
@@ -74,7 +73,7 @@ def test_ort_int8_is_quantized(config):
 def _input_quantization(path):
     graph = onnx.load(str(path)).graph
     quant = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == graph.input[0].name)
-    init = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    init = initializers(graph)
     return float(init[quant.input[1]]), init[quant.input[2]]
 
 
