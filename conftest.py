@@ -1,61 +1,24 @@
-"""Session fixtures: every artifact is built once into R8_CACHE_DIR (see r8.cache) and shared.
+"""The suite's session fixtures: the MLPerf Tiny IC01 ResNet8 on CIFAR-10, whose facts most tests
+check. The options (``--r8-model``, ``--r8-data``, thresholds), the per-model ``r8_*`` fixtures
+and the end-of-run figures come from r8's pytest plugin (``r8.pytest_plugin``, installed as an
+entry point); the fixtures below reuse its computations, so nothing is measured twice.
 
-The suite runs on the real inputs under R8_DATA_DIR; when they are missing it fails with the
-reason instead of skipping, so a run without data never counts as a pass.
+Every artifact is built once into R8_CACHE_DIR (see r8.cache) and shared. The suite runs on the
+real inputs under R8_DATA_DIR; when they are missing it fails with the reason instead of
+skipping, so a run without data never counts as a pass.
 """
-
-import json
 
 import numpy as np
 import pytest
 
 from r8 import artifacts, paths
-from r8.convert import convert, load_program
-from r8.data import load_split
-from r8.index import append_step_summary
-from r8.metrics import predict, top1
-from r8.report import write_quantization_report
-from r8.runners import KerasRunner, TorchRunner
-
-
-# ---- measured figures: printed at the end of the run and written to R8_CACHE_DIR/reports/
-def pytest_configure(config):
-    config.r8_measured, config.r8_int8_rows = {}, []
-
-
-def pytest_terminal_summary(terminalreporter, config):
-    measured = getattr(config, "r8_measured", {})
-    if not measured:
-        return
-    terminalreporter.section("r8 measured")
-    for key, value in measured.items():
-        terminalreporter.write_line(f"{key}: {value}")
-    out = paths.cache_dir() / "reports"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "measured.json").write_text(json.dumps(measured, indent=1))
-    append_step_summary("## r8 measured\n\n| figure | value |\n|---|---|\n"
-                        + "\n".join(f"| {k} | {v} |" for k, v in measured.items()))
-    if config.r8_int8_rows:
-        report = {**config.r8_int8_base, "rows": config.r8_int8_rows, "sqnr": []}
-        for path in write_quantization_report(report, out):
-            terminalreporter.write_line(f"int8 table written to {path}")
+from r8.convert import load_program
+from r8.pytest_plugin import int8_rows_for, predictions
 
 
 @pytest.fixture(scope="session")
-def report(request):
-    """``report(key, value)`` records a measured figure for the end-of-run summary."""
-    def record(key, value):
-        request.config.r8_measured[key] = value
-    return record
-
-
-@pytest.fixture(scope="session")
-def report_int8_row(request, fp32_top1, calibration):
-    """Adds a measured int8 row to the quantization report written at the end of the run."""
-    request.config.r8_int8_base = {
-        "fp32_top1": fp32_top1,
-        "calibration": calibration.summary()}
-    return request.config.r8_int8_rows.append
+def report(r8_report):
+    return r8_report
 
 
 # ---- inputs
@@ -68,31 +31,47 @@ def h5_path():
 
 
 @pytest.fixture(scope="session")
-def test_split():
-    return load_split("test")
+def ic01(h5_path):
+    from r8.model import load_model
+
+    return load_model(h5_path)
 
 
 @pytest.fixture(scope="session")
-def perf200():
-    return load_split("perf200")
+def cifar10():
+    from r8.data import load_dataset
+
+    return load_dataset("cifar10")
+
+
+@pytest.fixture(scope="session")
+def test_split(cifar10):
+    return cifar10.test
+
+
+@pytest.fixture(scope="session")
+def perf200(cifar10):
+    return cifar10.split("perf200")
 
 
 # ---- models and their predictions on the 10k test images
 @pytest.fixture(scope="session")
 def keras_runner(h5_path):
+    from r8.runners import KerasRunner
+
     return KerasRunner(h5_path)
 
 
 @pytest.fixture(scope="session")
-def torch_model(h5_path):
+def torch_model(ic01):
     """The converted model, fresh from the .h5 (``meta["keras_outputs"]``: Keras layer -> submodule)."""
-    return convert(h5_path)
+    return artifacts.torch_fp32(ic01)
 
 
 @pytest.fixture(scope="session")
-def exported_path(h5_path):
+def exported_path(ic01):
     """The converted model as a torch.export program in the cache, rebuilt when the .h5 changes."""
-    return artifacts.exported_program()
+    return artifacts.exported_program(ic01)
 
 
 @pytest.fixture(scope="session")
@@ -101,30 +80,36 @@ def exported_model(exported_path):
 
 
 @pytest.fixture(scope="session")
-def keras_probs(keras_runner, test_split):
-    return predict(keras_runner, test_split.images, progress=False)
+def keras_probs(ic01, cifar10):
+    return predictions(ic01, cifar10, "keras")
 
 
 @pytest.fixture(scope="session")
-def torch_probs(torch_model, test_split):
-    return predict(TorchRunner(torch_model), test_split.images, progress=False)
+def torch_probs(ic01, cifar10):
+    return predictions(ic01, cifar10, "torch")
 
 
 @pytest.fixture(scope="session")
 def fp32_top1(torch_probs, test_split):
     """The baseline every int8 drop is measured against: the converted torch model."""
+    from r8.metrics import top1
+
     return top1(torch_probs, test_split.labels)
 
 
 @pytest.fixture(scope="session")
-def calibration():
+def calibration(cifar10):
     from r8.calibration import calibration_set
 
-    return calibration_set()
+    return calibration_set(cifar10)
+
+
+@pytest.fixture(scope="session")
+def int8_rows(request, ic01, cifar10, calibration):
+    """Row per (backend, config) of the ResNet8, measured once per session (shared with the gates)."""
+    return int8_rows_for(request.config, ic01, cifar10, calibration)
 
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
-
-

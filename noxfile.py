@@ -1,5 +1,6 @@
 """Sessions that create their own environment: `nox -s quantize` (main job), `nox -s tests`,
-`nox -s study` (calibration size x seed study), `nox -s benchmark`."""
+`nox -s study` (calibration size x seed study), `nox -s benchmark`. Arguments after `--` go to the
+command: `nox -s quantize -- --model my.h5 --data my.npz`, `nox -s tests -- --r8-model my.h5`."""
 
 import nox
 
@@ -13,6 +14,7 @@ CI_GATE = "not benchmark and not slow"  # fast suite + accuracy gates
 def tests(session):
     """The CI gate: every test except benchmarks and the slow full matrices."""
     session.install("-e", ".[test]")
+    session.run("ruff", "check", "r8", "suite", "conftest.py", "noxfile.py")
     session.run("python", "-m", "r8", "download")  # a no-op where R8_DATA_DIR is already verified
     session.run("pytest", "-m", CI_GATE, *session.posargs)
 
@@ -22,8 +24,10 @@ def quantize(session):
     """Main job: convert, export, calibrate, quantize every default config, evaluate, report."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "r8", "download")  # a no-op where R8_DATA_DIR is already verified
-    session.run("python", "-m", "r8", "convert", "-o", "reports/resnet8.pt")
-    session.run("python", "-m", "r8", "quantize", "--backend", "all", "--out", "reports", *session.posargs)
+    model = session.posargs[session.posargs.index("--model") + 1] if "--model" in session.posargs else None
+    session.run("python", "-m", "r8", "convert", *(("--model", model) if model else ()), "-o",
+                f"reports/{model.rsplit('/', 1)[-1].rsplit('.', 1)[0] if model else 'pretrainedResnet'}.pt")
+    session.run("python", "-m", "r8", "quantize", "--out", "reports", *session.posargs)
 
 
 @nox.session

@@ -1,7 +1,8 @@
 """Every int8 quantization backend behind one small interface, in one registry: the quantize
 job, the study, the suite's parametrization and the benchmarks iterate over it instead of
 branching on backend names. Each backend module (``quant_ort``, ``quant_torch``,
-``quant_tflite``) defines its :class:`Backend`."""
+``quant_tflite``) defines its :class:`Backend`s and owns their cached builds; this module imports
+none of them except inside :func:`registry`."""
 
 from dataclasses import dataclass
 from functools import cache
@@ -10,18 +11,21 @@ from typing import Callable
 
 from r8.errors import R8Error
 
+BACKEND_MODULES = ("r8.quant_ort", "r8.quant_torch", "r8.quant_tflite")  # each lists its BACKENDS
+
 
 @dataclass(frozen=True)
 class Backend:
     name: str
     default: list  # configs (each with an ``id``) of the default matrix: CI's accuracy gate
     full: list  # the full matrix (the rest runs as `slow`)
-    build: Callable[..., Path]  # (config, CalibrationSet | None) -> the cached int8 artifact
-    runner: Callable[..., object]  # (config, artifact, threads) -> runner with .predict(uint8 NHWC)
-    layer_sqnr: Callable[..., tuple] | None = None  # (config, CalibrationSet, images) -> (measured on, {tensor: dB})
+    build: Callable[..., Path]  # (Model, config, CalibrationSet) -> the cached int8 artifact
+    runner: Callable[..., object]  # (config, artifact, threads) -> runner with .predict(images NHWC)
+    layer_sqnr: Callable[..., tuple] | None = None  # (Model, config, CalibrationSet, images) -> (measured on, {tensor: dB})
     sqnr_for: Callable[..., bool] = lambda config: True  # which configs layer_sqnr can measure
     unavailable: Callable[..., str | None] = lambda config: None  # why this machine cannot run a config
-    gated: bool = False  # r8's own routes: the best config is held to 0.2 pp and studied over seeds
+    gated: bool = False  # r8's own routes: the best config is held to the best-drop threshold
+    notes: Callable[..., dict] | None = None  # (Model, CalibrationSet) -> extra report fields
 
     def configs(self, full: bool = False, available: bool = False) -> list:
         return [c for c in (self.full if full else self.default) if not (available and self.unavailable(c))]
@@ -33,12 +37,21 @@ class Backend:
         return found[0]
 
 
+def unique(entries, what: str) -> dict:
+    """name -> entry; a registry refuses a second entry of the same name."""
+    out = {}
+    for entry in entries:
+        if entry.name in out:
+            raise ValueError(f"{what} {entry.name!r} is registered twice")
+        out[entry.name] = entry
+    return out
+
+
 @cache
 def registry() -> dict[str, Backend]:
-    from r8 import quant_ort, quant_tflite, quant_torch
+    import importlib
 
-    return {b.name: b for b in (quant_ort.BACKEND, quant_torch.BACKEND, quant_torch.ONNX2TORCH_BACKEND,
-                                quant_tflite.BACKEND)}
+    return unique((b for m in BACKEND_MODULES for b in importlib.import_module(m).BACKENDS), "backend")
 
 
 def backend(name: str) -> Backend:

@@ -6,17 +6,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
-from r8 import artifacts, paths
+from r8 import artifacts
 from r8.cache import build_once
 from r8.runners import OnnxRunner, OpenVinoRunner, TfliteRunner, TorchRunner, quantized_engine
 
 THREADS = int(os.environ.get("R8_BENCH_THREADS", "2"))  # the most threads any runtime gets
 THREAD_COUNTS = tuple(sorted({1, THREADS}))  # each runtime is measured at each; the faster one counts
 BATCHES = (1, 256)
-BEST_DROP_PP = 0.2  # "best int8" = the fastest int8 artifact within this drop
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,9 @@ class Runtime:
     name: str
     precision: str  # fp32, int8, or "overhead" (an identity-sized model: the per-call floor)
     config: str  # which int8 config ("" for fp32 and the references)
-    make: Callable[[int], object]  # threads -> runner with .predict(uint8 NHWC)
+    make: Callable[[int], object]  # threads -> runner with .predict(images NHWC)
     file: Callable[[], Path]  # the artifact, for its size
+    reference: bool = False  # a published model file (the targets compare r8's runtimes with these)
 
 
 def _best(backend: str, rows: dict, fmt: str | None = None):
@@ -34,19 +35,21 @@ def _best(backend: str, rows: dict, fmt: str | None = None):
                key=lambda c: rows[backend, c]["drop_pp"])
 
 
-def _best_integer_input(rows: dict, fmt: str):
+def _best_integer_input(model, cal, rows: dict, fmt: str):
     """The ORT config of ``fmt`` with the smallest drop whose input quantization is exact on
-    pixels, so its model takes uint8 NHWC directly (``artifacts.ort_int8_integer_input``)."""
+    pixels, so its model takes uint8 NHWC directly (``quant_ort.build_integer_input``); None if none."""
+    from r8.quant_ort import build_integer_input
+
     for config in sorted((c for (b, c) in rows if b == "ort" and c.fmt == fmt), key=lambda c: rows["ort", c]["drop_pp"]):
         try:
-            artifacts.ort_int8_integer_input(config)
+            build_integer_input(model, config, cal)
             return config
         except ValueError:
             continue
-    raise ValueError(f"no {fmt} config takes integer input")
+    return None
 
 
-def _keras(threads: int):
+def _keras(model, threads: int):
     from r8.keras_ref import import_tensorflow
 
     tf = import_tensorflow()
@@ -57,56 +60,73 @@ def _keras(threads: int):
         pass
     from r8.runners import KerasRunner
 
-    return KerasRunner(paths.keras_model_path())
+    return KerasRunner(model.path)
 
 
-def runtimes(rows: dict) -> dict[str, Runtime]:
-    """Every runtime benchmarked, by name. ``rows`` maps (backend, config) to its measured int8
-    row: the int8 runtimes use the best ORT config per format, the best torch and TFLite configs.
-    (PT2E int8 under torch.compile/inductor was tried and ran slower than fp32 ORT: left out.)"""
+def runtimes(model, data, cal, rows: dict) -> dict[str, Runtime]:
+    """Every runtime this model can be benchmarked on, by name. ``rows`` maps (backend, config)
+    to its measured int8 row: the int8 runtimes use the best ORT config per format, the best torch
+    and TFLite configs; the references are the model's published ``.tflite`` files, where it has
+    them. (PT2E int8 under torch.compile/inductor was tried and ran slower than fp32 ORT: left out.)"""
     from r8.backends import backend
+    from r8.quant_ort import build_integer_input
 
     def file(name, config):
-        return lambda: backend(name).build(config)
+        return lambda: backend(name).build(model, config, cal)
 
     def int8(name, config):  # -> Runtime's (config, make, file)
         return config.id, lambda t: backend(name).runner(config, file(name, config)(), t), file(name, config)
 
+    def fp32_model():
+        return artifacts.torch_fp32(model)
+
     qdq, qop, tq, lite = _best("ort", rows, "qdq"), _best("ort", rows, "qop"), _best("torch", rows), _best("tflite", rows)
-    fp32_onnx, tflite = lambda: artifacts.onnx_fp32("torch"), paths.tflite_model_path
-    qop_u8, qdq_u8 = _best_integer_input(rows, "qop"), _best_integer_input(rows, "qdq")
-    u8in = artifacts.ort_int8_integer_input
-    return {r.name: r for r in [
-        Runtime("keras", "fp32", "", _keras, paths.keras_model_path),
-        Runtime("torch", "fp32", "", lambda t: TorchRunner(artifacts.torch_fp32(), threads=t), artifacts.exported_program),
-        Runtime("torch-compile", "fp32", "",
-                lambda t: TorchRunner(torch.compile(artifacts.torch_fp32(), dynamic=True), threads=t),
-                artifacts.exported_program),
+    fp32_onnx, program = lambda: artifacts.onnx_fp32(model, "torch"), lambda: artifacts.exported_program(model)
+    sample = data.test.images.shape[1:]
+    table = [
+        Runtime("keras", "fp32", "", lambda t: _keras(model, t), lambda: model.path),
+        Runtime("torch", "fp32", "", lambda t: TorchRunner(fp32_model(), threads=t), program),
+        Runtime("torch-compile", "fp32", "", lambda t: TorchRunner(torch.compile(fp32_model(), dynamic=True), threads=t),
+                program),
         Runtime("onnxruntime", "fp32", "", lambda t: OnnxRunner(fp32_onnx(), threads=t), fp32_onnx),
         Runtime("openvino", "fp32", "", lambda t: OpenVinoRunner(fp32_onnx(), threads=t), fp32_onnx),
         Runtime("onnxruntime-int8-qdq", "int8", *int8("ort", qdq)),
         Runtime("onnxruntime-int8-qop", "int8", *int8("ort", qop)),
         Runtime("openvino-int8-qdq", "int8", qdq.id, lambda t: OpenVinoRunner(file("ort", qdq)(), threads=t),
                 file("ort", qdq)),
-        Runtime("onnxruntime-int8-qop-u8in", "int8", qop_u8.id, lambda t: OnnxRunner(u8in(qop_u8), threads=t),
-                lambda: u8in(qop_u8)),  # uint8 NHWC pixels in: no float conversion, no float transpose
-        Runtime("openvino-int8-qdq-u8in", "int8", qdq_u8.id, lambda t: OpenVinoRunner(u8in(qdq_u8), threads=t),
-                lambda: u8in(qdq_u8)),
         Runtime("torch-int8", "int8", *int8("torch", tq)),
         Runtime("tflite-int8", "int8", *int8("tflite", lite)),  # r8's own TFLite int8, LiteRT/XNNPACK
-        Runtime("tflite-reference", "fp32", "", lambda t: TfliteRunner(tflite(False), threads=t), lambda: tflite(False)),
-        Runtime("tflite-reference-int8", "int8", "mlcommons-int8", lambda t: TfliteRunner(tflite(True), threads=t),
-                lambda: tflite(True)),
-        Runtime("torch-cuda", "fp32", "", lambda t: TorchRunner(artifacts.torch_fp32(), device="cuda"),
-                artifacts.exported_program),
-        # the bare per-call floor of each runtime: a model that only averages the pixels
-        Runtime("overhead-onnxruntime", "overhead", "", lambda t: OnnxRunner(overhead_onnx(), threads=t), overhead_onnx),
-        Runtime("overhead-openvino", "overhead", "", lambda t: OpenVinoRunner(overhead_onnx(), threads=t), overhead_onnx),
-        Runtime("overhead-tflite", "overhead", "", lambda t: TfliteRunner(overhead_tflite(), threads=t), overhead_tflite),
-        Runtime("overhead-torch", "overhead", "", lambda t: TorchRunner(PixelMean(), threads=t), overhead_onnx),
-    ]}
+        Runtime("torch-cuda", "fp32", "", lambda t: TorchRunner(fp32_model(), device="cuda"), program),
+    ]
+    if data.test.images.dtype == np.uint8:  # uint8 NHWC pixels in: no float conversion, no float transpose
+        table += [
+            # the bare per-call floor of each runtime: a model that only averages the input
+            Runtime("overhead-onnxruntime", "overhead", "", lambda t: OnnxRunner(overhead_onnx(sample), threads=t),
+                        lambda: overhead_onnx(sample)),
+            Runtime("overhead-openvino", "overhead", "", lambda t: OpenVinoRunner(overhead_onnx(sample), threads=t),
+                        lambda: overhead_onnx(sample)),
+            Runtime("overhead-tflite", "overhead", "", lambda t: TfliteRunner(overhead_tflite(sample), threads=t),
+                        lambda: overhead_tflite(sample)),
+            Runtime("overhead-torch", "overhead", "", lambda t: TorchRunner(PixelMean(), nhwc=True, threads=t),
+                        lambda: overhead_onnx(sample)),
+        ]
+        for fmt, make in (("qop", OnnxRunner), ("qdq", OpenVinoRunner)):
+            config = _best_integer_input(model, cal, rows, fmt)
+            if config is not None:
+                u8 = (lambda c: lambda: build_integer_input(model, c, cal))(config)
+                name = f"{'onnxruntime' if make is OnnxRunner else 'openvino'}-int8-{fmt}-u8in"
+                table.append(Runtime(name, "int8", config.id, (lambda m, f: lambda t: m(f(), threads=t))(make, u8), u8))
+    for precision, path in model.references:
+        name = "tflite-reference" + ("-int8" if precision == "int8" else "")
+        table.append(Runtime(name, precision, "published int8" if precision == "int8" else "",
+                             (lambda p: lambda t: TfliteRunner(p, threads=t))(path), (lambda p: lambda: p)(path),
+                             reference=True))
+    from r8.backends import unique
+
+    return unique(table, "runtime")
 
 
+# Every runtime name a benchmark may have, for the tests' ids; a model lacking one skips it with the reason.
 RUNTIME_NAMES = ("keras", "torch", "torch-compile", "onnxruntime", "openvino", "onnxruntime-int8-qdq",
                  "onnxruntime-int8-qop", "openvino-int8-qdq", "onnxruntime-int8-qop-u8in", "openvino-int8-qdq-u8in",
                  "torch-int8", "tflite-int8", "tflite-reference", "tflite-reference-int8",
@@ -115,39 +135,43 @@ RUNTIME_NAMES = ("keras", "torch", "torch-compile", "onnxruntime", "openvino", "
 
 
 class PixelMean(nn.Module):
-    """The identity-sized model: the mean pixel of each image, as (N, 1)."""
+    """The identity-sized model: the mean value of each sample, as (N, 1)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean((1, 2, 3)).unsqueeze(1)
+        return x.flatten(1).mean(1, keepdim=True)
 
 
-def overhead_onnx() -> Path:
-    """PixelMean as ONNX taking uint8 NHWC pixels, as the integer-input int8 models do."""
+def overhead_onnx(sample: tuple) -> Path:
+    """PixelMean as ONNX taking uint8 samples of shape ``sample``, as the integer-input int8 models do."""
+    axes = list(range(1, len(sample) + 1))
+
     def build(tmp: Path) -> None:
         import onnx
         from onnx import TensorProto, helper
 
         graph = helper.make_graph(
             [helper.make_node("Cast", ["pixels"], ["x"], to=TensorProto.FLOAT),
-             helper.make_node("ReduceMean", ["x"], ["mean"], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("ReduceMean", ["x"], ["mean"], axes=axes, keepdims=0),
              helper.make_node("Unsqueeze", ["mean", "axis"], ["out"])],
-            "overhead", [helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["n", 32, 32, 3])],
+            "overhead", [helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["n", *sample])],
             [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 1])],
             [helper.make_tensor("axis", TensorProto.INT64, [1], [1])])
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp))
-    return build_once("bench/overhead.onnx", {}, build)
+    return build_once(f"bench/overhead-{'x'.join(map(str, sample))}.onnx", {"sample": list(sample)}, build)
 
 
-def overhead_tflite() -> Path:
-    """PixelMean as a float32 ``.tflite`` (TFLite's converter)."""
+def overhead_tflite(sample: tuple) -> Path:
+    """PixelMean as a float32 ``.tflite`` (TFLite's converter) of samples of shape ``sample``."""
+    axes = list(range(1, len(sample) + 1))
+
     def build(tmp: Path) -> None:
         from r8.keras_ref import import_tensorflow
 
         tf = import_tensorflow()
-        fn = tf.function(lambda x: tf.reduce_mean(x, axis=[1, 2, 3], keepdims=False)[:, None],
-                         input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32)])
+        fn = tf.function(lambda x: tf.reduce_mean(x, axis=axes, keepdims=False)[:, None],
+                         input_signature=[tf.TensorSpec([None, *sample], tf.float32)])
         tmp.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn).convert())
-    return build_once("bench/overhead.tflite", {}, build)
+    return build_once(f"bench/overhead-{'x'.join(map(str, sample))}.tflite", {"sample": list(sample)}, build)
 
 
 def gemm_peaks(threads: int = THREADS, size: int = 2048) -> dict[str, float]:
@@ -175,7 +199,9 @@ def gemm_peaks(threads: int = THREADS, size: int = 2048) -> dict[str, float]:
 
 
 def macs_per_image(model: nn.Module) -> int:
-    """Multiply-accumulates of one 32x32 image through every conv and linear layer."""
+    """Multiply-accumulates of one sample through every conv and linear layer of a converted model."""
+    from r8.convert import example_inputs
+
     total = 0
 
     def count(module, args, out):
@@ -187,7 +213,7 @@ def macs_per_image(model: nn.Module) -> int:
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     with torch.no_grad():
-        model(torch.zeros(1, 3, 32, 32))
+        model(*example_inputs(model, 1))
     for h in hooks:
         h.remove()
     return total

@@ -1,5 +1,6 @@
 """``python -m r8 {convert,inspect,evaluate,quantize,calibrate,study,benchmark,download}``: the
-command-line contract."""
+command-line contract. The only place, with the suite's options, where a model, a data set and
+thresholds are made from paths and flags; everything below takes them as values."""
 
 import argparse
 import json
@@ -8,19 +9,29 @@ from pathlib import Path
 
 from r8 import paths
 from r8.errors import R8Error
+from r8.thresholds import DEFAULT, Thresholds
 
 
-def make_runner(backend: str, h5: Path, device: str = "cpu"):
-    """A runner for a CIFAR-10 classifier ``.h5``: one 32x32x3 input, 10 outputs."""
-    from r8.convert import convert
+def model_and_data(args):
+    """The :class:`r8.model.Model` and :class:`r8.data.Dataset` of ``--model`` and ``--data``,
+    checked against each other."""
+    from r8.data import load_dataset
+    from r8.model import load_model
+
+    model, data = load_model(args.model), load_dataset(args.data)
+    data.check(model)
+    return model, data
+
+
+def thresholds(args) -> Thresholds:
+    return Thresholds(min_top1=args.min_top1, max_drop_pp=args.max_drop_pp, best_drop_pp=args.best_drop_pp)
+
+
+def make_runner(backend: str, model, device: str = "cpu"):
+    from r8.artifacts import torch_fp32
     from r8.runners import KerasRunner, TorchRunner
 
-    model = convert(h5)  # reads and checks the file, for either backend
-    shapes = model.meta["input_shapes"], model.meta["output_shapes"]
-    if shapes != ([(3, 32, 32)], [(10,)]):
-        raise R8Error(f"{h5}: not a CIFAR-10 classifier: inputs {shapes[0]} (NCHW), outputs {shapes[1]}; "
-                      "expected one (3, 32, 32) input and 10 outputs")
-    return KerasRunner(h5) if backend == "keras" else TorchRunner(model, device=device)
+    return KerasRunner(model.path) if backend == "keras" else TorchRunner(torch_fp32(model), device=device)
 
 
 def cmd_convert(args) -> None:
@@ -56,29 +67,42 @@ def cmd_inspect(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from r8.data import CLASSES, load_split
     from r8.metrics import evaluate
 
-    result = evaluate(make_runner(args.backend, args.model, args.device), load_split(args.subset), progress=not args.json)
+    model, data = model_and_data(args)
+    result = evaluate(make_runner(args.backend, model, args.device), data.split(args.subset), progress=not args.json)
     if args.json:
         print(json.dumps(result))
         return
     print(f"{result['backend']} on {result['subset']} (n={result['n']}): top-1 {result['top1']:.2%}")
-    for name, acc in zip(CLASSES, result["per_class"]):
+    for name, acc in zip(data.class_names(model.num_classes), result["per_class"]):
         print(f"  {name:<11} {acc:.2%}")
 
 
 def cmd_quantize(args) -> None:
+    from r8.backends import backend
     from r8.calibration import calibration_set
-    from r8.jobs import quantize_job
+    from r8.jobs import find_config, model_dir, quantize_job
 
-    cal = calibration_set(args.calibration_size, args.calibration_seed, args.calibration)
-    report = quantize_job(args.backend, args.out, cal)
+    if args.backend != "all":
+        backend(args.backend)  # an unknown name is refused before any work
+    for name in args.configs or ():
+        find_config(name)
+    model, data = model_and_data(args)
+    cal = calibration_set(data, args.calibration_size, args.calibration_seed, args.calibration, model.num_classes)
+    report = quantize_job(model, data, args.backend, args.out, cal, thresholds(args), configs=args.configs)
     best = min(report["rows"], key=lambda r: r["drop_pp"])
-    print(f"fp32 top-1 {report['fp32_top1']:.2%}; {len(report['rows'])} rows; best {best['backend']} "
+    out = model_dir(args.out, model)
+    print(f"{model.stem}: fp32 top-1 {report['fp32_top1']:.2%}; {len(report['rows'])} rows; best {best['backend']} "
           f"{best['config']}: {best['top1']:.2%} (drop {best['drop_pp']:.2f} pp, 95 % CI "
           f"{best['drop_ci95_pp'][0]:.2f} to {best['drop_ci95_pp'][1]:.2f})")
-    print(f"wrote {args.out / 'quantization.md'} and {args.out / 'quantization.json'}; open {args.out / 'index.html'}")
+    print(f"wrote {out / 'quantization.md'} and {out / 'quantization.json'}; open {args.out / 'index.html'}")
+    failed = [g for g in report["gates"] if not g["passed"]]
+    for g in failed:
+        print(f"r8: gate failed: {model.stem}: {g['gate']} = {g['value']:.4g}, threshold {g['threshold']}",
+              file=sys.stderr)
+    if failed:
+        raise SystemExit(1)
 
 
 def cmd_calibrate(args) -> None:
@@ -87,49 +111,60 @@ def cmd_calibrate(args) -> None:
     from r8.cache import atomic_write
     from r8.calibration import calibration_file
 
-    path, _ = calibration_file(args.n, args.seed, args.source)
+    model, data = model_and_data(args)
+    path, _ = calibration_file(data, args.n, args.seed, args.source, model.num_classes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out, lambda tmp: shutil.copyfile(path, tmp))
-    print(f"wrote {args.out} ({args.source}, n={args.n}, seed={args.seed})")
+    print(f"wrote {args.out} ({data.name} {args.source}, n={args.n}, seed={args.seed})")
 
 
 def cmd_study(args) -> None:
-    from r8.jobs import STUDY_SEEDS, STUDY_SIZES, study_job
+    from r8.jobs import STUDY_SEEDS, STUDY_SIZES, model_dir, study_job
 
-    report = study_job(args.out, tuple(args.sizes or STUDY_SIZES), tuple(args.seeds or STUDY_SEEDS), args.configs)
+    model, data = model_and_data(args)
+    report = study_job(model, data, args.out, tuple(args.sizes or STUDY_SIZES), tuple(args.seeds or STUDY_SEEDS),
+                       args.configs)
     for s in report["summary"]:
         print(f"{s['backend']} {s['config']} n={s['n']}: mean drop {s['mean_drop_pp']:.3f} pp "
               f"(std {s['std_drop_pp']:.3f}, {s['min_drop_pp']:.2f}..{s['max_drop_pp']:.2f})")
-    print(f"wrote {args.out / 'study.md'} and {args.out / 'study.json'}; open {args.out / 'index.html'}")
+    out = model_dir(args.out, model)
+    print(f"wrote {out / 'study.md'} and {out / 'study.json'}; open {args.out / 'index.html'}")
 
 
 def cmd_benchmark(args) -> None:
-    """Runs the suite's benchmark tests (pytest-benchmark), then writes the report from them."""
+    """Runs the suite's benchmark tests (pytest-benchmark) on the model, then writes its report."""
     import subprocess
 
     from r8 import artifacts
-    from r8.bench import BEST_DROP_PP, THREADS, gemm_peaks, macs_per_image
+    from r8.bench import THREADS, gemm_peaks, macs_per_image
     from r8.index import append_step_summary, write_index
+    from r8.jobs import describe, model_dir
     from r8.report import write_benchmark_report
 
     root = Path(__file__).resolve().parent.parent
     if not (root / "suite" / "test_benchmark.py").is_file():
         raise R8Error(f"{root / 'suite'}: the benchmark suite is not there; run from a source checkout")
-    args.out.mkdir(parents=True, exist_ok=True)
+    model, data = model_and_data(args)
+    out = model_dir(args.out, model)
+    out.mkdir(parents=True, exist_ok=True)
     runs = []
     for run in range(args.repeat):
-        raw = args.out / f"pytest-benchmark-{run + 1}.json"
-        print(f"benchmark run {run + 1} of {args.repeat}", flush=True)
+        raw = out / f"pytest-benchmark-{run + 1}.json"
+        print(f"benchmark run {run + 1} of {args.repeat} ({model.stem})", flush=True)
         subprocess.run([sys.executable, "-m", "pytest", "suite/test_benchmark.py", "-m", "benchmark", "-q",
-                        f"--benchmark-json={raw.resolve()}", "-p", "no:cacheprovider", *args.pytest_args],
+                        f"--benchmark-json={raw.resolve()}", "-p", "no:cacheprovider",
+                        "--r8-model", str(model.path),
+                        "--r8-data", args.data if args.data == "cifar10" else str(Path(args.data).resolve()),
+                        "--r8-best-drop-pp", str(args.best_drop_pp), *args.pytest_args],
                        cwd=root, check=True, stdout=None if args.verbose else subprocess.DEVNULL)
         runs.append(json.loads(raw.read_text()))
     fp32_top1 = next(b["extra_info"]["top1"] for b in runs[0]["benchmarks"] if b["extra_info"]["runtime"] == "torch")
-    write_benchmark_report(runs, THREADS, macs_per_image(artifacts.torch_fp32()), fp32_top1,
-                           BEST_DROP_PP, args.out, gemm_peaks())
-    append_step_summary((args.out / "benchmark.md").read_text())
+    write_benchmark_report(runs, THREADS, macs_per_image(artifacts.torch_fp32(model)), fp32_top1,
+                           args.best_drop_pp, out, gemm_peaks(), list(data.class_names(model.num_classes)),
+                           describe(model, data))
+    append_step_summary((out / "benchmark.md").read_text())
     write_index(args.out)
-    print(f"wrote {args.out / 'benchmark.md'} and {args.out / 'benchmark.json'}; open {args.out / 'index.html'}")
+    print(f"wrote {out / 'benchmark.md'} and {out / 'benchmark.json'}; open {args.out / 'index.html'}")
 
 
 def cmd_download(args) -> None:
@@ -158,34 +193,49 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=cmd_inspect)
 
     from r8.calibration import SOURCES
-    from r8.data import SUBSETS
+
+    def inputs(p, gates: tuple = ()):
+        """--model and --data (and the thresholds named in ``gates``) of a job."""
+        p.add_argument("--model", type=Path, default=paths.keras_model_path(),
+                       help="any model file r8 converts (default: the MLPerf Tiny IC01 ResNet8)")
+        p.add_argument("--data", default="cifar10",
+                       help="cifar10 (default) or FILE.npz with x_train, y_train, x_test, y_test")
+        for name in gates:
+            p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(DEFAULT, name),
+                           help=f"gate threshold (default {getattr(DEFAULT, name)})")
 
     p = sub.add_parser("evaluate", help="top-1 overall and per class")
     p.add_argument("--backend", choices=("keras", "torch"), required=True)
-    p.add_argument("--model", type=Path, default=paths.keras_model_path())
-    p.add_argument("--subset", choices=SUBSETS, default="test")
+    inputs(p)
+    p.add_argument("--subset", default="test", help="test (default), train, or a subset of the data (cifar10: "
+                                                     "perf200, perf200_v0.5)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda, for the torch backend")
     p.set_defaults(run=cmd_evaluate)
 
-    p = sub.add_parser("quantize", help="int8 quantize every default config, evaluate, report")
-    p.add_argument("--backend", choices=("ort", "torch", "torch-onnx2torch", "tflite", "all"), default="all")
-    p.add_argument("--out", type=Path, default=Path("reports"))
+    p = sub.add_parser("quantize", help="int8 quantize every default config, evaluate, report, gate")
+    p.add_argument("--backend", default="all", help="a backend of the registry (ort, torch, ...) or all (default)")
+    inputs(p, ("min_top1", "max_drop_pp", "best_drop_pp"))
+    p.add_argument("--out", type=Path, default=Path("reports"), help="reports root: OUT/<model stem>/, OUT/index.html")
+    p.add_argument("--configs", nargs="+", help="only these backend/config ids, e.g. ort/qop-u8s8-perchannel-minmax "
+                                                  "(default: every default config of --backend)")
     p.add_argument("--calibration", choices=SOURCES, default="train",
                    help="calibration images: stratified training images (default), or the "
                         "MLCommons list, which overlaps the test set (comparison only)")
-    p.add_argument("--calibration-size", type=int, default=1000, help="training images, a multiple of 10")
+    p.add_argument("--calibration-size", type=int, default=1000, help="training images, a multiple of the class count")
     p.add_argument("--calibration-seed", type=int, default=0)
     p.set_defaults(run=cmd_quantize)
 
     p = sub.add_parser("calibrate", help="write the calibration set (indices, seed, sha256) as .npz")
-    p.add_argument("--n", type=int, default=1000, help="images, a multiple of 10 (train source)")
+    inputs(p)
+    p.add_argument("--n", type=int, default=1000, help="images, a multiple of the class count (train source)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", choices=SOURCES, default="train")
     p.add_argument("-o", "--out", type=Path, required=True)
     p.set_defaults(run=cmd_calibrate)
 
     p = sub.add_parser("study", help="int8 drop over calibration sizes and seeds, each backend's two best configs")
+    inputs(p)
     p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument("--sizes", type=int, nargs="+", help="calibration sizes (default 100 250 500 1000 2000)")
     p.add_argument("--seeds", type=int, nargs="+", help="calibration seeds (default 0 1 2 3 4)")
@@ -194,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=cmd_study)
 
     p = sub.add_parser("benchmark", help="CPU inference benchmarks of every runtime, report + plots")
+    inputs(p, ("best_drop_pp",))
     p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument("--repeat", type=int, default=1, help="run the whole benchmark N times; report medians")
     p.add_argument("pytest_args", nargs="*", help="extra pytest arguments (e.g. -k onnxruntime)")

@@ -1,9 +1,12 @@
-"""CIFAR-10 (official python layout, loaded and downloaded through torchvision), the MLPerf
-Tiny perf sets, the EEMBC ``.bin`` format, and the reference Keras model's download."""
+"""The data a job evaluates and calibrates on, as a :class:`Dataset` value: CIFAR-10 (official
+python layout, loaded and downloaded through torchvision) with the MLPerf Tiny perf sets, or a
+user's ``.npz``; the EEMBC ``.bin`` format, and the reference model files' download."""
 
 import csv
+import hashlib
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -13,6 +16,7 @@ from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import calculate_md5, download_and_extract_archive, download_url
 
 from r8 import paths
+from r8.cache import sha256
 from r8.errors import R8Error
 
 CIFAR_FILES = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
@@ -34,11 +38,101 @@ SUBSETS = ("test", *PERF_SETS)
 @dataclass(frozen=True)
 class Split:
     name: str
-    images: np.ndarray  # (N, 32, 32, 3) uint8, NHWC, raw pixels, C-contiguous
+    images: np.ndarray  # (N, *input shape) uint8 or float32, Keras layout (NHWC), C-contiguous
     labels: np.ndarray  # (N,) int64
 
     def take(self, name: str, idx: np.ndarray) -> "Split":
         return Split(name, self.images[idx], self.labels[idx])
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Training images (calibration is drawn from them) and test images (evaluation), with
+    named subsets of the test images (CIFAR-10: the MLPerf Tiny perf sets)."""
+
+    name: str
+    sha256: str  # of the data: artifacts built from it are keyed by it
+    train: Split
+    test: Split
+    classes: tuple = ()  # class names; empty: "0", "1", ...
+    subsets: tuple = ()  # ((name, indices into test), ...)
+    root: Path | None = None  # CIFAR-10's data root, which also holds the MLCommons calibration list
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-{self.sha256[:12]}"
+
+    def split(self, name: str) -> Split:
+        """``train``, ``test`` or one of the subsets of the test images."""
+        subsets = dict(self.subsets)
+        if name in ("train", "test"):
+            return getattr(self, name)
+        if name not in subsets:
+            raise R8Error(f"data {self.name}: no subset {name!r}; choose from {('train', 'test', *subsets)}")
+        return self.test.take(name, subsets[name])
+
+    def class_names(self, num_classes: int) -> tuple:
+        return self.classes if len(self.classes) == num_classes else tuple(map(str, range(num_classes)))
+
+    def check(self, model) -> None:
+        """Refuse data that does not fit ``model`` (an :class:`r8.model.Model`): naming both shapes,
+        or the labels outside its class count."""
+        for split in (self.train, self.test):
+            if split.images.shape[1:] != tuple(model.input_shape):
+                raise R8Error(f"data {self.name}: {split.name} images have shape {split.images.shape[1:]} per "
+                              f"sample; {model.path} takes {tuple(model.input_shape)}")
+            if split.labels.size and (split.labels.min() < 0 or split.labels.max() >= model.num_classes):
+                raise R8Error(f"data {self.name}: {split.name} labels span {split.labels.min()}..{split.labels.max()}; "
+                              f"{model.path} has {model.num_classes} classes (0..{model.num_classes - 1})")
+
+
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def load_dataset(spec: str | os.PathLike = "cifar10", root: str | os.PathLike | None = None) -> Dataset:
+    """``cifar10`` (from ``root``, default R8_DATA_DIR) or an ``.npz`` with ``x_train``,
+    ``y_train``, ``x_test``, ``y_test`` (uint8 or float images in the model's layout, integer
+    labels; an optional ``classes`` array of names). Object arrays are refused, never unpickled."""
+    if str(spec) == "cifar10":
+        return _cifar10(Path(root or paths.data_dir()).resolve())
+    return _npz(Path(spec).resolve())
+
+
+@cache
+def _cifar10(root: Path) -> Dataset:
+    subsets = tuple((name, perf_indices(name, root)) for name, f in PERF_SETS.items()
+                    if (root / "mlcommons" / f).is_file())
+    digest = hashlib.sha256(" ".join(md5 for _, md5 in CIFAR_FILES).encode()).hexdigest()  # verified on load
+    return Dataset("cifar10", digest, _load(root, True), _load(root, False), CLASSES, subsets, root)
+
+
+@cache
+def _npz(path: Path) -> Dataset:
+    if not path.is_file():
+        raise R8Error(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in NPZ_ARRAYS if k not in f.files]
+            if missing:
+                raise R8Error(f"{path}: no array {', '.join(missing)} (has {', '.join(f.files) or 'none'}); "
+                              f"a data file holds {', '.join(NPZ_ARRAYS)}")
+            arrays = {k: f[k] for k in (*NPZ_ARRAYS, *(("classes",) if "classes" in f.files else ()))}
+    except ValueError as e:  # numpy's refusal of object arrays without allow_pickle
+        raise R8Error(f"{path}: holds Python objects, which r8 never unpickles ({e})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise R8Error(f"{path}: not a readable .npz ({e})") from None
+    splits = {}
+    for part in ("train", "test"):
+        x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
+        if x.dtype != np.uint8 and x.dtype.kind != "f":
+            raise R8Error(f"{path}: x_{part} has dtype {x.dtype}; r8 takes uint8 or float images")
+        if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x) or x.ndim < 2:
+            raise R8Error(f"{path}: y_{part} must be one integer label per sample of x_{part} "
+                          f"(x_{part} {x.shape} {x.dtype}, y_{part} {y.shape} {y.dtype})")
+        x = np.ascontiguousarray(x if x.dtype == np.uint8 else x.astype(np.float32))
+        splits[part] = Split(part, x, y.astype(np.int64))
+    classes = tuple(str(c) for c in arrays.get("classes", ()))
+    return Dataset(path.stem, sha256(path), splits["train"], splits["test"], classes)
 
 
 def verify_cifar10(root: str | os.PathLike) -> Path:

@@ -1,6 +1,7 @@
 """The report a person opens first: ``index.md`` and a self-contained ``index.html`` (figures
-embedded, no network) gathering what every job wrote into the reports folder. Rebuilt from the
-JSON files by each job; a job that has not run yet is listed as such."""
+embedded, no network) gathering what every job wrote into the reports folder: the models measured
+so far side by side, then one section per model (``OUT/<model stem>/``). Rebuilt from the JSON
+files by each job; a job that has not run yet for a model is listed as such."""
 
 import base64
 import html
@@ -10,7 +11,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from r8.cache import atomic_write
-from r8.data import CLASSES
 
 # file -> (section title, the command that writes it)
 SOURCES = {
@@ -41,9 +41,9 @@ def append_step_summary(markdown: str) -> None:
 
 def _conversion(r: dict) -> list:
     head = ["class", "Keras top-1", "torch top-1"]
-    rows = [[c, f"{k:.1%}", f"{t:.1%}"] for c, k, t in zip(CLASSES, r["keras_per_class"], r["torch_per_class"])]
-    return [("p", f"{r['model']}: Keras {r['keras_top1']:.2%}, converted torch {r['torch_top1']:.2%} top-1 on "
-                  f"{r['n']:,} CIFAR-10 test images; max |Δp| {r['max_abs_diff']:.2e}, argmax agreement "
+    rows = [[c, f"{k:.1%}", f"{t:.1%}"] for c, k, t in zip(r["classes"], r["keras_per_class"], r["torch_per_class"])]
+    return [("p", f"{r['model']['file']}: Keras {r['keras_top1']:.2%}, converted torch {r['torch_top1']:.2%} top-1 on "
+                  f"{r['n']:,} {r['data']['name']} test images; max |Δp| {r['max_abs_diff']:.2e}, argmax agreement "
                   f"{r['agreement']:.2%}."), ("table", head, [["all", f"{r['keras_top1']:.2%}", f"{r['torch_top1']:.2%}"], *rows])]
 
 
@@ -53,7 +53,11 @@ def _quantization(r: dict) -> list:
              f"{x['drop_pp']:.2f} [{x['drop_ci95_pp'][0]:.2f}, {x['drop_ci95_pp'][1]:.2f}]", f"{x['mcnemar_p']:.3g}"]
             for x in sorted(r["rows"], key=lambda x: x["drop_pp"])]
     blocks = [("p", f"fp32 baseline {r['fp32_top1']:.2%}; calibration: {r['calibration']['n']} {r['calibration']['source']} "
-                    "images. Drop = fp32 − int8 on the same 10k images."), ("table", head, rows)]
+                    f"images. Drop = fp32 − int8 on the same {r['data']['test']:,} test images."), ("table", head, rows)]
+    failed = [g for g in r.get("gates", []) if not g["passed"]]
+    blocks.append(("p", f"Gates: {len(r.get('gates', [])) - len(failed)} of {len(r.get('gates', []))} passed"
+                        + ("." if not failed else "; failed: " + "; ".join(
+                            f"{g['gate']} {g['value']:.4g} (threshold {g['threshold']})" for g in failed))))
     return blocks + [("img", title, name) for title, name in r.get("figures", {}).items()]
 
 
@@ -78,8 +82,45 @@ RENDER = {"conversion.json": _conversion, "quantization.json": _quantization, "s
           "benchmark.json": _benchmark}
 
 
+def model_dirs(out_root: Path) -> list[Path]:
+    """The model folders under the reports root: each holds at least one of the reports."""
+    return sorted(d for d in Path(out_root).iterdir() if d.is_dir() and any((d / n).is_file() for n in SOURCES))
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def overview(out_root: Path) -> list:
+    """The models side by side: fp32 top-1, the best int8 config per backend with its drop and
+    interval, and the fastest runtime at batch 1 and 256."""
+    head = ["model", "data", "fp32 top-1", "best int8 per backend: drop pp [95 % CI]", "gates", "fastest bs1", "fastest bs256"]
+    rows = []
+    for d in model_dirs(out_root):
+        q, b = _load(d / "quantization.json"), _load(d / "benchmark.json")
+        conv = _load(d / "conversion.json")
+        about = q or b or conv or {}
+        best = {}
+        for r in (q or {}).get("rows", []):
+            if r["backend"] not in best or r["drop_pp"] < best[r["backend"]]["drop_pp"]:
+                best[r["backend"]] = r
+        int8 = "; ".join(f"{k} {r['config']} {r['drop_pp']:.2f} [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}]"
+                         for k, r in best.items()) or "-"
+        gates = (q or {}).get("gates", [])
+        fastest = ["-", "-"]
+        if b:
+            fast1 = min((r for r in b["rows"] if r["precision"] != "overhead"), key=lambda r: r["ms_bs1"])
+            fast256 = max((r for r in b["rows"] if r["precision"] != "overhead"), key=lambda r: r["img_per_s_bs256"])
+            fastest = [f"{fast1['runtime']} {fast1['ms_bs1']:.3f} ms", f"{fast256['runtime']} {fast256['img_per_s_bs256']:,.0f} img/s"]
+        fp32 = (q or {}).get("fp32_top1", (conv or {}).get("torch_top1"))
+        rows.append([d.name, about.get("data", {}).get("name", "-"), "-" if fp32 is None else f"{fp32:.2%}", int8,
+                     f"{sum(g['passed'] for g in gates)}/{len(gates)}" if gates else "-", *fastest])
+    return [("table", head, rows)] if rows else [("p", "No model measured yet: `python -m r8 quantize --model FILE` "
+                                                      "writes the first.")]
+
+
 def sections(out_dir: Path) -> list[tuple[str, str, list]]:
-    """(title, provenance line, blocks) per report, in reading order."""
+    """(title, provenance line, blocks) per report of one model's folder, in reading order."""
     out = []
     for name, (title, command) in SOURCES.items():
         path = out_dir / name
@@ -88,15 +129,29 @@ def sections(out_dir: Path) -> list[tuple[str, str, list]]:
             continue
         report = json.loads(path.read_text())
         when = report.get("generated", datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds"))
-        blocks = [b for b in RENDER[name](report) if b[0] != "img" or (out_dir / b[2]).is_file()]
-        out.append((title, f"Made by `{report.get('command', command)}` at {when} ({name}).", blocks))
+        blocks = [(*b[:2], f"{out_dir.name}/{b[2]}") if b[0] == "img" else b for b in RENDER[name](report)
+                  if b[0] != "img" or (out_dir / b[2]).is_file()]
+        out.append((title, f"Made by `{report.get('command', command)}` at {when} ({out_dir.name}/{name}).", blocks))
     return out
+
+
+def parts(out_root: Path) -> list[tuple[int, str, str, list]]:
+    """(heading level, title, provenance, blocks): the overview, then each model and its reports."""
+    out = [(2, "Models", "Every model measured into this folder; each links to its section below.", overview(out_root))]
+    for d in model_dirs(out_root):
+        out.append((2, f"Model {d.name}", f"Reports in {d.name}/.", []))
+        out += [(3, title, provenance, blocks) for title, provenance, blocks in sections(d)]
+    return out
+
+
+def anchor(title: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in title.lower())
 
 
 def _markdown(parts) -> str:
     lines = ["# r8 report", ""]
-    for title, provenance, blocks in parts:
-        lines += [f"## {title}", "", provenance, ""]
+    for level, title, provenance, blocks in parts:
+        lines += [f"{'#' * level} {title}", "", provenance, ""]
         for block in blocks:
             if block[0] == "p":
                 lines += [block[1], ""]
@@ -111,14 +166,16 @@ def _markdown(parts) -> str:
 def _html(parts, out_dir: Path) -> str:
     e = html.escape
     body = []
-    for title, provenance, blocks in parts:
-        body.append(f"<section><h2>{e(title)}</h2><p class='src'>{e(provenance)}</p>")
+    for level, title, provenance, blocks in parts:
+        where = f" id='{anchor(title)}'" if level == 2 else ""  # models' report titles repeat
+        body.append(f"<section{where}><h{level}>{e(title)}</h{level}><p class='src'>{e(provenance)}</p>")
         for block in blocks:
             if block[0] == "p":
                 body.append(f"<p>{e(block[1])}</p>")
             elif block[0] == "table":
                 head = "".join(f"<th>{e(h)}</th>" for h in block[1])
-                rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in block[2])
+                rows = "".join("<tr>" + "".join(_cell(c, i == 0 and title == "Models") for i, c in enumerate(row))
+                               + "</tr>" for row in block[2])
                 body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
             else:
                 data = base64.b64encode((out_dir / block[2]).read_bytes()).decode()
@@ -132,12 +189,18 @@ def _html(parts, out_dir: Path) -> str:
             f"<body><h1>r8 report</h1>{''.join(body)}</body></html>\n")
 
 
-def write_index(out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Rebuild ``index.md`` and ``index.html`` from the reports in ``out_dir``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    parts = sections(out_dir)
-    md, page = out_dir / "index.md", out_dir / "index.html"
-    atomic_write(md, lambda tmp: tmp.write_text(_markdown(parts)))
-    atomic_write(page, lambda tmp: tmp.write_text(_html(parts, out_dir)))
+def _cell(text: str, link: bool) -> str:
+    """A table cell; a model's name links to its section."""
+    e = html.escape
+    return f"<td><a href='#{anchor('Model ' + text)}'>{e(text)}</a></td>" if link else f"<td>{e(text)}</td>"
+
+
+def write_index(out_root: str | os.PathLike) -> tuple[Path, Path]:
+    """Rebuild ``index.md`` and ``index.html`` from the reports under ``out_root``."""
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    everything = parts(out_root)
+    md, page = out_root / "index.md", out_root / "index.html"
+    atomic_write(md, lambda tmp: tmp.write_text(_markdown(everything)))
+    atomic_write(page, lambda tmp: tmp.write_text(_html(everything, out_root)))
     return md, page

@@ -1,9 +1,10 @@
-"""The jobs behind `python -m r8 quantize` and `python -m r8 study`.
+"""The jobs behind `python -m r8 quantize` and `python -m r8 study`, for any model and data set.
 
-quantize: every int8 config of the default matrix, per backend, evaluated on the 10k test
-images against the fp32 baseline (paired: McNemar and a bootstrap interval of each drop), the
-MLCommons int8 TFLite reference beside them, and the per-layer SQNR of each backend's best and
-worst config. study: each backend's two best configs over calibration sizes and seeds.
+quantize: every int8 config of the default matrix, per backend, evaluated on the test images
+against the fp32 baseline (paired: McNemar and a bootstrap interval of each drop), the model's
+published int8 TFLite reference beside them where it has one, the per-layer SQNR of each
+backend's best and worst config, and the gates of :mod:`r8.thresholds`. study: each backend's
+two best configs over calibration sizes and seeds. Reports go to ``OUT/<model stem>/``.
 """
 
 import json
@@ -13,160 +14,206 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from r8 import artifacts, backends, paths
+from r8 import artifacts, backends
 from r8.backends import Backend
 from r8.cache import atomic_write, build_facts
 from r8.calibration import CalibrationSet, calibration_set
-from r8.data import Split, load_split, perf_indices
+from r8.data import Dataset
+from r8.errors import R8Error
 from r8.index import append_step_summary, stamp, write_index
 from r8.metrics import paired_drop, per_class, predict, top1
+from r8.model import Model
 from r8.report import write_quantization_report, write_study_report
 from r8.runners import TfliteRunner, TorchRunner
+from r8.thresholds import DEFAULT, Thresholds
 
 SQNR_IMAGES = 500  # test images the per-layer SQNR is measured on
 STUDY_SIZES = (100, 250, 500, 1000, 2000)  # issue #8
 STUDY_SEEDS = (0, 1, 2, 3, 4)
+REFERENCE_BACKEND = "tflite-reference"  # the row of a model's published int8 .tflite
 
 
-def int8_row(backend: str, config: str, probs: np.ndarray, fp32_probs: np.ndarray, test: Split,
+def int8_row(backend: str, config: str, probs: np.ndarray, fp32_probs: np.ndarray, data: Dataset,
              artifact: Path, facts: dict | None = None) -> dict:
     """One row of quantization.json (accuracies are fractions, the drop is in percent points),
-    paired against the fp32 predictions on the same images."""
-    perf = perf_indices("perf200", paths.data_dir())
-    acc = top1(probs, test.labels)
-    row = {"backend": backend, "config": config, "top1": acc,
-           "top1_perf200": top1(probs[perf], test.labels[perf]),
-           "drop_pp": round((top1(fp32_probs, test.labels) - acc) * 100, 4),
-           **paired_drop(fp32_probs, probs, test.labels),
-           "size_bytes": artifact.stat().st_size, "artifact": str(artifact),
-           "per_class": per_class(probs, test.labels)}
+    paired against the fp32 predictions on the same test images."""
+    labels = data.test.labels
+    acc = top1(probs, labels)
+    row = {"backend": backend, "config": config, "top1": acc}
+    for name, idx in data.subsets:
+        row[f"top1_{name}"] = top1(probs[idx], labels[idx])
+    row.update(drop_pp=round((top1(fp32_probs, labels) - acc) * 100, 4), **paired_drop(fp32_probs, probs, labels),
+               size_bytes=artifact.stat().st_size, artifact=str(artifact), per_class=per_class(probs, labels))
     for key in ("calibration_s", "quantize_s"):
         if facts and key in facts:
             row[key] = round(facts[key], 3)
     return row
 
 
-def evaluate_config(backend: str, config, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet | None = None,
-                    progress: bool = False) -> tuple[dict, np.ndarray]:
-    """Build (or reuse) one int8 artifact, evaluate it on ``test``: (report row, its predictions)."""
-    cal = cal or calibration_set()
+def evaluate_config(model: Model, data: Dataset, backend: str, config, fp32_probs: np.ndarray,
+                    cal: CalibrationSet, progress: bool = False) -> tuple[dict, np.ndarray]:
+    """Build (or reuse) one int8 artifact, evaluate it on the test images: (row, its predictions)."""
     b = backends.backend(backend)
-    path = b.build(config, cal)
-    probs = predict(b.runner(config, path), test.images, progress=progress)
-    return int8_row(backend, f"{config.id}-{cal.source}", probs, fp32_probs, test, path, build_facts(path)), probs
+    path = b.build(model, config, cal)
+    probs = predict(b.runner(config, path), data.test.images, progress=progress)
+    return int8_row(backend, f"{config.id}-{cal.source}", probs, fp32_probs, data, path, build_facts(path)), probs
 
 
-def config_row(backend: str, config, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet | None = None,
+def config_row(model: Model, data: Dataset, backend: str, config, fp32_probs: np.ndarray, cal: CalibrationSet,
                progress: bool = False) -> dict:
     """The report row of one int8 config (see :func:`evaluate_config`)."""
-    return evaluate_config(backend, config, fp32_probs, test, cal, progress)[0]
+    return evaluate_config(model, data, backend, config, fp32_probs, cal, progress)[0]
 
 
-def backend_rows(b: Backend, fp32_probs: np.ndarray, test: Split, cal: CalibrationSet,
-                 progress: bool) -> list[tuple[dict, np.ndarray]]:
-    """(row, predictions) of every default config this machine can run."""
-    rows = []
-    for config in tqdm(b.default, desc=f"{b.name} int8 configs", disable=not progress):
+def backend_rows(model: Model, data: Dataset, b: Backend, fp32_probs: np.ndarray, cal: CalibrationSet,
+                 progress: bool, configs: list | None = None, skipped: list | None = None) -> list[tuple[dict, np.ndarray]]:
+    """(row, predictions) of every default config (or ``configs``) this machine can run; a config
+    the backend refuses for this model (R8Error) goes to ``skipped`` with the reason."""
+    rows, skipped = [], [] if skipped is None else skipped
+    for config in tqdm(b.default if configs is None else configs, desc=f"{b.name} int8 configs",
+                       disable=not progress):
         if b.unavailable(config):
             tqdm.write(f"skipped {b.name}-{config.id}: {b.unavailable(config)}")
             continue
-        rows.append(evaluate_config(b.name, config, fp32_probs, test, cal, progress))
+        try:
+            rows.append(evaluate_config(model, data, b.name, config, fp32_probs, cal, progress))
+        except R8Error as e:  # this model is out of the backend's reach: shown in the report with the reason
+            tqdm.write(f"skipped {b.name}-{config.id}: {e}")
+            skipped.append({"backend": b.name, "config": config.id, "reason": str(e)})
     return rows
 
 
-def tflite_reference_row(fp32_probs: np.ndarray, test: Split, progress: bool) -> dict:
-    path = paths.tflite_model_path(quantized=True)
-    probs = predict(TfliteRunner(path, name="tflite-reference"), test.images, progress=progress)
-    return int8_row("tflite-reference", "mlcommons-int8 (calibrated on test images)", probs,
-                    fp32_probs, test, path)
+def reference_row(model: Model, data: Dataset, fp32_probs: np.ndarray, progress: bool) -> dict | None:
+    """The model's published int8 .tflite on the same images, where it has one."""
+    path = model.reference("int8")
+    if path is None:
+        return None
+    probs = predict(TfliteRunner(path, name=REFERENCE_BACKEND), data.test.images, progress=progress)
+    return int8_row(REFERENCE_BACKEND, f"{path.name} (published int8)", probs, fp32_probs, data, path)
 
 
-def backend_sqnr(b: Backend, rows: list[dict], cal: CalibrationSet, test: Split) -> list[dict]:
+def backend_sqnr(model: Model, b: Backend, rows: list[dict], cal: CalibrationSet, data: Dataset) -> list[dict]:
     """Per-layer SQNR for the backend's best and worst config (of those it can measure)."""
-    images = test.images[:SQNR_IMAGES]
+    images = data.test.images[:SQNR_IMAGES]
     by_name = {f"{c.id}-{cal.source}": c for c in b.default if b.sqnr_for(c)}
     ranked = sorted((r for r in rows if r["backend"] == b.name and r["config"] in by_name), key=lambda r: r["drop_pp"])
     out = []
     for which, row in (("best", ranked[0]), ("worst", ranked[-1])) if ranked else ():
-        measured_on, sqnr = b.layer_sqnr(by_name[row["config"]], cal, images)
+        measured_on, sqnr = b.layer_sqnr(model, by_name[row["config"]], cal, images)
         out.append({"backend": b.name, "which": which, "config": row["config"],
                     "measured_on": f"{measured_on}-{cal.source}", "images": len(images), "sqnr_db": sqnr})
     return out
 
 
-def fp32_predictions(test: Split, progress: bool) -> np.ndarray:
+def fp32_predictions(model: Model, data: Dataset, progress: bool) -> np.ndarray:
     """The baseline every drop is measured against: the converted torch model."""
-    return predict(TorchRunner(artifacts.torch_fp32(), name="torch-fp32"), test.images, progress=progress)
+    return predict(TorchRunner(artifacts.torch_fp32(model), name="torch-fp32"), data.test.images, progress=progress)
 
 
-def quantize_job(backend: str, out_dir: Path, cal: CalibrationSet | None = None, progress: bool = True) -> dict:
-    cal = cal or calibration_set()
-    test = load_split("test")
-    fp32_probs = fp32_predictions(test, progress)
-    report = {"fp32_top1": top1(fp32_probs, test.labels), "calibration": cal.summary(), "rows": [], "sqnr": []}
+def gates(report: dict, thresholds: Thresholds) -> list[dict]:
+    """Each gate of ``thresholds`` on a quantize report: {gate, threshold, value, passed}."""
+    out = [{"gate": "fp32 top-1", "threshold": thresholds.min_top1, "value": report["fp32_top1"],
+            "passed": report["fp32_top1"] >= thresholds.min_top1}]
+    own = [r for r in report["rows"] if r["backend"] in backends.registry()]
+    out += [{"gate": f"int8 drop pp {r['backend']}-{r['config']}", "threshold": thresholds.max_drop_pp,
+             "value": r["drop_pp"], "passed": r["drop_pp"] <= thresholds.max_drop_pp} for r in own]
+    for b in backends.gated():
+        drops = [r["drop_pp"] for r in own if r["backend"] == b.name]
+        if drops:
+            out.append({"gate": f"best int8 drop pp {b.name}", "threshold": thresholds.best_drop_pp,
+                        "value": min(drops), "passed": min(drops) <= thresholds.best_drop_pp})
+    return out
+
+
+def model_dir(out_root: Path, model: Model) -> Path:
+    """Where a model's reports go: one folder per model stem under the reports root."""
+    return Path(out_root) / model.stem
+
+
+def describe(model: Model, data: Dataset, cal: CalibrationSet | None = None) -> dict:
+    """What a report was measured on."""
+    out = {"model": {"stem": model.stem, "file": str(model.path), "sha256": model.sha256,
+                     "input_shape": list(model.input_shape), "classes": model.num_classes},
+           "data": {"name": data.name, "sha256": data.sha256, "test": len(data.test.labels),
+                    "train": len(data.train.labels)}}
+    if cal is not None:
+        out["calibration"] = cal.summary()
+    return out
+
+
+def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal: CalibrationSet | None = None,
+                 thresholds: Thresholds = DEFAULT, progress: bool = True, configs: list[str] | None = None) -> dict:
+    """Every default config of ``backend`` (or of every backend, ``all``), or just ``configs``
+    (``backend/config-id``), on ``model`` and ``data``; writes OUT/<stem>/quantization.{json,md}
+    and conversion.json, and the index of OUT."""
+    data.check(model)
+    cal = cal or calibration_set(data, num_classes=model.num_classes)
+    out_dir = model_dir(out_root, model)
+    fp32_probs = fp32_predictions(model, data, progress)
+    report = {**describe(model, data, cal), "fp32_top1": top1(fp32_probs, data.test.labels),
+              "classes": list(data.class_names(model.num_classes)), "rows": [], "sqnr": [], "skipped": []}
     evaluated = []  # (row, predictions) of r8's int8 configs
-    for b in backends.registry().values() if backend == "all" else (backends.backend(backend),):
-        evaluated += backend_rows(b, fp32_probs, test, cal, progress)
+    chosen = [find_config(c) for c in configs or ()]
+    names = dict.fromkeys(b.name for b, _ in chosen)  # the backends asked for, in order
+    plan = ([(backends.backend(n), [c for b, c in chosen if b.name == n]) for n in names] if configs else
+            [(b, None) for b in (backends.registry().values() if backend == "all" else (backends.backend(backend),))])
+    for b, only in plan:
+        evaluated += backend_rows(model, data, b, fp32_probs, cal, progress, only, report["skipped"])
         rows = [row for row, _ in evaluated if row["backend"] == b.name]
         report["rows"] += rows
         if b.layer_sqnr:
-            report["sqnr"] += backend_sqnr(b, rows, cal, test)
-    if backend in ("all", "torch-onnx2torch"):
-        report["onnx2torch_float_ops"] = onnx2torch_float_ops(cal)
-    report["rows"].append(tflite_reference_row(fp32_probs, test, progress))
-    report["figures"] = quantization_figures(report, evaluated, fp32_probs, test, Path(out_dir))
+            report["sqnr"] += backend_sqnr(model, b, rows, cal, data)
+        if b.notes and rows:
+            report.update(b.notes(model, cal))
+    reference = reference_row(model, data, fp32_probs, progress)
+    report["rows"] += [reference] if reference else []
+    report["thresholds"] = vars(thresholds)
+    report["gates"] = gates(report, thresholds)
+    report["figures"] = quantization_figures(report, evaluated, fp32_probs, data, out_dir)
     _, md = write_quantization_report(stamp(report, "quantize_job"), out_dir)
-    write_conversion_report(fp32_probs, test, Path(out_dir), progress)
+    write_conversion_report(model, data, fp32_probs, out_dir, progress)
     append_step_summary(md.read_text())
-    write_index(out_dir)
+    write_index(out_root)
     return report
 
 
-def write_conversion_report(torch_probs: np.ndarray, test: Split, out_dir: Path, progress: bool) -> dict:
-    """``conversion.json``: the MLPerf Tiny ResNet8 in Keras vs converted, on the 10k test images."""
+def write_conversion_report(model: Model, data: Dataset, torch_probs: np.ndarray, out_dir: Path,
+                            progress: bool) -> dict:
+    """``conversion.json``: the model in Keras vs converted, on the test images."""
     from r8.metrics import agreement
     from r8.runners import KerasRunner
 
-    keras_probs = predict(KerasRunner(paths.keras_model_path()), test.images, progress=progress)
-    report = stamp({"model": paths.keras_model_path().name, "n": len(test.labels),
-                    "keras_top1": top1(keras_probs, test.labels), "torch_top1": top1(torch_probs, test.labels),
-                    "keras_per_class": per_class(keras_probs, test.labels),
-                    "torch_per_class": per_class(torch_probs, test.labels),
+    labels = data.test.labels
+    keras_probs = predict(KerasRunner(model.path), data.test.images, progress=progress)
+    report = stamp({**describe(model, data), "n": len(labels), "classes": list(data.class_names(model.num_classes)),
+                    "keras_top1": top1(keras_probs, labels), "torch_top1": top1(torch_probs, labels),
+                    "keras_per_class": per_class(keras_probs, labels), "torch_per_class": per_class(torch_probs, labels),
                     "max_abs_diff": float(np.abs(keras_probs - torch_probs).max()),
                     "agreement": agreement(keras_probs, torch_probs)}, "quantize_job")
+    out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "conversion.json", lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
     return report
 
 
 def quantization_figures(report: dict, evaluated: list[tuple[dict, np.ndarray]], fp32_probs: np.ndarray,
-                         test: Split, out_dir: Path) -> dict:
+                         data: Dataset, out_dir: Path) -> dict:
     """title -> file: sample predictions of the best int8 config (of ``evaluated``, its rows and
     predictions), and the per-layer SQNR bars."""
     from r8.report import samples_figure, sqnr_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = {}
-    if evaluated:
+    if evaluated and data.test.images.ndim == 4:
         best, probs = min(evaluated, key=lambda e: e[0]["drop_pp"])
         title = (f"Where fp32 and the best int8 config ({best['backend']} {best['config']}) disagree, "
                  "and a few where they agree")
-        samples_figure(test.images, test.labels, fp32_probs.argmax(1), probs.argmax(1), title,
-                       out_dir / "samples_best_int8.png")
+        samples_figure(data.test.images, data.test.labels, fp32_probs.argmax(1), probs.argmax(1), title,
+                       out_dir / "samples_best_int8.png", report["classes"])
         figures["Sample predictions, fp32 vs best int8"] = "samples_best_int8.png"
     if report["sqnr"]:
         sqnr_figure(report["sqnr"], out_dir / "sqnr_layers.png")
         figures["Per-layer SQNR, best and worst config per backend"] = "sqnr_layers.png"
     return figures
-
-
-def onnx2torch_float_ops(cal: CalibrationSet) -> dict:
-    """Why the onnx2torch route is not the default: the ops FX x86 leaves in float on each
-    route's graph (the same config, the same calibration set)."""
-    from r8.quant_torch import ONNX2TORCH_MATRIX, float_ops, quantize
-
-    config = ONNX2TORCH_MATRIX[0]
-    return {"config": config.id, **{route: float_ops(quantize(make(), config, cal.images))
-                                    for route, make in artifacts.TORCH_ROUTES.items()}}
 
 
 def find_config(name: str) -> tuple[Backend, object]:
@@ -176,18 +223,20 @@ def find_config(name: str) -> tuple[Backend, object]:
     return b, b.config(config_id)
 
 
-def best_configs(b: Backend, fp32_probs: np.ndarray, test: Split, k: int = 2) -> list:
-    """The backend's ``k`` default configs with the smallest drop (default calibration set)."""
+def best_configs(model: Model, data: Dataset, b: Backend, fp32_probs: np.ndarray, cal: CalibrationSet,
+                 k: int = 2) -> list:
+    """The backend's ``k`` default configs with the smallest drop (calibration set ``cal``)."""
     default = b.configs(available=True)
-    drops = {c: config_row(b.name, c, fp32_probs, test)["drop_pp"] for c in default}
+    drops = {c: config_row(model, data, b.name, c, fp32_probs, cal)["drop_pp"] for c in default}
     return sorted(default, key=drops.get)[:k]
 
 
-def seed_runs(backend: str, config, fp32_probs: np.ndarray, test: Split, n: int, seeds) -> list[dict]:
+def seed_runs(model: Model, data: Dataset, backend: str, config, fp32_probs: np.ndarray, n: int, seeds) -> list[dict]:
     """One study run per calibration seed at calibration size ``n``."""
     runs = []
     for seed in seeds:
-        row = config_row(backend, config, fp32_probs, test, calibration_set(n, seed))
+        cal = calibration_set(data, n, seed, num_classes=model.num_classes)
+        row = config_row(model, data, backend, config, fp32_probs, cal)
         runs.append({"backend": backend, "config": config.id, "n": n, "seed": seed, "top1": row["top1"],
                      "drop_pp": row["drop_pp"],  # TFLite calibrates inside its converter: all in quantize_s
                      "calibration_s": row.get("calibration_s", 0.0),
@@ -209,21 +258,22 @@ def summarize(runs: list[dict]) -> list[dict]:
     return out
 
 
-def study_job(out_dir: Path, sizes=STUDY_SIZES, seeds=STUDY_SEEDS, configs: list[str] | None = None,
-              per_backend: int = 2, progress: bool = True) -> dict:
+def study_job(model: Model, data: Dataset, out_root: Path, sizes=STUDY_SIZES, seeds=STUDY_SEEDS,
+              configs: list[str] | None = None, per_backend: int = 2, progress: bool = True) -> dict:
     """Calibration-size and -seed study of ``configs`` (``backend/config-id``), by default each
-    backend's ``per_backend`` best default configs."""
-    test = load_split("test")
-    fp32_probs = fp32_predictions(test, progress)
+    gated backend's ``per_backend`` best default configs; writes OUT/<stem>/study.*."""
+    data.check(model)
+    fp32_probs = fp32_predictions(model, data, progress)
+    default_cal = calibration_set(data, num_classes=model.num_classes)
     chosen = ([find_config(c) for c in configs] if configs else
-              [(b, c) for b in backends.gated() for c in best_configs(b, fp32_probs, test, per_backend)])
+              [(b, c) for b in backends.gated() for c in best_configs(model, data, b, fp32_probs, default_cal, per_backend)])
     plan = [(b, c, n) for b, c in chosen for n in sizes]
     runs = []
     for b, config, n in tqdm(plan, desc="study (config x size)", disable=not progress):
-        runs += seed_runs(b.name, config, fp32_probs, test, n, seeds)
-    report = {"fp32_top1": top1(fp32_probs, test.labels), "sizes": list(sizes), "seeds": list(seeds),
-              "runs": runs, "summary": summarize(runs)}
-    _, md = write_study_report(stamp(report, "study_job"), out_dir)
+        runs += seed_runs(model, data, b.name, config, fp32_probs, n, seeds)
+    report = {**describe(model, data), "fp32_top1": top1(fp32_probs, data.test.labels), "sizes": list(sizes),
+              "seeds": list(seeds), "runs": runs, "summary": summarize(runs)}
+    _, md = write_study_report(stamp(report, "study_job"), model_dir(out_root, model))
     append_step_summary(md.read_text())
-    write_index(out_dir)
+    write_index(out_root)
     return report

@@ -20,8 +20,11 @@ ACTIVATIONS = ("relu", "relu6", "softmax", "sigmoid", "tanh", "linear")
 
 
 def converter(*class_names: str):
+    """Registers a converter for Keras layer types; a type registered twice is refused."""
     def register(fn):
         for name in class_names:
+            if name in CONVERTERS:
+                raise ValueError(f"Keras layer type {name!r} has a converter already")
             CONVERTERS[name] = fn
         return fn
     return register

@@ -7,7 +7,6 @@ from tqdm import tqdm
 
 from r8.data import Split
 
-NUM_CLASSES = 10
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 
@@ -26,23 +25,23 @@ def _metric(metric, probs: np.ndarray, labels: np.ndarray) -> torch.Tensor:
     return metric(torch.from_numpy(np.asarray(probs).argmax(1)), torch.from_numpy(np.asarray(labels)))
 
 
-def top1(probs: np.ndarray, labels: np.ndarray, num_classes: int = NUM_CLASSES) -> float:
+def top1(probs: np.ndarray, labels: np.ndarray, num_classes: int | None = None) -> float:
     from torchmetrics.classification import MulticlassAccuracy
 
-    return float(_metric(MulticlassAccuracy(num_classes, average="micro"), probs, labels))
+    return float(_metric(MulticlassAccuracy(num_classes or probs.shape[1], average="micro"), probs, labels))
 
 
-def per_class(probs: np.ndarray, labels: np.ndarray, num_classes: int = NUM_CLASSES) -> list[float]:
+def per_class(probs: np.ndarray, labels: np.ndarray, num_classes: int | None = None) -> list[float]:
     from torchmetrics.classification import MulticlassAccuracy
 
-    return _metric(MulticlassAccuracy(num_classes, average=None), probs, labels).tolist()
+    return _metric(MulticlassAccuracy(num_classes or probs.shape[1], average=None), probs, labels).tolist()
 
 
-def confusion(probs: np.ndarray, labels: np.ndarray, num_classes: int = NUM_CLASSES) -> list[list[int]]:
+def confusion(probs: np.ndarray, labels: np.ndarray, num_classes: int | None = None) -> list[list[int]]:
     """Rows: true class; columns: predicted class."""
     from torchmetrics.classification import MulticlassConfusionMatrix
 
-    return _metric(MulticlassConfusionMatrix(num_classes), probs, labels).long().tolist()  # counts, not floats
+    return _metric(MulticlassConfusionMatrix(num_classes or probs.shape[1]), probs, labels).long().tolist()  # counts, not floats
 
 
 def evaluate(runner, split: Split, progress: bool = True) -> dict:

@@ -41,7 +41,12 @@ def onnx_to_torch(path: str | os.PathLike) -> fx.GraphModule:
     """The onnx2torch model of the Keras-route ONNX file ``path`` (NHWC input), in eval mode."""
     from onnx2torch import convert
 
-    model = convert(str(path)).eval()
+    from r8.errors import R8Error
+
+    try:
+        model = convert(str(path)).eval()
+    except NotImplementedError as e:  # an op (or opset version) onnx2torch has no converter for
+        raise R8Error(f"{path}: onnx2torch cannot convert this model: {e}") from None
     _fold_constant_reshapes(model)
     model.meta.update(input_shapes=[_onnx_input_shape(path)], nhwc=True, contract=CONTRACT)
     return model

@@ -14,18 +14,30 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx.numpy_helper
-from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                      QuantType, quant_pre_process, quantize_static)
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
 from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_data, save_tensors_data
-from onnxruntime.quantization.qdq_loss_debug import (collect_activations, compute_activation_error,
-                                                     create_activation_matching,
-                                                     modify_model_output_intermediate_tensors)
+from onnxruntime.quantization.qdq_loss_debug import (
+    collect_activations,
+    compute_activation_error,
+    create_activation_matching,
+    modify_model_output_intermediate_tensors,
+)
 from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
 from r8 import artifacts
 from r8.backends import Backend
+from r8.cache import build_once, sha256
+from r8.calibration import CalibrationSet
 from r8.data import Split
-from r8.runners import OnnxRunner, model_input
+from r8.model import Model
+from r8.runners import OnnxRunner, model_input, onnx_layout
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution}
@@ -63,11 +75,12 @@ DEFAULT_MATRIX = [
 
 
 class ImageReader(CalibrationDataReader):
-    """Feeds uint8 NHWC images to the model's input as float32, in its layout, in batches."""
+    """Feeds NHWC images to the model's input as float32, in its layout, in batches."""
 
     def __init__(self, images: np.ndarray, model_path: str | Path, batch: int = 100):
         graph_input = onnx.load(str(model_path), load_external_data=False).graph.input[0]
-        nchw = graph_input.type.tensor_type.shape.dim[1].dim_value == 3
+        dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+        nchw = onnx_layout(dims, images.shape) == "nchw"
         self.name = graph_input.name
         self.batches = [model_input(images[start:start + batch], nchw) for start in range(0, len(images), batch)]
         self.rewind()
@@ -211,13 +224,35 @@ def integer_input(src: str | Path, dst: str | Path) -> None:
     onnx.save(model, str(dst))
 
 
-def layer_sqnr(config: OrtConfig, cal, images: np.ndarray) -> tuple[str, dict[str, float]]:
+def onnx_preprocessed(model: Model) -> Path:
+    """The torch-route ONNX after ORT's quantization pre-processing: what ORT quantizes."""
+    return build_once(artifacts.name(model, "onnx/torch.pre.onnx"), artifacts.key(model),
+                      lambda tmp: preprocess(artifacts.onnx_fp32(model, "torch"), tmp))
+
+
+def build(model: Model, config: OrtConfig, cal: CalibrationSet) -> Path:
+    """An ONNX Runtime int8 model; its build facts (``r8.cache.build_facts``) hold the calibration
+    and quantization seconds and the calibrated ranges."""
+    return build_once(artifacts.name(model, f"ort/{config.id}-{cal.tag}.onnx"),
+                      artifacts.key(model, calibration=cal.sha256),
+                      lambda tmp: quantize(onnx_preprocessed(model), tmp, config, cal))
+
+
+def build_integer_input(model: Model, config: OrtConfig, cal: CalibrationSet) -> Path:
+    """The int8 model rewritten to take uint8 NHWC pixels (:func:`integer_input`); ValueError
+    where its input quantization is not exact on pixels."""
+    source = build(model, config, cal)
+    return build_once(artifacts.name(model, f"ort/{config.id}-{cal.tag}.uint8-nhwc.onnx"),
+                      artifacts.key(model, source=sha256(source)), lambda tmp: integer_input(source, tmp))
+
+
+def layer_sqnr(model: Model, config: OrtConfig, cal: CalibrationSet, images: np.ndarray) -> tuple[str, dict[str, float]]:
     """Per-layer SQNR of a config. ``qdq_loss_debug`` reads QDQ models only, so a QOperator
     config is measured on its QDQ twin (the same calibration ranges)."""
     twin = OrtConfig("qdq", config.types, config.per_channel, config.method)
-    return twin.id, activation_sqnr(artifacts.onnx_preprocessed(), artifacts.ort_int8(twin, cal), images)
+    return twin.id, activation_sqnr(onnx_preprocessed(model), build(model, twin, cal), images)
 
 
-BACKEND = Backend("ort", DEFAULT_MATRIX, FULL_MATRIX, artifacts.ort_int8,
-                  runner=lambda config, path, threads=0: OnnxRunner(path, name=f"ort-{config.id}", threads=threads),
-                  layer_sqnr=layer_sqnr, gated=True)
+BACKENDS = [Backend("ort", DEFAULT_MATRIX, FULL_MATRIX, build,
+                    runner=lambda config, path, threads=0: OnnxRunner(path, name=f"ort-{config.id}", threads=threads),
+                    layer_sqnr=layer_sqnr, gated=True)]

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from r8 import artifacts, paths
+from r8 import artifacts
 from r8.backends import Backend
 from r8.cache import build_once
-from r8.calibration import CalibrationSet, calibration_set
+from r8.calibration import CalibrationSet
+from r8.model import Model
 from r8.runners import TfliteRunner
 
 
@@ -58,7 +59,8 @@ def keras_model(h5: Path, mean_pool: bool):
 
 
 def quantize(h5: Path, out: Path, config: TfliteConfig, calibration: CalibrationSet) -> dict:
-    """int8 weights, activations, input and output (input = pixel - 128: scale 1, zero point -128)."""
+    """int8 weights, activations, input and output (for pixels 0..255 the input is pixel - 128:
+    scale 1, zero point -128)."""
     from r8.console import native_stderr_quiet
     from r8.keras_ref import import_tensorflow
 
@@ -78,14 +80,13 @@ def quantize(h5: Path, out: Path, config: TfliteConfig, calibration: Calibration
     return {"quantize_s": time.perf_counter() - start}
 
 
-def build(config: TfliteConfig, cal: CalibrationSet | None = None) -> Path:
-    cal = cal or calibration_set()
-    return build_once(f"tflite/{config.id}-{cal.tag}.tflite",
-                      {"h5": artifacts.h5_sha256(), "calibration": cal.sha256},
-                      lambda tmp: quantize(paths.keras_model_path(), tmp, config, cal))
+def build(model: Model, config: TfliteConfig, cal: CalibrationSet) -> Path:
+    return build_once(artifacts.name(model, f"tflite/{config.id}-{cal.tag}.tflite"),
+                      artifacts.key(model, calibration=cal.sha256),
+                      lambda tmp: quantize(model.path, tmp, config, cal))
 
 
-BACKEND = Backend("tflite", MATRIX, MATRIX, build,
-                  runner=lambda config, path, threads=0: TfliteRunner(path, name=f"tflite-{config.id}",
-                                                                       threads=threads or None),
-                  gated=True)
+BACKENDS = [Backend("tflite", MATRIX, MATRIX, build,
+                    runner=lambda config, path, threads=0: TfliteRunner(path, name=f"tflite-{config.id}",
+                                                                        threads=threads or None),
+                    gated=True)]

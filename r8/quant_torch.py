@@ -10,17 +10,29 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import fx, nn
-from torch.ao.quantization import (DeQuantStub, HistogramObserver, MinMaxObserver,
-                                   MovingAverageMinMaxObserver, PerChannelMinMaxObserver, QConfig,
-                                   QConfigMapping, QuantStub)
+from torch.ao.quantization import (
+    DeQuantStub,
+    HistogramObserver,
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    PerChannelMinMaxObserver,
+    QConfig,
+    QConfigMapping,
+    QuantStub,
+)
 
 from r8 import artifacts
 from r8.backends import Backend
+from r8.cache import build_once
+from r8.calibration import CalibrationSet
 from r8.convert import example_inputs, export_program
+from r8.errors import R8Error
+from r8.model import Model
 from r8.runners import TorchRunner, quantized_engine, torch_input
 
 OBSERVERS = {"minmax": MinMaxObserver, "movingavg": MovingAverageMinMaxObserver,
@@ -178,7 +190,13 @@ def quantize_eager(model: fx.GraphModule, config: TorchConfig, batches: list, fa
     wrapped.qconfig, wrapped.softmax.qconfig = qconfig(config), None
     prepare(wrapped, inplace=True)
     _calibrate(wrapped, batches, facts)
-    return convert(wrapped)
+    qmodel = convert(wrapped)
+    for m in qmodel.modules():
+        # torch's eager from_float gives a BatchNorm that follows no conv 1-element scale and zero
+        # point tensors, which TorchScript's quantized::batch_norm2d refuses as scalars: make them 0-d
+        if isinstance(m, torch.ao.nn.quantized.BatchNorm2d):
+            m.scale, m.zero_point = m.scale.reshape(()), m.zero_point.reshape(())
+    return qmodel
 
 
 def quantize_pt2e(model: fx.GraphModule, config: TorchConfig, batches: list, facts: dict) -> nn.Module:
@@ -205,7 +223,52 @@ def quantize_pt2e(model: fx.GraphModule, config: TorchConfig, batches: list, fac
     return convert_pt2e(prepared)
 
 
-FLOW_FUNCTIONS = {"fx": quantize_fx, "eager": quantize_eager, "pt2e": quantize_pt2e}
+def save_script(qmodel: nn.Module, path: str | Path, inputs: tuple) -> None:
+    torch.jit.save(torch.jit.script(qmodel), path)
+
+
+def save_export(qmodel: nn.Module, path: str | Path, inputs: tuple) -> None:
+    with open(path, "wb") as f:
+        torch.export.save(export_program(qmodel, inputs), f)
+
+
+def load_script(path: str | Path) -> nn.Module:
+    return torch.jit.load(path)
+
+
+def load_export(path: str | Path) -> nn.Module:
+    import torchao.quantization.pt2e  # noqa: F401  registers torch.ops.torchao q/dq ops
+
+    with open(path, "rb") as f:
+        return torch.export.load(f).module()
+
+
+def fused_fx(model: fx.GraphModule) -> nn.Module:
+    from torch.ao.quantization.quantize_fx import fuse_fx
+
+    return fuse_fx(copy.deepcopy(model).eval())
+
+
+@dataclass(frozen=True)
+class Flow:
+    """How a torch quantization flow quantizes, saves and loads, and the fp32 model with the same
+    module boundaries as its int8 model (None: no modules to hook for per-layer SQNR)."""
+
+    quantize: Callable[..., nn.Module]  # (fp32 GraphModule, config, batches, facts)
+    save: Callable[..., None]  # (int8 model, path, example inputs of the fp32 model)
+    load: Callable[..., nn.Module]  # (path)
+    reference: Callable[..., nn.Module] | None  # (fp32 GraphModule) -> fused fp32 model
+
+    @property
+    def hookable(self) -> bool:
+        return self.reference is not None
+
+
+# FX/eager models are saved as TorchScript (their packed int8 weights do not go through
+# torch.export); PT2E as a torch.export program (load it after importing torchao).
+FLOWS_BY_NAME = {"fx": Flow(quantize_fx, save_script, load_script, fused_fx),
+                 "eager": Flow(quantize_eager, save_script, load_script, fused_eager),
+                 "pt2e": Flow(quantize_pt2e, save_export, load_export, None)}
 
 
 def quantize(model: fx.GraphModule, config: TorchConfig, images: np.ndarray, facts: dict | None = None) -> nn.Module:
@@ -215,30 +278,21 @@ def quantize(model: fx.GraphModule, config: TorchConfig, images: np.ndarray, fac
     batches = list(_batches(images, model.meta.get("nhwc", False)))  # the onnx2torch route keeps NHWC
     start = time.perf_counter()
     with quantized_engine(config.engine), quiet_deprecations():
-        qmodel = FLOW_FUNCTIONS[config.flow](model, config, batches, facts)
+        qmodel = FLOWS_BY_NAME[config.flow].quantize(model, config, batches, facts)
     facts["quantize_s"] = time.perf_counter() - start - facts["calibration_s"]
     return qmodel
 
 
 def save(qmodel: nn.Module, config: TorchConfig, path: str | Path, inputs: tuple) -> None:
-    """A file that loads without r8: TorchScript for FX/eager (their packed int8 weights do not
-    go through torch.export), a torch.export program for PT2E (load it after importing torchao).
-    ``inputs``: example inputs of the fp32 model (``r8.convert.example_inputs``)."""
-    with quantized_engine(config.engine), quiet_deprecations(), open(path, "wb") as f:
-        if config.flow == "pt2e":
-            torch.export.save(export_program(qmodel, inputs), f)
-        else:
-            torch.jit.save(torch.jit.script(qmodel), f)
+    """A file that loads without r8 (see :data:`FLOWS_BY_NAME`). ``inputs``: example inputs of
+    the fp32 model (``r8.convert.example_inputs``)."""
+    with quantized_engine(config.engine), quiet_deprecations():
+        FLOWS_BY_NAME[config.flow].save(qmodel, path, inputs)
 
 
 def load(config: TorchConfig, path: str | Path) -> nn.Module:
-    """Load a saved int8 model; a PT2E program needs torchao imported for its int8 ops."""
-    with quiet_deprecations(), open(path, "rb") as f:
-        if config.flow == "pt2e":
-            import torchao.quantization.pt2e  # noqa: F401  registers torch.ops.torchao q/dq ops
-
-            return torch.export.load(f).module()
-        return torch.jit.load(f)
+    with quiet_deprecations():
+        return FLOWS_BY_NAME[config.flow].load(path)
 
 
 def int8_convs(qmodel: nn.Module) -> int:
@@ -273,16 +327,14 @@ def float_ops(qmodel: fx.GraphModule) -> dict[str, int]:
 def float_reference(model: fx.GraphModule, config: TorchConfig) -> nn.Module:
     """The fp32 model with the same conv-bn(-relu) fusion the int8 model got, so both have the
     same module names and the same layer boundaries for per-layer comparison."""
-    from torch.ao.quantization.quantize_fx import fuse_fx
-
     with quiet_deprecations():
-        return fuse_fx(copy.deepcopy(model).eval()) if config.flow == "fx" else fused_eager(model)
+        return FLOWS_BY_NAME[config.flow].reference(model)
 
 
 def layer_sqnr(model: fx.GraphModule, config: TorchConfig, calibration: np.ndarray, images: np.ndarray) -> dict[str, float]:
     """SQNR (dB) of every int8 conv/linear output against the same fused layer in fp32, worst
     first. FX and eager only: a PT2E graph has no modules to hook."""
-    if config.flow == "pt2e":
+    if not FLOWS_BY_NAME[config.flow].hookable:
         raise ValueError("per-layer SQNR needs an FX or eager model")
     qmodel, reference = quantize(model, config, calibration), float_reference(model, config)
     int8_layers = (torch.ao.nn.quantized.Conv2d, torch.ao.nn.quantized.Linear)  # incl. fused ConvReLU2d
@@ -298,7 +350,7 @@ def layer_sqnr(model: fx.GraphModule, config: TorchConfig, calibration: np.ndarr
     hooks = [m.get_submodule(n).register_forward_hook(record(kind, n))
              for kind, m in (("int8", qmodel), ("fp32", reference)) for n in names]
     with quantized_engine(config.engine), torch.no_grad():
-        for x in _batches(images, nhwc=False):
+        for x in _batches(images, model.meta.get("nhwc", False)):
             qmodel(x), reference(x)
     for h in hooks:
         h.remove()
@@ -309,19 +361,46 @@ def layer_sqnr(model: fx.GraphModule, config: TorchConfig, calibration: np.ndarr
     return dict(sorted(sqnr.items(), key=lambda kv: kv[1]))
 
 
+def onnx2torch_float_ops(model: Model, cal: CalibrationSet) -> dict:
+    """Why the onnx2torch route is not the default: the ops FX x86 leaves in float on each
+    route's graph (the same config, the same calibration set)."""
+    config = ONNX2TORCH_MATRIX[0]
+    return {"config": config.id, **{route: float_ops(quantize(make(model), config, cal.images))
+                                    for route, make in artifacts.TORCH_ROUTES.items()}}
+
+
+def build(model: Model, config: TorchConfig, cal: CalibrationSet, route: str = "h5") -> Path:
+    """A PyTorch int8 model of the ``route``'s fp32 model (see :data:`FLOWS_BY_NAME` for the
+    format); its build facts hold the calibration and quantization seconds and the ranges."""
+    prefix = "torch" if route == "h5" else f"torch-{route}"
+
+    def make(tmp: Path) -> dict:
+        facts, fp32 = {}, artifacts.TORCH_ROUTES[route](model)
+        try:
+            qmodel = quantize(fp32, config, cal.images, facts)
+        except fx.proxy.TraceError as e:  # e.g. onnx2torch's data-dependent Reshape of a Flatten
+            raise R8Error(f"{model.path}: the {route} route's module cannot be traced by FX for {config.flow}: {e}") from None
+        save(qmodel, config, tmp, example_inputs(fp32))
+        return facts
+    return build_once(artifacts.name(model, f"{prefix}/{config.id}-{cal.tag}.pt"),
+                      artifacts.key(model, calibration=cal.sha256), make)
+
+
 def runner(config: TorchConfig, path: str | Path, threads: int = 0, prefix: str = "torch", nhwc: bool = False) -> TorchRunner:
     return TorchRunner(load(config, path), name=f"{prefix}-{config.id}", engine=config.engine, nhwc=nhwc,
                        threads=threads)
 
 
-BACKEND = Backend(
-    "torch", DEFAULT_MATRIX, FULL_MATRIX, artifacts.torch_int8, runner,
-    layer_sqnr=lambda config, cal, images: (config.id, layer_sqnr(artifacts.torch_fp32(), config, cal.images, images)),
-    sqnr_for=lambda config: config.flow != "pt2e",  # a PT2E graph has no modules to hook
-    unavailable=lambda config: None if engine_available(config.engine) else
-    f"quantized engine {config.engine} not built into this torch", gated=True)
-# The fallback conversion route's model (tf2onnx -> onnx2torch), quantized the same way.
-ONNX2TORCH_BACKEND = Backend(
-    "torch-onnx2torch", ONNX2TORCH_MATRIX, ONNX2TORCH_MATRIX,
-    lambda config, cal=None: artifacts.torch_int8(config, cal, route="onnx2torch"),
-    lambda config, path, threads=0: runner(config, path, threads, prefix="torch-onnx2torch", nhwc=True))
+BACKENDS = [
+    Backend("torch", DEFAULT_MATRIX, FULL_MATRIX, build, runner,
+            layer_sqnr=lambda model, config, cal, images: (
+                config.id, layer_sqnr(artifacts.torch_fp32(model), config, cal.images, images)),
+            sqnr_for=lambda config: FLOWS_BY_NAME[config.flow].hookable,
+            unavailable=lambda config: None if engine_available(config.engine) else
+            f"quantized engine {config.engine} not built into this torch", gated=True),
+    # The fallback conversion route's model (tf2onnx -> onnx2torch), quantized the same way.
+    Backend("torch-onnx2torch", ONNX2TORCH_MATRIX, ONNX2TORCH_MATRIX,
+            lambda model, config, cal: build(model, config, cal, route="onnx2torch"),
+            lambda config, path, threads=0: runner(config, path, threads, prefix="torch-onnx2torch", nhwc=True),
+            notes=lambda model, cal: {"onnx2torch_float_ops": onnx2torch_float_ops(model, cal)}),
+]

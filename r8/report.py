@@ -7,37 +7,40 @@ from pathlib import Path
 import numpy as np
 
 from r8.cache import atomic_write
-from r8.data import CLASSES
 from r8.index import stamp
 
 
 def _md_quantization(report: dict) -> str:
-    cal = report["calibration"]
+    cal, classes = report["calibration"], report["classes"]
     lines = [
-        "# r8 int8 quantization",
+        f"# r8 int8 quantization: {report['model']['stem']}",
         "",
-        f"fp32 baseline (converted torch model, 10k CIFAR-10 test images): "
+        f"fp32 baseline (converted torch model, {report['data']['test']:,} {report['data']['name']} test images): "
         f"**{report['fp32_top1']:.2%}** top-1.",
         f"Calibration: {cal['n']} images from the **{cal['source']}** set, seed {cal['seed']}"
         + (" — overlaps the test set, for comparison only." if cal["overlaps_test_set"] else
            ", never test images."),
         "",
-        "Drop: fp32 minus int8 top-1 on the same 10k images (positive = int8 is worse), with a 95 % "
+        "Drop: fp32 minus int8 top-1 on the same test images (positive = int8 is worse), with a 95 % "
         "paired-bootstrap interval. Discordant: images only fp32 gets right / only int8 gets right; "
         "p: exact McNemar test of the two (p < 0.05: the int8 model differs from fp32 significantly).",
         "",
-        "| backend | config | top-1 (10k) | drop (pp) [95 % CI] | discordant | McNemar p | top-1 perf200 "
+        "| backend | config | top-1 (test) | drop (pp) [95 % CI] | discordant | McNemar p | top-1 perf200 "
         "| size (KiB) | calib. s | quant. s | worst class |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in sorted(report["rows"], key=lambda r: r["drop_pp"]):
-        worst = min(range(len(CLASSES)), key=lambda c: r["per_class"][c])
+        worst = min(range(len(classes)), key=lambda c: r["per_class"][c])
         lo, hi = r["drop_ci95_pp"]
         seconds = " | ".join(f"{r[k]:.1f}" if k in r else "-" for k in ("calibration_s", "quantize_s"))
+        perf200 = f"{r['top1_perf200']:.1%}" if "top1_perf200" in r else "-"
         lines.append(f"| {r['backend']} | {r['config']} | {r['top1']:.2%} | {r['drop_pp']:.2f} [{lo:.2f}, {hi:.2f}] | "
-                     f"{r['discordant'][0]} / {r['discordant'][1]} | {r['mcnemar_p']:.3g} | "
-                     f"{r['top1_perf200']:.1%} | {r['size_bytes'] / 1024:.0f} | {seconds} | "
-                     f"{CLASSES[worst]} {r['per_class'][worst]:.1%} |")
+                     f"{r['discordant'][0]} / {r['discordant'][1]} | {r['mcnemar_p']:.3g} | {perf200} | "
+                     f"{r['size_bytes'] / 1024:.0f} | {seconds} | {classes[worst]} {r['per_class'][worst]:.1%} |")
+    lines += [f"\nNot measured: {s['backend']} {s['config']}: {s['reason']}" for s in report.get("skipped", [])]
+    lines += ["", "## Gates", "", "| gate | threshold | measured | |", "|---|---:|---:|---|"]
+    lines += [f"| {g['gate']} | {g['threshold']} | {g['value']:.4g} | {'pass' if g['passed'] else 'FAIL'} |"
+              for g in report.get("gates", [])]
     for title, name in report.get("figures", {}).items():
         lines += ["", f"## {title}", "", f"![{title}]({name})"]
     if "onnx2torch_float_ops" in report:
@@ -61,7 +64,7 @@ def _md_quantization(report: dict) -> str:
 
 
 def samples_figure(images: np.ndarray, labels: np.ndarray, fp32_pred: np.ndarray, int8_pred: np.ndarray,
-                   title: str, path: Path, disagree: int = 12, agree: int = 4) -> None:
+                   title: str, path: Path, classes: list, disagree: int = 12, agree: int = 4) -> None:
     """Test images where fp32 and int8 disagree (red titles) beside a few they agree on."""
     plt = _pyplot()
     picks = [*np.flatnonzero(fp32_pred != int8_pred)[:disagree], *np.flatnonzero(fp32_pred == int8_pred)[:agree]]
@@ -71,8 +74,10 @@ def samples_figure(images: np.ndarray, labels: np.ndarray, fp32_pred: np.ndarray
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, picks):
-        ax.imshow(images[i], interpolation="nearest")
-        ax.set_title(f"#{i} true {CLASSES[labels[i]]}\nfp32 {CLASSES[fp32_pred[i]]}\nint8 {CLASSES[int8_pred[i]]}",
+        image = images[i].astype(np.float32)
+        image = (image - image.min()) / max(float(np.ptp(image)), 1e-12)  # any pixel range, shown as 0..1
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", interpolation="nearest")
+        ax.set_title(f"#{i} true {classes[labels[i]]}\nfp32 {classes[fp32_pred[i]]}\nint8 {classes[int8_pred[i]]}",
                      fontsize=7, color="tab:red" if fp32_pred[i] != int8_pred[i] else "black")
     fig.suptitle(title, fontsize=9)
     _save(fig, path, dpi=110)
@@ -116,7 +121,7 @@ def write_quantization_report(report: dict, out_dir: str | Path) -> tuple[Path, 
 def _md_study(report: dict, plot: str) -> str:
     lines = ["# r8 calibration study", "",
              f"Each backend's best default configs, calibrated on n stratified training images drawn with "
-             f"seeds {report['seeds']}, each evaluated on the 10k test images (fp32 {report['fp32_top1']:.2%}). "
+             f"seeds {report['seeds']}, each evaluated on the test images (fp32 {report['fp32_top1']:.2%}). "
              "Drop in percent points (positive = worse than fp32).", "",
              f"![drop vs calibration size]({plot})", "",
              "| backend | config | n | seeds | mean drop | std | min | max |", "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -178,7 +183,7 @@ def benchmark_rows(pytest_benchmark: dict) -> list[dict]:
     for b in pytest_benchmark["benchmarks"]:
         info = b["extra_info"]
         row = rows.setdefault(info["runtime"], {**{k: info.get(k) for k in (
-            "runtime", "precision", "config", "top1", "size_bytes", "per_class", "confusion", "artifact")},
+            "runtime", "precision", "config", "top1", "size_bytes", "per_class", "confusion", "artifact", "reference")},
             "threads": {}, "by_threads": {}})
         threads, seconds, iqr = info.get("threads", 0), b["stats"]["median"], b["stats"].get("iqr", 0.0)
         key = "ms_bs1" if info["batch"] == 1 else "img_per_s_bs256"
@@ -207,9 +212,8 @@ def median_rows(runs: list[list[dict]]) -> list[dict]:
 def _targets(rows: list[dict], best_drop_pp: float) -> dict:
     """The issue's ratios in one run: r8's best int8 within ``best_drop_pp`` and best fp32 vs the
     TFLite references, at each batch size (the best is picked per batch size)."""
-    ours = [r for r in rows if not r["runtime"].startswith("tflite-reference") and r["precision"] in ("fp32", "int8")]
-    by_name = {r["runtime"]: r for r in rows}
-    ref = {"int8": by_name.get("tflite-reference-int8"), "fp32": by_name.get("tflite-reference")}
+    ours = [r for r in rows if not r.get("reference") and r["precision"] in ("fp32", "int8")]
+    ref = {p: next((r for r in rows if r.get("reference") and r["precision"] == p), None) for p in ("int8", "fp32")}
     out = {}
     for precision in ("int8", "fp32"):
         pool = [r for r in ours if r["precision"] == precision and (precision == "fp32" or r["drop_pp"] <= best_drop_pp)]
@@ -222,7 +226,7 @@ def _targets(rows: list[dict], best_drop_pp: float) -> dict:
     return out
 
 
-def _plots(rows: list[dict], fp32: dict, best_int8: dict, out_dir: Path) -> list[str]:
+def _plots(rows: list[dict], fp32: dict, best_int8: dict, out_dir: Path, classes: list) -> list[str]:
     plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -230,16 +234,16 @@ def _plots(rows: list[dict], fp32: dict, best_int8: dict, out_dir: Path) -> list
         ax.scatter(r["img_per_s_bs256"], r["top1"] * 100, marker="o" if r["precision"] == "fp32" else "s")
         ax.annotate(r["runtime"], (r["img_per_s_bs256"], r["top1"] * 100), fontsize=7,
                     xytext=(3, 3 + 9 * (i % 3)), textcoords="offset points")  # staggered: fp32 points coincide
-    ax.set(xscale="log", xlabel="images/s at batch 256 (log)", ylabel="top-1 on 10k test images (%)",
+    ax.set(xscale="log", xlabel="images/s at batch 256 (log)", ylabel="top-1 on the test images (%)",
            title="Accuracy vs throughput (circles fp32, squares int8)")
     _save(fig, out_dir / "accuracy_vs_throughput.png")
 
     fig, ax = plt.subplots(figsize=(9, 4))
-    x = np.arange(len(CLASSES))
+    x = np.arange(len(classes))
     ax.bar(x - 0.2, np.array(fp32["per_class"]) * 100, 0.4, label=f"{fp32['runtime']} (fp32)")
     ax.bar(x + 0.2, np.array(best_int8["per_class"]) * 100, 0.4, label=f"{best_int8['runtime']} (int8)")
     ax.set(xticks=x, ylabel="top-1 (%)", ylim=(50, 100), title="Per-class accuracy, fp32 vs best int8")
-    ax.set_xticklabels(CLASSES, rotation=30)
+    ax.set_xticklabels(classes, rotation=30)
     ax.legend(fontsize=8)
     _save(fig, out_dir / "per_class.png")
 
@@ -248,10 +252,10 @@ def _plots(rows: list[dict], fp32: dict, best_int8: dict, out_dir: Path) -> list
     ax.imshow(cm, cmap="Blues")
     for (i, j), n in np.ndenumerate(cm):
         ax.text(j, i, n, ha="center", va="center", fontsize=7, color="white" if n > cm.max() / 2 else "black")
-    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
+    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="true",
            title=f"Confusion matrix, {best_int8['runtime']}")
-    ax.set_xticklabels(CLASSES, rotation=45, fontsize=7)
-    ax.set_yticklabels(CLASSES, fontsize=7)
+    ax.set_xticklabels(classes, rotation=45, fontsize=7)
+    ax.set_yticklabels(classes, fontsize=7)
     _save(fig, out_dir / "confusion_best_int8.png")
     return ["accuracy_vs_throughput.png", "per_class.png", "confusion_best_int8.png"]
 
@@ -260,7 +264,8 @@ TARGETS = {("int8", "bs256"): 1.15, ("int8", "bs1"): 1.0, ("fp32", "bs256"): 1.0
 
 
 def write_benchmark_report(runs: list[dict], threads: int, macs: int, fp32_top1: float,
-                           best_drop_pp: float, out_dir: str | Path, peaks: dict | None = None) -> dict:
+                           best_drop_pp: float, out_dir: str | Path, peaks: dict | None = None,
+                           classes: list | None = None, about: dict | None = None) -> dict:
     """``benchmark.json`` and ``benchmark.md`` from one or more pytest-benchmark JSONs (``runs``):
     each figure is the median of the runs; each target ratio is taken within a run, and its
     median and range over the runs are reported."""
@@ -275,17 +280,18 @@ def write_benchmark_report(runs: list[dict], threads: int, macs: int, fp32_top1:
     for r in rows:
         r["gmacs_per_s"] = r["img_per_s_bs256"] * macs / 1e9
     models = [r for r in rows if r["precision"] != "overhead"]
-    ours = [r for r in models if not r["runtime"].startswith("tflite-reference")]
+    ours = [r for r in models if not r.get("reference")]
     by_name = {r["runtime"]: r for r in rows}
     best_fp32 = max((r for r in ours if r["precision"] == "fp32"), key=lambda r: r["img_per_s_bs256"])
     within = [r for r in ours if r["precision"] == "int8" and r["drop_pp"] <= best_drop_pp]
     best_int8 = max(within or [r for r in ours if r["precision"] == "int8"], key=lambda r: r["img_per_s_bs256"])
     keras = by_name.get("keras")
     lines = [
-        "# r8 CPU inference benchmark", "",
+        f"# r8 CPU inference benchmark{': ' + about['model']['stem'] if about else ''}", "",
         f"Medians of {len(runs)} run(s); each runtime at 1 and {threads} threads, the faster count shown per batch size "
-        f"(`t`); pytest-benchmark medians with their interquartile range. Inputs are uint8 NHWC CIFAR-10 images (C-contiguous), each "
-        f"runtime doing its own conversion. ResNet8: {macs / 1e6:.2f} M MACs per image. fp32 top-1 {fp32_top1:.2%}.", "",
+        f"(`t`); pytest-benchmark medians with their interquartile range. Inputs are the data set's NHWC test images "
+        f"(C-contiguous), each runtime doing its own conversion. {macs / 1e6:.2f} M MACs per image. "
+        f"fp32 top-1 {fp32_top1:.2%}.", "",
         "| runtime | precision | config | img/s bs256 (t) | ms bs1 (t) | IQR bs1 ms | vs Keras | vs best fp32 | top-1 "
         "| size (KiB) | GMAC/s |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -316,8 +322,9 @@ def write_benchmark_report(runs: list[dict], threads: int, macs: int, fp32_top1:
                   f"quantized linear layer, VNNI): fp32 {peaks['fp32']:.0f} GMAC/s, int8 {peaks['int8']:.0f} GMAC/s. "
                   f"Best int8 here: {best_int8['gmacs_per_s']:.0f} GMAC/s "
                   f"({best_int8['gmacs_per_s'] / peaks['int8']:.0%} of the int8 peak)."]
-    lines += [""] + [f"![{name}]({name})" for name in _plots(models, best_fp32, best_int8, out_dir)]
-    report = {"threads": threads, "runs": len(runs), "macs_per_image": macs, "fp32_top1": fp32_top1, "peaks_gmacs": peaks,
+    classes = classes or [str(c) for c in range(len(best_fp32["per_class"]))]
+    lines += [""] + [f"![{name}]({name})" for name in _plots(models, best_fp32, best_int8, out_dir, classes)]
+    report = {**(about or {}), "threads": threads, "runs": len(runs), "macs_per_image": macs, "fp32_top1": fp32_top1, "peaks_gmacs": peaks,
               "targets": [{"precision": p, "batch": b, "goal": g,
                            "ratios": [r[p][b][1] for r in ratios if p in r], "runtimes": [r[p][b][0] for r in ratios if p in r]}
                           for (p, b), g in TARGETS.items()],

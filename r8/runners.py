@@ -1,7 +1,8 @@
 """One ``predict(images) -> probabilities`` interface over every runtime.
 
-``images`` is always a uint8 NHWC batch of raw CIFAR pixels; each runner does its own layout
-and dtype conversion, so accuracy and speed are measured on identical inputs.
+``images`` is always a batch in the Keras layout (NHWC for images), uint8 pixels or float, as a
+:class:`r8.data.Split` holds them; each runner does its own layout and dtype conversion, so
+accuracy and speed are measured on identical inputs.
 """
 
 import importlib.util
@@ -17,18 +18,30 @@ from r8.errors import R8Error
 
 
 def model_input(images: np.ndarray, nchw: bool, integer: bool = False) -> np.ndarray:
-    """uint8 NHWC images as the array a model takes: float32 in its layout, or the pixels
-    themselves for a model with integer input (``r8.quant_ort.integer_input``)."""
+    """NHWC images as the array a model takes: float32 in its layout, or the pixels themselves
+    for a model with integer input (``r8.quant_ort.integer_input``). Other ranks pass as they are."""
     if integer:
         return np.ascontiguousarray(images)
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2) if nchw else images, dtype=np.float32)
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2) if nchw and images.ndim == 4 else images,
+                                dtype=np.float32)
+
+
+def onnx_layout(dims: list, images_shape: tuple) -> str:
+    """``nchw`` or ``nhwc``: which layout an ONNX input of ``dims`` (0 or a name where dynamic)
+    takes NHWC images of ``images_shape`` in (r8's torch route: NCHW; tf2onnx's: NHWC)."""
+    sample = tuple(images_shape[1:])
+    if len(dims) != 4 or len(sample) != 3:
+        return "nhwc"  # not an image: no layout change
+    if tuple(dims[1:]) == sample and tuple(dims[1:]) != (sample[2], sample[0], sample[1]):
+        return "nhwc"
+    return "nchw" if dims[1] == sample[2] else "nhwc"
 
 
 def torch_input(images: np.ndarray, nhwc: bool = False) -> torch.Tensor:
-    """uint8 NHWC images as the float tensor a torch model takes: NCHW (r8's converter), or NHWC
-    (the onnx2torch route, which keeps Keras's layout)."""
-    x = torch.from_numpy(images)
-    return (x if nhwc else x.permute(0, 3, 1, 2)).float()
+    """NHWC images as the float tensor a torch model takes: NCHW (r8's converter), or NHWC (the
+    onnx2torch route, which keeps Keras's layout). Other ranks pass as they are."""
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    return (x if nhwc or x.dim() != 4 else x.permute(0, 3, 1, 2)).float()
 
 
 @contextmanager
@@ -93,10 +106,11 @@ class OnnxRunner:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.name = name
         inp = self.session.get_inputs()[0]
-        self.input_name, self.nchw, self.integer = inp.name, inp.shape[1] == 3, inp.type == "tensor(uint8)"
+        self.input_name, self.dims, self.integer = inp.name, inp.shape, inp.type == "tensor(uint8)"
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: model_input(images, self.nchw, self.integer)})[0]
+        nchw = onnx_layout(self.dims, images.shape) == "nchw"
+        return self.session.run(None, {self.input_name: model_input(images, nchw, self.integer)})[0]
 
 
 class TfliteRunner:
@@ -124,7 +138,7 @@ class TfliteRunner:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         if self.batch != len(images):
-            self.interpreter.resize_tensor_input(self.input["index"], (len(images), 32, 32, 3))
+            self.interpreter.resize_tensor_input(self.input["index"], images.shape)
             with native_stderr_quiet():
                 self.interpreter.allocate_tensors()
             self.batch = len(images)
@@ -139,7 +153,7 @@ class TfliteRunner:
         """uint8 pixels as the model's input. int8 with scale 1, zero point -128 (pixel - 128) is
         the uint8 byte with its top bit flipped: no float round trip."""
         scale, zero = self.input["quantization"]
-        if self.input["dtype"] == np.int8 and (scale, zero) == (1.0, -128):
+        if self.input["dtype"] == np.int8 and (scale, zero) == (1.0, -128) and images.dtype == np.uint8:
             return (images ^ np.uint8(0x80)).view(np.int8)
         if self.input["dtype"] == np.float32:
             return images.astype(np.float32)
@@ -150,29 +164,36 @@ class TfliteRunner:
 class OpenVinoRunner:
     """OpenVINO on the CPU reading an ONNX file (fp32, or an int8 QDQ model it runs with int8
     kernels). Precision is pinned to f32: on CPUs with bf16 OpenVINO would otherwise lower fp32
-    layers to bf16 and change the numbers. A float NCHW model takes the uint8 NHWC pixels
-    themselves: OpenVINO's pre-processing converts them inside the compiled model (exact: every
-    uint8 is a float32, and a transpose moves values), faster than numpy's conversion."""
+    layers to bf16 and change the numbers. A float model of images takes the NHWC images as they
+    are (uint8 pixels or float): OpenVINO's pre-processing converts them inside the compiled
+    model (exact: every uint8 is a float32, and a transpose moves values), faster than numpy's
+    conversion. The model is compiled on the first call, for that call's dtype and shape."""
 
     def __init__(self, path: str | os.PathLike, name: str = "openvino", threads: int = 0):
+        # One stream: a tiny model gains nothing from parallel requests, and LATENCY alone may open more.
+        self.config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            self.config["INFERENCE_NUM_THREADS"] = threads
+        self.path, self.name, self.request, self.dtype = path, name, None, None
+
+    def _compile(self, images: np.ndarray) -> None:
         import openvino as ov
         from openvino.preprocess import PrePostProcessor
 
-        # One stream: a tiny model gains nothing from parallel requests, and LATENCY alone may open more.
-        config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
         core = ov.Core()
-        model = core.read_model(str(path))
-        if model.inputs[0].get_element_type() != ov.Type.u8:
-            nchw = model.inputs[0].get_partial_shape()[1].get_length() == 3
+        model = core.read_model(str(self.path))
+        if model.inputs[0].get_element_type() != ov.Type.u8 and images.ndim == 4:
+            dims = [d.get_length() if d.is_static else 0 for d in model.inputs[0].get_partial_shape()]
             ppp = PrePostProcessor(model)
-            ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
-            ppp.input().model().set_layout(ov.Layout("NCHW" if nchw else "NHWC"))
+            ppp.input().tensor().set_element_type(ov.Type.u8 if images.dtype == np.uint8 else ov.Type.f32)
+            ppp.input().tensor().set_layout(ov.Layout("NHWC"))
+            ppp.input().model().set_layout(ov.Layout(onnx_layout(dims, images.shape).upper()))
             model = ppp.build()
-        self.request = core.compile_model(model, "CPU", config).create_infer_request()
-        self.name = name
+        self.request = core.compile_model(model, "CPU", self.config).create_infer_request()
+        self.dtype = images.dtype
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        self.request.infer({0: np.ascontiguousarray(images)})
+        if self.request is None or images.dtype != self.dtype:
+            self._compile(images)
+        self.request.infer({0: np.ascontiguousarray(images if images.ndim == 4 else images.astype(np.float32))})
         return self.request.get_output_tensor(0).data.copy()

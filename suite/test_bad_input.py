@@ -168,3 +168,78 @@ def test_eembc_bin_wrong_size(tmp_path):
     (tmp_path / "a.bin").write_bytes(bytes(3000))
     with pytest.raises(R8Error, match="a.bin: expected 3072 bytes, got 3000"):
         read_eembc_bins(tmp_path)
+
+
+# ---- a model and a data set that do not fit r8 or each other: exit 2, the file named, nothing written
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """A tiny 8x8x1, 3-class Keras model, and one with two outputs."""
+    from r8.keras_ref import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    folder = tmp_path_factory.mktemp("models")
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inputs)
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x)).save(folder / "one.h5")
+    keras.Model(inputs, [keras.layers.Dense(3)(x), keras.layers.Dense(2)(x)]).save(folder / "two.h5")
+    return folder
+
+
+def _npz(path, **arrays):
+    rng = np.random.default_rng(0)
+    base = {"x_train": rng.integers(0, 256, (30, 8, 8, 1), dtype=np.uint8), "y_train": np.arange(30) % 3,
+            "x_test": rng.integers(0, 256, (12, 8, 8, 1), dtype=np.uint8), "y_test": np.arange(12) % 3}
+    np.savez(path, **{k: v for k, v in {**base, **arrays}.items() if v is not None})
+    return path
+
+
+def _refused(capsys, tmp_path, model, data, *words):
+    out = tmp_path / "reports"
+    code = main(["quantize", "--model", str(model), "--data", str(data), "--out", str(out), "--calibration-size", "30"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+    assert not out.exists()  # refused before anything was written
+
+
+def test_data_without_an_array(small_model, tmp_path, capsys):
+    data = _npz(tmp_path / "d.npz", y_test=None)
+    _refused(capsys, tmp_path, small_model / "one.h5", data, str(data), "no array y_test")
+
+
+def test_data_of_another_shape_names_both_shapes(small_model, tmp_path, capsys):
+    data = _npz(tmp_path / "d.npz", x_test=np.zeros((12, 8, 8, 3), np.uint8))
+    _refused(capsys, tmp_path, small_model / "one.h5", data, "(8, 8, 3) per sample", "takes (8, 8, 1)",
+             str(small_model / "one.h5"))
+
+
+def test_labels_outside_the_class_count(small_model, tmp_path, capsys):
+    data = _npz(tmp_path / "d.npz", y_train=np.arange(30) % 4)
+    _refused(capsys, tmp_path, small_model / "one.h5", data, "labels span 0..3", "3 classes")
+
+
+def test_model_with_two_outputs_is_refused(small_model, tmp_path, capsys):
+    _refused(capsys, tmp_path, small_model / "two.h5", _npz(tmp_path / "d.npz"), "2 outputs",
+             "single-input, single-output")
+
+
+class _Sentinel:
+    """Unpickling this would create a file: the proof that r8 never unpickles data."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_data_with_pickled_objects_is_never_unpickled(small_model, tmp_path, capsys):
+    sentinel = tmp_path / "unpickled"
+    data = tmp_path / "d.npz"
+    np.savez(data, **{"x_train": np.array([_Sentinel(sentinel)], dtype=object), "y_train": np.zeros(1, np.int64),
+                      "x_test": np.zeros((1, 8, 8, 1), np.uint8), "y_test": np.zeros(1, np.int64)})
+    _refused(capsys, tmp_path, small_model / "one.h5", data, str(data), "never unpickles")
+    assert not sentinel.exists()

@@ -33,6 +33,7 @@ def _fake_results(rng):
     benchmarks = []
     for name, precision, t256, t1, top1 in runtimes:
         info = {"runtime": name, "precision": precision, "config": "", "top1": top1, "size_bytes": 1000,
+                "reference": name.startswith("tflite-reference"),  # the published files the targets compare with
                 "per_class": rng.uniform(0.7, 0.95, 10).tolist(),
                 "confusion": rng.integers(0, 100, (10, 10)).tolist()}
         for threads, slower in ((1, 1.5), (2, 1.0)):  # 2 threads faster at bs256, 1 thread faster at bs1

@@ -9,22 +9,21 @@ import pytest
 
 from r8.backends import backend
 from r8.bench import BATCHES, RUNTIME_NAMES, THREAD_COUNTS, THREADS, runtimes
-from r8.jobs import config_row
 from r8.metrics import confusion, per_class, predict, top1
 
 pytestmark = pytest.mark.benchmark
 
 
 @pytest.fixture(scope="session")
-def runtime_table(torch_probs, test_split):
-    """Measures every default int8 config once, to pick the best ones to benchmark."""
-    rows = {(b, c): config_row(b, c, torch_probs, test_split)
-            for b in ("ort", "torch", "tflite") for c in backend(b).configs(available=True)}
-    return runtimes(rows)
+def runtime_table(r8_model, r8_data, r8_calibration, r8_int8_rows):
+    """Measures every default int8 config once, to pick the best ones to benchmark (the model of
+    ``--r8-model``, default the MLPerf Tiny ResNet8)."""
+    rows = {(b, c): r8_int8_rows(b, c) for b in ("ort", "torch", "tflite") for c in backend(b).configs(available=True)}
+    return runtimes(r8_model, r8_data, r8_calibration, rows)
 
 
 @pytest.fixture(scope="session")
-def loaded(runtime_table, test_split):
+def loaded(runtime_table, r8_data):
     """(name, threads) -> (runner, info); each runtime evaluated on the 10k test images once."""
     runners, infos = {}, {}
 
@@ -33,11 +32,11 @@ def loaded(runtime_table, test_split):
         if (name, threads) not in runners:
             runners[name, threads] = runtime.make(threads)
         if name not in infos:
-            info = {"runtime": name, "precision": runtime.precision, "config": runtime.config,
+            info = {"runtime": name, "precision": runtime.precision, "config": runtime.config, "reference": runtime.reference,
                     "size_bytes": runtime.file().stat().st_size, "artifact": str(runtime.file())}
             if runtime.precision != "overhead":
-                probs = predict(runners[name, threads], test_split.images, batch_size=256, progress=False)
-                labels = test_split.labels
+                probs = predict(runners[name, threads], r8_data.test.images, batch_size=256, progress=False)
+                labels = r8_data.test.labels
                 info.update(top1=top1(probs, labels), per_class=per_class(probs, labels),
                             confusion=confusion(probs, labels))
             infos[name] = info
@@ -48,13 +47,16 @@ def loaded(runtime_table, test_split):
 @pytest.mark.parametrize("threads", THREAD_COUNTS, ids=lambda t: f"t{t}")
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"bs{b}")
 @pytest.mark.parametrize("name", RUNTIME_NAMES)
-def test_inference(benchmark, name, batch, threads, loaded, test_split):
+def test_inference(benchmark, name, batch, threads, runtime_table, loaded, r8_model, r8_data):
     if name in ("keras", "torch-cuda") and threads != THREADS:
         pytest.skip(f"{name}: its thread pools are fixed once started (measured at {THREADS} threads only)")
+    if name not in runtime_table:
+        pytest.skip(f"{name}: not a runtime of {r8_model.stem} on {r8_data.name} (no published reference file, "
+                    "or float data where the runtime takes uint8 pixels)")
     runner, info = loaded(name, threads)
-    images = test_split.images[:batch]
+    images = r8_data.test.images[:batch]
     benchmark.extra_info.update(info, batch=batch, threads=threads)
     rounds = 300 if batch == 1 else 30
     out = benchmark.pedantic(runner.predict, args=(images,), rounds=rounds, warmup_rounds=rounds // 10,
                              iterations=1)
-    assert out.shape == (batch, 1 if info["precision"] == "overhead" else 10)
+    assert out.shape == (batch, 1 if info["precision"] == "overhead" else r8_model.num_classes)

@@ -78,11 +78,15 @@ def test_quantize_job_writes_report_contract(tmp_path, fp32_top1):
     summary = tmp_path / "step-summary.md"
     done = r8("quantize", "--backend", "ort", "--out", str(tmp_path), env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary)})
     # the console: progress bars go to stderr; stdout holds r8's own lines only
-    assert done.stdout.splitlines()[0].startswith("fp32 top-1") and "index.html" in done.stdout
+    assert done.stdout.splitlines()[0].startswith("pretrainedResnet: fp32 top-1") and "index.html" in done.stdout
     assert not any(w in done.stderr for w in ("oneDNN", "absl", "cuda", "Warning", "WARNING"))
     assert "| backend | config |" in summary.read_text()  # the int8 table on the CI run's page
-    assert (tmp_path / "index.html").is_file() and (tmp_path / "conversion.json").is_file()
+    reports, tmp_path = tmp_path, tmp_path / "pretrainedResnet"  # OUT/<model stem>/
+    assert (reports / "index.html").is_file() and (tmp_path / "conversion.json").is_file()
     report = json.loads((tmp_path / "quantization.json").read_text())
+    assert report["model"]["stem"] == "pretrainedResnet" and report["data"]["name"] == "cifar10"
+    assert report["thresholds"] == {"min_top1": 0.85, "max_drop_pp": 5.0, "best_drop_pp": 0.2, "prob_atol": 1e-5}
+    assert {g["gate"] for g in report["gates"]} >= {"fp32 top-1", "best int8 drop pp ort"}
     assert report["fp32_top1"] == pytest.approx(fp32_top1)
     backends = [row["backend"] for row in report["rows"]]
     assert backends.count("tflite-reference") == 1 and backends.count("ort") >= 8
@@ -110,7 +114,9 @@ def test_calibrate_writes_the_set(tmp_path):
     r8("calibrate", "--n", "250", "--seed", "3", "-o", str(out))
     saved = np.load(out)
     assert len(saved["indices"]) == 250 and int(saved["seed"]) == 3 and str(saved["split"]) == "train"
-    assert np.array_equal(saved["indices"], calibration_set(250, 3).indices)
+    from r8.data import load_dataset
+
+    assert np.array_equal(saved["indices"], calibration_set(load_dataset("cifar10"), 250, 3).indices)
     done = r8("calibrate", "--n", "255", "-o", str(tmp_path / "bad.npz"), check=False)
     assert done.returncode == 2 and "multiple of 10" in done.stderr and not (tmp_path / "bad.npz").exists()
 
@@ -119,6 +125,7 @@ def test_calibrate_writes_the_set(tmp_path):
 def test_study_writes_report_contract(tmp_path):
     configs = ["ort/qop-u8s8-perchannel-minmax", "torch/fx-onednn-pertensor-histogram"]
     r8("study", "--out", str(tmp_path), "--sizes", "100", "200", "--seeds", "0", "1", "--configs", *configs)
+    tmp_path = tmp_path / "pretrainedResnet"
     report = json.loads((tmp_path / "study.json").read_text())
     assert {"fp32_top1", "runs", "summary"} <= set(report)
     assert len(report["runs"]) == 2 * 2 * 2 and len(report["summary"]) == 2 * 2  # configs x sizes (x seeds)
@@ -129,7 +136,7 @@ def test_study_writes_report_contract(tmp_path):
         assert {"backend", "config", "n", "mean_drop_pp", "std_drop_pp", "min_drop_pp", "max_drop_pp"} <= set(s)
         assert s["min_drop_pp"] <= s["mean_drop_pp"] <= s["max_drop_pp"]
     assert "![drop vs calibration size](study.png)" in (tmp_path / "study.md").read_text()
-    done = r8("study", "--out", str(tmp_path), "--configs", "ort/no-such-config", check=False)
+    done = r8("study", "--out", str(tmp_path.parent), "--configs", "ort/no-such-config", check=False)
     assert done.returncode == 2 and "unknown ort config 'no-such-config'" in done.stderr
     assert (tmp_path / "study.png").stat().st_size > 10_000
 

@@ -15,18 +15,9 @@ from r8.keras_h5 import read_h5
 from r8.layers import tf_same_padding
 from r8.metrics import agreement, predict
 from r8.runners import TorchRunner
+from r8.thresholds import DEFAULT
 
-PROB_ATOL = 1e-5  # issue #2: max abs probability difference, Keras vs torch
-
-
-def test_parity_probs_10k(keras_probs, torch_probs, report):
-    diff = float(np.abs(keras_probs - torch_probs).max())
-    agree = agreement(keras_probs, torch_probs)
-    report("parity keras-vs-torch max|dp| (10k)", f"{diff:.2e}")
-    report("parity keras-vs-torch argmax agreement (10k)", f"{agree:.4%}")
-    assert len(keras_probs) == 10_000
-    assert diff <= PROB_ATOL
-    assert agree == 1.0
+PROB_ATOL = DEFAULT.prob_atol  # the 10k-image parity itself is a gate: r8.gates.test_parity_keras_torch
 
 
 # Conv/BN/add outputs hold raw-pixel-scale values (up to a few hundred), so their float32

@@ -16,9 +16,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from keras_models import CLASSIFIERS, FAMILIES, LAYER_CASES, random_inputs, randomize
 from torch import nn
 
-from keras_models import CLASSIFIERS, FAMILIES, LAYER_CASES, random_inputs, randomize
 from r8.convert import convert, load_program, save
 from r8.layers import NhwcFlatten
 
@@ -255,10 +255,11 @@ def test_cli_inspect_supported_model(keras_case):
     assert "DepthwiseConv2D" in done.stdout and "(25, 5, 64)" in done.stdout
 
 
-def test_evaluate_refuses_a_model_that_is_not_a_cifar10_classifier(keras_case):
+def test_evaluate_refuses_a_model_that_does_not_fit_the_data(keras_case):
     path = keras_case("autoencoder-ad", "keras3").path
     done = r8("evaluate", "--backend", "torch", "--model", str(path), "--subset", "perf200")
-    assert done.returncode == 2 and str(path) in done.stderr and "not a CIFAR-10 classifier" in done.stderr
+    # both shapes are named: the data's and the model's
+    assert done.returncode == 2 and str(path) in done.stderr and "(32, 32, 3) per sample" in done.stderr
 
 
 def test_evaluate_any_cifar10_classifier(keras_case):

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from r8 import paths
-from r8.data import (MLCOMMONS_FILES, cifar_test_filenames, download_cifar10, download_mlcommons,
-                     load_split, read_eembc_bins)
+from r8.data import MLCOMMONS_FILES, cifar_test_filenames, download_cifar10, download_mlcommons, load_split, read_eembc_bins
 from r8.errors import R8Error
 
 

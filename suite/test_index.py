@@ -27,34 +27,49 @@ def _figure(path: Path) -> None:
     plt.close(fig)
 
 
+def _model_reports(root: Path, stem: str, fp32: float, rng) -> None:
+    """One model's folder as the quantize and study jobs leave it (the benchmark not run yet)."""
+    out = root / stem
+    out.mkdir()
+    per_class = rng.uniform(0.7, 0.95, 10).tolist()
+    about = {"model": {"stem": stem, "file": f"{stem}.h5"}, "data": {"name": "cifar10", "test": 10000}}
+    (out / "conversion.json").write_text(json.dumps({
+        **about, "n": 10000, "classes": [f"class{c}" for c in range(10)], "keras_top1": fp32, "torch_top1": fp32,
+        "keras_per_class": per_class, "torch_per_class": per_class, "max_abs_diff": 3e-6, "agreement": 1.0,
+        "command": "python -m r8 quantize", "generated": "2026-11-27T12:00:00+00:00"}))
+    rows = [{"backend": "ort", "config": f"c{i}", "top1": fp32 - i / 1000, "drop_pp": 0.1 * i,
+             "drop_ci95_pp": [0, 0.2 * i + 0.1], "mcnemar_p": 0.5} for i in range(3)]
+    gates = [{"gate": "fp32 top-1", "threshold": 0.85, "value": fp32, "passed": fp32 >= 0.85}]
+    (out / "quantization.json").write_text(json.dumps({
+        **about, "fp32_top1": fp32, "calibration": {"n": 1000, "source": "train"}, "rows": rows, "gates": gates,
+        "figures": {"Sample predictions": "samples_best_int8.png", "SQNR": "sqnr_layers.png"}}))
+    (out / "study.json").write_text(json.dumps({
+        **about, "fp32_top1": fp32, "seeds": [0, 1], "summary": [
+            {"backend": "ort", "config": "c0", "n": 100, "mean_drop_pp": 0.1, "std_drop_pp": 0.05,
+             "min_drop_pp": 0.0, "max_drop_pp": 0.2}]}))
+    for name in ("samples_best_int8.png", "sqnr_layers.png", "study.png"):
+        _figure(out / name)
+
+
 @pytest.fixture
 def reports(tmp_path, rng):
-    """A reports folder as the quantize and study jobs leave it (the benchmark not run yet)."""
-    per_class = rng.uniform(0.7, 0.95, 10).tolist()
-    (tmp_path / "conversion.json").write_text(json.dumps({
-        "model": "m.h5", "n": 10000, "keras_top1": 0.8719, "torch_top1": 0.8719, "keras_per_class": per_class,
-        "torch_per_class": per_class, "max_abs_diff": 3e-6, "agreement": 1.0, "command": "python -m r8 quantize",
-        "generated": "2026-11-27T12:00:00+00:00"}))
-    rows = [{"backend": "ort", "config": f"c{i}", "top1": 0.87 - i / 1000, "drop_pp": 0.1 * i, "drop_ci95_pp": [0, 0.2 * i + 0.1],
-             "mcnemar_p": 0.5} for i in range(3)]
-    (tmp_path / "quantization.json").write_text(json.dumps({
-        "fp32_top1": 0.8719, "calibration": {"n": 1000, "source": "train"}, "rows": rows,
-        "figures": {"Sample predictions": "samples_best_int8.png", "SQNR": "sqnr_layers.png"}}))
-    (tmp_path / "study.json").write_text(json.dumps({
-        "fp32_top1": 0.8719, "seeds": [0, 1], "summary": [{"backend": "ort", "config": "c0", "n": 100, "mean_drop_pp": 0.1,
-                                                           "std_drop_pp": 0.05, "min_drop_pp": 0.0, "max_drop_pp": 0.2}]}))
-    for name in ("samples_best_int8.png", "sqnr_layers.png", "study.png"):
-        _figure(tmp_path / name)
+    """A reports root holding two models' reports."""
+    _model_reports(tmp_path, "resnet8", 0.8719, rng)
+    _model_reports(tmp_path, "small_cnn", 0.6500, rng)
     return tmp_path
 
 
 class Page(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.images, self.tables, self.text = [], [], []
+        self.images, self.tables, self.text, self.links, self.ids = [], [], [], [], set()
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "a":
+            self.links.append(attrs["href"])
         if tag == "img":
             self.images.append(attrs)
         elif tag == "table":
@@ -71,13 +86,17 @@ def test_index_gathers_every_report(reports):
     parsed = Page()
     parsed.feed(page.read_text())
     text = " ".join(parsed.text)
-    assert {img["data-file"] for img in parsed.images} == {"samples_best_int8.png", "sqnr_layers.png", "study.png"}
+    assert {img["data-file"] for img in parsed.images} == {f"{m}/{f}" for m in ("resnet8", "small_cnn")
+                                                           for f in ("samples_best_int8.png", "sqnr_layers.png", "study.png")}
     assert all(img["src"].startswith("data:image/png;base64,") and len(img["src"]) > 1000 for img in parsed.images)
-    assert parsed.tables == [1 + 11, 1 + 3, 1 + 1]  # header + rows: conversion (all + 10 classes), int8, study
+    # header + rows: the models side by side, then per model conversion (all + 10 classes), int8, study
+    assert parsed.tables == [1 + 2] + [1 + 11, 1 + 3, 1 + 1] * 2
+    assert parsed.links == ["#model-resnet8", "#model-small-cnn"] and {link[1:] for link in parsed.links} <= parsed.ids
+    assert "87.19%" in text and "65.00%" in text and "1/1" in text and "0/1" in text  # fp32 and gates per model
     assert "Not run yet" in text and "python -m r8 benchmark" in text  # the benchmark section
     assert "Made by `python -m r8 quantize` at 2026-11-27T12:00:00+00:00" in text
     assert "http" not in page.read_text()  # self-contained: nothing fetched from a network
-    assert "![SQNR](sqnr_layers.png)" in md.read_text()
+    assert "![SQNR](small_cnn/sqnr_layers.png)" in md.read_text()
 
 
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),

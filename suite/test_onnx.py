@@ -7,19 +7,19 @@ import pytest
 
 from r8 import artifacts, paths
 from r8.calibration import calibration_set, stratified_indices
-from r8.data import load_split
 from r8.export import opset_of
 from r8.metrics import agreement, predict
-from r8.quant_ort import DEFAULT_MATRIX, initializers, int8_convs, op_counts
+from r8.quant_ort import DEFAULT_MATRIX, build, build_integer_input, initializers, int8_convs, onnx_preprocessed, op_counts
 from r8.runners import OnnxRunner, OpenVinoRunner
+from r8.thresholds import DEFAULT
 
-PROB_ATOL = 1e-5  # issue #3: ONNX vs Keras, as for torch vs Keras
+PROB_ATOL = DEFAULT.prob_atol  # ONNX vs Keras, as for torch vs Keras (onnxruntime-torch: r8.gates.test_onnx_parity)
 
 
-@pytest.mark.parametrize("runtime, route", [(OnnxRunner, "torch"), (OnnxRunner, "keras"), (OpenVinoRunner, "torch")],
-                         ids=["onnxruntime-torch", "onnxruntime-keras", "openvino-torch"])
-def test_onnx_parity_10k(runtime, route, keras_probs, test_split, report):
-    path = artifacts.onnx_fp32(route)
+@pytest.mark.parametrize("runtime, route", [(OnnxRunner, "keras"), (OpenVinoRunner, "torch")],
+                         ids=["onnxruntime-keras", "openvino-torch"])
+def test_onnx_parity_10k(runtime, route, ic01, keras_probs, test_split, report):
+    path = artifacts.onnx_fp32(ic01, route)
     onnx.checker.check_model(str(path), full_check=True)
     assert opset_of(path) >= 13
     probs = predict(runtime(path), test_split.images, progress=False)
@@ -30,35 +30,35 @@ def test_onnx_parity_10k(runtime, route, keras_probs, test_split, report):
     assert agreement(probs, keras_probs) == 1.0
 
 
-def test_calibration_set_is_stratified_training_images(calibration):
-    train = load_split("train")
+def test_calibration_set_is_stratified_training_images(calibration, cifar10):
+    train = cifar10.train
     assert calibration.source == "train" and not calibration.summary()["overlaps_test_set"]
     assert len(calibration.labels) == 1000
     assert np.array_equal(np.bincount(calibration.labels, minlength=10), np.full(10, 100))
     assert np.array_equal(calibration.images, train.images[calibration.indices])
-    saved = np.load(next((paths.cache_dir() / "calibration").glob("train-n1000-seed0.npz")))
+    saved = np.load(next((paths.cache_dir() / "calibration").glob("cifar10-*/train-n1000-seed0.npz")))
     assert {"indices", "seed", "sha256", "source", "split"} <= set(saved.files)
     assert str(saved["split"]) == "train"
 
 
-def test_calibration_indices_are_seeded():
-    labels = load_split("train").labels
+def test_calibration_indices_are_seeded(cifar10):
+    labels = cifar10.train.labels
     a, b = stratified_indices(labels, 100, seed=0), stratified_indices(labels, 100, seed=0)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, stratified_indices(labels, 100, seed=1))
 
 
-def test_mlcommons_calibration_is_labelled_as_test_overlap():
-    cal = calibration_set(source="mlcommons-test-overlap")
+def test_mlcommons_calibration_is_labelled_as_test_overlap(cifar10):
+    cal = calibration_set(cifar10, source="mlcommons-test-overlap")
     assert cal.summary()["overlaps_test_set"]
     idx = np.load(paths.mlcommons_dir() / "calibration_samples_idxs.npy")
-    assert np.array_equal(cal.images, load_split("test").images[idx])
+    assert np.array_equal(cal.images, cifar10.test.images[idx])
 
 
 @pytest.mark.parametrize("config", DEFAULT_MATRIX, ids=lambda c: f"ort-{c.id}")
-def test_ort_int8_is_quantized(config):
-    fp32_convs = op_counts(artifacts.onnx_preprocessed())["Conv"]
-    path = artifacts.ort_int8(config)
+def test_ort_int8_is_quantized(config, ic01, calibration):
+    fp32_convs = op_counts(onnx_preprocessed(ic01))["Conv"]
+    path = build(ic01, config, calibration)
     counts = op_counts(path)
     assert fp32_convs == 9
     assert int8_convs(path) == fp32_convs, f"not every Conv is int8: {dict(counts)}"
@@ -78,19 +78,20 @@ def _input_quantization(path):
 
 
 @pytest.mark.parametrize("config", DEFAULT_MATRIX, ids=lambda c: f"ort-{c.id}")
-def test_integer_input_model(config, test_split, report):
-    from r8.runners import OnnxRunner
+def test_integer_input_model(config, ic01, calibration, test_split, report):
+    from r8.runners import OnnxRunner, onnx_layout
 
-    scale, zero = _input_quantization(artifacts.ort_int8(config))
+    source = build(ic01, config, calibration)
+    scale, zero = _input_quantization(source)
     if not (scale == 1.0 and zero.dtype == np.uint8 and zero == 0):  # e.g. Percentile clips 255 away
         with pytest.raises(ValueError, match="only uint8, scale 1, zero point 0"):
-            artifacts.ort_int8_integer_input(config)
+            build_integer_input(ic01, config, calibration)
         return
-    path = artifacts.ort_int8_integer_input(config)
+    path = build_integer_input(ic01, config, calibration)
     runner = OnnxRunner(path)
-    assert runner.integer and not runner.nchw
-    assert op_counts(path)["QuantizeLinear"] == op_counts(artifacts.ort_int8(config))["QuantizeLinear"] - 1
+    assert runner.integer and onnx_layout(runner.dims, test_split.images.shape) == "nhwc"
+    assert op_counts(path)["QuantizeLinear"] == op_counts(source)["QuantizeLinear"] - 1
     integer = predict(runner, test_split.images, progress=False)
-    floating = predict(OnnxRunner(artifacts.ort_int8(config)), test_split.images, progress=False)
+    floating = predict(OnnxRunner(source), test_split.images, progress=False)
     report(f"ort-{config.id} uint8-NHWC input vs float input: max|dp| (10k)", f"{np.abs(integer - floating).max():.1e}")
     assert np.array_equal(integer.argmax(1), floating.argmax(1)) and np.abs(integer - floating).max() <= 1e-6

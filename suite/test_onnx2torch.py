@@ -18,8 +18,8 @@ MIN_FP32_TOP1 = 0.85
 
 
 @pytest.fixture(scope="session")
-def onnx2torch_probs(test_split):
-    return predict(TorchRunner(artifacts.onnx2torch_fp32(), nhwc=True), test_split.images, progress=False)
+def onnx2torch_probs(ic01, test_split):
+    return predict(TorchRunner(artifacts.onnx2torch_fp32(ic01), nhwc=True), test_split.images, progress=False)
 
 
 def test_parity_10k(onnx2torch_probs, keras_probs, report):
@@ -36,9 +36,9 @@ def test_fp32_top1(onnx2torch_probs, test_split, report):
     assert acc >= MIN_FP32_TOP1
 
 
-def test_saved_program_loads_without_r8_at_any_batch(onnx2torch_probs, test_split, tmp_path):
+def test_saved_program_loads_without_r8_at_any_batch(ic01, onnx2torch_probs, test_split, tmp_path):
     """torch.export survives once onnx2torch's constant Reshape is folded (see r8.onnx_route)."""
-    path = artifacts.onnx2torch_program()
+    path = artifacts.onnx2torch_program(ic01)
     code = ("import sys, numpy as np, torch; sys.modules['r8'] = None\n"
             f"m = torch.export.load(open({str(path)!r}, 'rb')).module()\n"
             f"x = torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r})).float()\n"

@@ -10,7 +10,7 @@ from numpy.testing import assert_allclose
 
 from r8 import artifacts
 from r8.metrics import agreement, predict
-from r8.quant_torch import DEFAULT_MATRIX, engine_available, int8_convs, load, quantize
+from r8.quant_torch import DEFAULT_MATRIX, build, engine_available, int8_convs, load, quantize
 from r8.runners import TorchRunner
 
 CASES = [pytest.param(c, id=f"torch-{c.id}", marks=[] if engine_available(c.engine) else
@@ -19,17 +19,17 @@ CASES = [pytest.param(c, id=f"torch-{c.id}", marks=[] if engine_available(c.engi
 
 
 @pytest.mark.parametrize("config", CASES)
-def test_saved_int8_model_has_int8_convs(config):
-    saved = load(config, artifacts.torch_int8(config))
+def test_saved_int8_model_has_int8_convs(config, ic01, calibration):
+    saved = load(config, build(ic01, config, calibration))
     assert int8_convs(saved) == 9  # stem + 2 per stage + 2 shortcuts
 
 
 @pytest.mark.parametrize("config", CASES)
-def test_reload_gives_same_predictions(config, calibration, test_split, report):
-    model = quantize(artifacts.torch_fp32(), config, calibration.images)
+def test_reload_gives_same_predictions(config, ic01, calibration, test_split, report):
+    model = quantize(artifacts.torch_fp32(ic01), config, calibration.images)
     images = test_split.images[:2000]
     fresh = predict(TorchRunner(model, engine=config.engine), images, progress=False)
-    path = artifacts.torch_int8(config)
+    path = build(ic01, config, calibration)
     reloaded = predict(TorchRunner(load(config, path), engine=config.engine), images, progress=False)
     # Loading repacks int8 weights, exactly as a deepcopy does; fbgemm's first packing can round
     # differently, so the file is compared exactly with the repacked model...

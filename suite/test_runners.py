@@ -9,7 +9,7 @@ from r8.runners import TfliteRunner
 
 @pytest.mark.parametrize("quantized", [False, True], ids=["fp32-reference", "int8-reference"])
 def test_litert_equals_tf_lite(quantized, perf200):
-    path = paths.tflite_model_path(quantized)
+    path = paths.tflite_model_path(quantized)  # the MLCommons reference files
     litert = TfliteRunner(path, interpreter="litert")
     assert TfliteRunner(path).engine == "litert"  # the default where ai-edge-litert is installed
     assert np.array_equal(litert.predict(perf200.images),

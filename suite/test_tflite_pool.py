@@ -4,10 +4,10 @@ which gets a scale of its own. Ids: ``test_global_pools_as_mean_keeps_the_functi
 
 import numpy as np
 import pytest
-
 from keras_models import FAMILIES, random_inputs, randomize
-from r8.quant_tflite import BACKEND, TfliteConfig, global_pools_as_mean
 from test_convert_models import DIALECTS, REL_TOL, keras_package
+
+from r8.quant_tflite import TfliteConfig, build, global_pools_as_mean
 
 WHOLE_MAP_POOLS = {"resnet8": 1, "mobilenet-v1-vww": 1, "dscnn-kws": 1,
                    "resnet-two-stages-odd-input": 0}  # a 12x12 pool over a 14x12 map is no global pool
@@ -43,8 +43,8 @@ def _pool_scales(path) -> dict[str, tuple[float, float]]:
 
 
 @pytest.mark.accuracy
-def test_meanpool_gives_the_pooled_vector_its_own_scale(report):
-    plain, mean = (_pool_scales(BACKEND.build(TfliteConfig(True, m))) for m in (False, True))
+def test_meanpool_gives_the_pooled_vector_its_own_scale(ic01, calibration, report):
+    plain, mean = (_pool_scales(build(ic01, TfliteConfig(True, m), calibration)) for m in (False, True))
     report("ResNet8 int8 pool scales (in, out)", f"AVERAGE_POOL_2D {plain}, MEAN {mean}")
     assert set(plain) == {"AVERAGE_POOL_2D"} and set(mean) == {"MEAN"}
     pool_in, pool_out = plain["AVERAGE_POOL_2D"]

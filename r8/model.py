@@ -1,0 +1,68 @@
+"""The model a job works on, as a value: built once by the CLI or the suite's options and passed
+down, never looked up by a global path."""
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from r8.cache import sha256
+from r8.errors import R8Error
+
+# Published int8/fp32 TFLite files of a model, found beside it when its sha256 is known:
+# sha256 of the .h5 -> {precision: file name in the same folder}.
+REFERENCES = {
+    # MLPerf Tiny IC01 ResNet8 (mlcommons/tiny): the MLCommons fp32 and int8 (pixel - 128) .tflite
+    "5f938a8eea605438cc7360aa13c987bc6d7bd0c8d931b2917361ae7ae4eeda2f": {
+        "fp32": "pretrainedResnet.tflite", "int8": "pretrainedResnet_quant.tflite"},
+}
+
+
+@dataclass(frozen=True)
+class Model:
+    """A single-input classifier r8 converts: its file, identity and shapes."""
+
+    path: Path
+    sha256: str
+    input_shape: tuple  # per sample, Keras layout (NHWC for images)
+    num_classes: int
+    references: tuple = ()  # ((precision, Path), ...) of published TFLite files of this very model
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    @property
+    def key(self) -> str:
+        """Names its artifacts: the stem (readable) and the file's sha256 (two files never collide)."""
+        return f"{self.stem}-{self.sha256[:12]}"
+
+    @property
+    def nchw_shape(self) -> tuple:
+        """The converted torch model's per-sample input shape (NCHW for images)."""
+        s = self.input_shape
+        return (s[-1], *s[:-1]) if len(s) == 3 else s
+
+    def reference(self, precision: str) -> Path | None:
+        return dict(self.references).get(precision)
+
+
+@cache
+def load_model(path: str | os.PathLike) -> Model:
+    """Read and check ``path`` (any file r8 converts): one input, one rank-1 output (the class
+    scores); R8Error naming the file otherwise."""
+    from r8.convert import convert
+
+    path = Path(path).resolve()
+    meta = convert(path).meta  # reads and checks every layer; milliseconds
+    ins, outs = meta["input_shapes"], meta["output_shapes"]
+    if len(ins) != 1 or len(outs) != 1:
+        raise R8Error(f"{path}: has {len(ins)} inputs and {len(outs)} outputs; r8 evaluates and quantizes "
+                      "single-input, single-output classifiers only")
+    if len(outs[0]) != 1:
+        raise R8Error(f"{path}: its output has shape {outs[0]} per sample; a classifier's is (classes,)")
+    keras_shape = tuple(ins[0][1:]) + (ins[0][0],) if len(ins[0]) == 3 else tuple(ins[0])
+    digest = sha256(path)
+    refs = tuple((p, path.parent / name) for p, name in REFERENCES.get(digest, {}).items()
+                 if (path.parent / name).is_file())
+    return Model(path, digest, keras_shape, int(outs[0][0]), refs)

@@ -1,0 +1,184 @@
+"""r8's pytest plugin (entry point ``pytest11: r8``): the options that point the suite, or r8's
+gates run from any repository, at a model and a data set, and the session fixtures built from them.
+
+    pytest --pyargs r8.gates --r8-model my_model.h5 --r8-data my_data.npz -m accuracy
+
+``--r8-model`` may be given several times: every fixture below is parametrized over the models
+(the model's stem is in each test id). Without it, the MLPerf Tiny IC01 ResNet8 under
+R8_DATA_DIR. Missing inputs fail with the reason instead of skipping, so a run without data never
+counts as a pass.
+"""
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from r8 import paths
+from r8.thresholds import DEFAULT, Thresholds
+
+GATE_OPTIONS = ("min_top1", "max_drop_pp", "best_drop_pp")
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("r8", "r8: the model and data the gates run on")
+    group.addoption("--r8-model", action="append", default=None, metavar="PATH",
+                    help="a model file r8 converts (repeatable; default: the MLPerf Tiny IC01 ResNet8)")
+    group.addoption("--r8-data", default="cifar10", metavar="DATA",
+                    help="cifar10 (default) or FILE.npz with x_train, y_train, x_test, y_test")
+    for name in GATE_OPTIONS:
+        group.addoption(f"--r8-{name.replace('_', '-')}", type=float, default=getattr(DEFAULT, name),
+                        help=f"gate threshold (default {getattr(DEFAULT, name)})")
+
+
+def pytest_configure(config):
+    for marker in ("accuracy: accuracy gates on the full test set", "benchmark: pytest-benchmark timings",
+                   "slow: long runs beyond the CI gate"):
+        config.addinivalue_line("markers", marker)
+    config.r8_measured, config.r8_int8_rows = {}, {}
+
+
+def model_paths(config) -> list[Path]:
+    return [Path(p).resolve() for p in config.getoption("r8_model") or [paths.keras_model_path()]]
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that uses the model (directly or through a fixture) runs once per model."""
+    if "r8_model" in metafunc.fixturenames:
+        models = model_paths(metafunc.config)
+        metafunc.parametrize("r8_model", models, indirect=True, scope="session", ids=[p.stem for p in models])
+
+
+# ---- measured figures: printed at the end of the run and written to R8_CACHE_DIR/reports/
+def pytest_terminal_summary(terminalreporter, config):
+    from r8.index import append_step_summary
+    from r8.report import write_quantization_report
+
+    measured = getattr(config, "r8_measured", {})
+    if not measured:
+        return
+    terminalreporter.section("r8 measured")
+    for key, value in measured.items():
+        terminalreporter.write_line(f"{key}: {value}")
+    out = paths.cache_dir() / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "measured.json").write_text(json.dumps(measured, indent=1))
+    append_step_summary("## r8 measured\n\n| figure | value |\n|---|---|\n"
+                        + "\n".join(f"| {k} | {v} |" for k, v in measured.items()))
+    for stem, (base, rows) in config.r8_int8_rows.items():
+        for path in write_quantization_report({**base, "rows": rows, "sqnr": []}, out / stem):
+            terminalreporter.write_line(f"int8 table written to {path}")
+
+
+@pytest.fixture(scope="session")
+def r8_report(request):
+    """``r8_report(key, value)`` records a measured figure for the end-of-run summary."""
+    def record(key, value):
+        request.config.r8_measured[key] = value
+    return record
+
+
+def gate_failure(model, gate: str, value, threshold) -> str:
+    """The message of a failed gate: which model, which gate, the threshold and what was measured."""
+    return f"{model.stem}: gate '{gate}' failed: measured {value}, threshold {threshold}"
+
+
+# ---- shared computations: a source checkout's own fixtures reuse them instead of measuring twice
+@cache
+def predictions(model, data, runtime: str) -> np.ndarray:
+    """``keras`` (the original file, loaded by Keras) or ``torch`` (r8's conversion) on the test images."""
+    from r8.artifacts import torch_fp32
+    from r8.metrics import predict
+    from r8.runners import KerasRunner, TorchRunner
+
+    runner = KerasRunner(model.path) if runtime == "keras" else TorchRunner(torch_fp32(model))
+    return predict(runner, data.test.images, progress=False)
+
+
+_rows: dict = {}
+
+
+def int8_rows_for(config, model, data, cal) -> Callable:
+    """``row(backend, config)``: the int8 row, measured once per session and added to the model's
+    report (``config``: the pytest config)."""
+    from r8.jobs import config_row
+
+    def row(backend, backend_config):
+        key = (model.sha256, data.sha256, cal.sha256, backend, backend_config)
+        if key not in _rows:
+            fp32 = predictions(model, data, "torch")
+            _rows[key] = config_row(model, data, backend, backend_config, fp32, cal)
+            add_int8_row(config, model, data, cal, _rows[key])
+        return _rows[key]
+    return row
+
+
+def add_int8_row(config, model, data, cal, row: dict) -> None:
+    """Adds a measured int8 row to the model's quantization report written at the end of the run
+    (``cal``: its calibration set, None for the default one)."""
+    from r8.calibration import calibration_set
+    from r8.jobs import describe
+    from r8.metrics import top1
+
+    cal = cal or calibration_set(data, num_classes=model.num_classes)
+    base = {**describe(model, data, cal), "fp32_top1": top1(predictions(model, data, "torch"), data.test.labels),
+            "classes": list(data.class_names(model.num_classes))}
+    config.r8_int8_rows.setdefault(model.stem, (base, []))[1].append(row)
+
+
+# ---- inputs
+@pytest.fixture(scope="session")
+def r8_model(request):
+    """The :class:`r8.model.Model` under test (parametrized over ``--r8-model``)."""
+    from r8 import R8Error
+    from r8.model import load_model
+
+    try:
+        return load_model(request.param)
+    except R8Error as e:
+        pytest.fail(f"--r8-model: {e} (set R8_DATA_DIR to a root laid out like shared/data, or pass --r8-model)")
+
+
+@pytest.fixture(scope="session")
+def r8_data(request, r8_model):
+    """The :class:`r8.data.Dataset` of ``--r8-data``, checked against the model."""
+    from r8 import R8Error
+    from r8.data import load_dataset
+
+    try:
+        data = load_dataset(request.config.getoption("r8_data"))
+        data.check(r8_model)
+    except R8Error as e:
+        pytest.fail(f"--r8-data: {e}")
+    return data
+
+
+@pytest.fixture(scope="session")
+def r8_thresholds(request) -> Thresholds:
+    return Thresholds(**{name: request.config.getoption(f"r8_{name}") for name in GATE_OPTIONS})
+
+
+@pytest.fixture(scope="session")
+def r8_keras_probs(r8_model, r8_data):
+    return predictions(r8_model, r8_data, "keras")
+
+
+@pytest.fixture(scope="session")
+def r8_torch_probs(r8_model, r8_data):
+    return predictions(r8_model, r8_data, "torch")
+
+
+@pytest.fixture(scope="session")
+def r8_calibration(r8_model, r8_data):
+    from r8.calibration import calibration_set
+
+    return calibration_set(r8_data, num_classes=r8_model.num_classes)
+
+
+@pytest.fixture(scope="session")
+def r8_int8_rows(request, r8_model, r8_data, r8_calibration):
+    """``row(backend, config)``, measured once per session and added to the model's report."""
+    return int8_rows_for(request.config, r8_model, r8_data, r8_calibration)

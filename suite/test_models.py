@@ -1,0 +1,124 @@
+"""The whole pipeline on models that are not the IC01 ResNet8, trained here on real data
+(``suite/trained_models.py``): a small depthwise/MaxPool/Dense CNN on CIFAR-10, and a small CNN
+on scikit-learn's 8x8 grayscale digits given as ``--data digits.npz``. CI runs one config per
+backend of each (``quantize --configs``); the full default matrices run under `slow`.
+
+Thresholds are set from what each model reaches, not lowered to pass (the CIFAR-10 CNN trains
+3 epochs: about 70 % fp32; the digits CNN about 97 %). The best-drop gate on the 360 digits test
+images is 1 pp: one image is 0.28 pp there.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from r8.backends import registry
+from r8.cache import build_once, sha256
+
+SUITE = Path(__file__).resolve().parent
+# model -> (data argument, thresholds)
+THRESHOLDS = {"cifar_cnn": ["--min-top1", "0.65", "--max-drop-pp", "5", "--best-drop-pp", "0.5"],
+              "digits": ["--min-top1", "0.95", "--max-drop-pp", "5", "--best-drop-pp", "1.0"]}
+ONE_PER_BACKEND = [f"{b.name}/{b.default[0].id}" for b in registry().values()]
+
+
+def _written_as(suffix: str, write):
+    """A build for ``build_once`` whose writer insists on a file suffix (Keras's .h5, numpy's .npz)."""
+    def build(tmp: Path):
+        target = tmp.with_name(tmp.name + suffix)
+        facts = write(target)
+        target.rename(tmp)
+        return facts
+    return build
+
+
+def _trained(name: str) -> tuple[Path, str]:
+    """(model file, --data) of a trained model, built once into the cache."""
+    from r8.data import load_dataset
+
+    sys.path.insert(0, str(SUITE))
+    import trained_models
+
+    inputs = {"trainer": sha256(SUITE / "trained_models.py")}
+    if name == "cifar_cnn":
+        data = load_dataset("cifar10")
+        train = _written_as(".h5", lambda out: {"keras_top1": trained_models.train_cifar_cnn(out, data)})
+        return build_once("trained/cifar_cnn.h5", {**inputs, "data": data.sha256}, train), "cifar10"
+    npz = build_once("trained/digits.npz", inputs, _written_as(".npz", trained_models.write_digits_npz))
+    train = _written_as(".h5", lambda out: {"keras_top1": trained_models.train_digits(out, load_dataset(npz))})
+    return build_once("trained/digits.h5", {**inputs, "data": sha256(npz)}, train), str(npz)
+
+
+@pytest.fixture(scope="session", params=["cifar_cnn", "digits"])
+def trained(request):
+    return (request.param, *_trained(request.param))
+
+
+def r8(*args, check=True, cwd=None):
+    return subprocess.run([sys.executable, "-m", "r8", *args], capture_output=True, text=True, check=check, cwd=cwd)
+
+
+@pytest.mark.accuracy
+def test_quantize_any_model_and_data(trained, tmp_path, report):
+    """``quantize --model M --data D``: one config per backend, the gates at the model's thresholds,
+    its reports under OUT/<stem>/ and the model in OUT/index.html."""
+    name, path, data = trained
+    done = r8("quantize", "--model", str(path), "--data", data, "--out", str(tmp_path), "--configs",
+              *ONE_PER_BACKEND, *THRESHOLDS[name], check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    q = json.loads((tmp_path / path.stem / "quantization.json").read_text())
+    assert q["model"]["sha256"] == sha256(path) and q["data"]["name"] == Path(data).stem
+    refused = {s["backend"]: s["reason"] for s in q["skipped"]}
+    # every backend takes them, except the onnx2torch fallback route: for the digits CNN tf2onnx
+    # writes the global average pool as ReduceMean-18, for which onnx2torch 1.5.15 has no
+    # converter; the CIFAR CNN's Flatten becomes a Reshape FX cannot trace (the reasons are shown)
+    assert set(refused) == {"torch-onnx2torch"}
+    assert ("ReduceMean" if name == "digits" else "cannot be traced by FX") in refused["torch-onnx2torch"]
+    assert {r["backend"] for r in q["rows"]} == set(registry()) - set(refused)
+    for r in q["rows"]:
+        report(f"{name}: int8 {r['backend']}-{r['config']}", f"{r['top1']:.2%} (drop {r['drop_pp']:.2f} pp, "
+               f"95 % CI [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}])")
+    report(f"{name}: fp32 top-1 (torch)", f"{q['fp32_top1']:.2%}")
+    assert q["gates"] and all(g["passed"] for g in q["gates"])
+    conversion = json.loads((tmp_path / path.stem / "conversion.json").read_text())
+    assert conversion["max_abs_diff"] <= 1e-5 and conversion["agreement"] == 1.0
+    assert f"Model {path.stem}" in (tmp_path / "index.html").read_text()
+
+
+@pytest.mark.accuracy
+def test_study_on_another_model(trained, tmp_path):
+    name, path, data = trained
+    r8("study", "--model", str(path), "--data", data, "--out", str(tmp_path), "--sizes", "100", "--seeds", "0", "1",
+       "--configs", "ort/qdq-u8s8-perchannel-minmax")
+    study = json.loads((tmp_path / path.stem / "study.json").read_text())
+    assert len(study["runs"]) == 2 and study["model"]["stem"] == path.stem
+
+
+@pytest.mark.accuracy
+def test_plugin_gates_from_outside_the_repository(trained, tmp_path):
+    """After ``pip install r8[test]``, a user's repository runs r8's gates on its model: a plain
+    folder, no conftest, ``pytest --pyargs r8.gates``. The ids carry the model's stem; a gate
+    that fails names the model, the gate, the threshold and the measured value."""
+    name, path, data = trained
+    base = [sys.executable, "-m", "pytest", "--pyargs", "r8.gates", "-p", "no:cacheprovider", "-m", "accuracy",
+            "-k", "parity or fp32_top1 or qdq-u8s8-perchannel-minmax", "--r8-model", str(path), "--r8-data", data, "-v"]
+    done = subprocess.run([*base, *[a.replace("--", "--r8-", 1) if a.startswith("--") else a for a in THRESHOLDS[name]]],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert f"test_int8_drop[{path.stem}-ort-qdq-u8s8-perchannel-minmax] PASSED" in done.stdout
+    assert f"test_fp32_top1[{path.stem}-torch] PASSED" in done.stdout
+    failed = subprocess.run([*base, "--r8-min-top1", "1.01", "-k", "fp32_top1"], cwd=tmp_path, capture_output=True,
+                            text=True)
+    assert failed.returncode == 1
+    assert f"{path.stem}: gate 'fp32 top-1 torch' failed: measured 0." in failed.stdout
+    assert "threshold 1.01" in failed.stdout
+
+
+@pytest.mark.slow
+def test_full_default_matrix_on_other_models(trained, tmp_path):
+    name, path, data = trained
+    done = r8("quantize", "--model", str(path), "--data", data, "--out", str(tmp_path), *THRESHOLDS[name], check=False)
+    assert done.returncode == 0, done.stderr[-2000:]

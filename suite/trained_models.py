@@ -1,0 +1,100 @@
+"""Models that are not the MLPerf Tiny IC01 ResNet8, trained here on real data so r8's whole
+pipeline can be proven on them (seeded; TensorFlow's deterministic ops):
+
+- ``cifar_cnn.h5``: a small depthwise-separable / MaxPool / Dense CNN on the 50k CIFAR-10 training
+  images (Keras 3), a shape unlike ResNet8's;
+- ``digits.h5`` and ``digits.npz``: a small CNN on scikit-learn's 8x8 grayscale digits (1,797 real
+  images shipped inside its wheel, no download), split 80/20 stratified, as r8's ``--data`` file.
+
+    python suite/trained_models.py --out models/   # writes all three
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+SEED = 0
+CIFAR_EPOCHS = 3
+
+
+def _keras():
+    from r8.keras_ref import import_tensorflow
+
+    tf = import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(SEED)
+    tf.config.experimental.enable_op_determinism()
+    return keras
+
+
+def train_cifar_cnn(out: Path, data) -> float:
+    """Train on ``data.train`` (an r8 Dataset); returns the Keras test top-1."""
+    keras = _keras()
+    L = keras.layers
+    inputs = keras.Input((32, 32, 3), name="pixels")
+    x = L.BatchNormalization(name="input_norm")(inputs)  # raw pixels 0..255 in, as ResNet8 takes them
+    for i, width in enumerate((32, 64, 128)):
+        x = L.Conv2D(width, 1 if i else 3, padding="same", use_bias=False, name=f"pw{i}")(x)
+        x = L.BatchNormalization(name=f"bn{i}")(x)
+        x = L.ReLU(name=f"relu{i}")(x)
+        x = L.DepthwiseConv2D(3, padding="same", name=f"dw{i}")(x)
+        x = L.ReLU(6.0, name=f"relu6_{i}")(x)
+        x = L.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dropout(0.3, name="drop")(x)
+    outputs = L.Dense(10, activation="softmax", name="classes")(x)
+    model = keras.Model(inputs, outputs, name="cifar_cnn")
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(data.train.images.astype(np.float32), data.train.labels, batch_size=128, epochs=CIFAR_EPOCHS,
+              verbose=0, shuffle=True)
+    model.save(out)
+    return float(model.evaluate(data.test.images.astype(np.float32), data.test.labels, verbose=0)[1])
+
+
+def write_digits_npz(out: Path) -> None:
+    """scikit-learn's digits as r8's data file: uint8 8x8x1 images (0..16 scaled to 0..255)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]
+    x_train, x_test, y_train, y_test = train_test_split(images, digits.target.astype(np.int64), test_size=0.2,
+                                                        stratify=digits.target, random_state=SEED)
+    np.savez(out, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+             classes=np.array([str(d) for d in range(10)]))
+
+
+def train_digits(out: Path, data) -> float:
+    keras = _keras()
+    L = keras.layers
+    inputs = keras.Input((8, 8, 1), name="pixels")
+    x = L.BatchNormalization(name="input_norm")(inputs)
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="conv0")(x)
+    x = L.Conv2D(32, 3, strides=2, padding="same", name="conv1")(x)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.ReLU(name="relu1")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(10, activation="softmax", name="classes")(x)
+    model = keras.Model(inputs, outputs, name="digits_cnn")
+    model.compile(optimizer=keras.optimizers.Adam(5e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(data.train.images.astype(np.float32), data.train.labels, batch_size=32, epochs=40, verbose=0)
+    model.save(out)
+    return float(model.evaluate(data.test.images.astype(np.float32), data.test.labels, verbose=0)[1])
+
+
+def main() -> None:
+    from r8.data import load_dataset
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"cifar_cnn: Keras test top-1 {train_cifar_cnn(args.out / 'cifar_cnn.h5', load_dataset('cifar10')):.2%}")
+    write_digits_npz(args.out / "digits.npz")
+    print(f"digits: Keras test top-1 {train_digits(args.out / 'digits.h5', load_dataset(args.out / 'digits.npz')):.2%}")
+
+
+if __name__ == "__main__":
+    main()
