@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from r8 import artifacts
+from r8.backends import backend, unique
 from r8.cache import build_once
 from r8.runners import OnnxRunner, OpenVinoRunner, TfliteRunner, TorchRunner, quantized_engine
 
@@ -68,7 +69,6 @@ def runtimes(model, data, cal, rows: dict) -> dict[str, Runtime]:
     to its measured int8 row: the int8 runtimes use the best ORT config per format, the best torch
     and TFLite configs; the references are the model's published ``.tflite`` files, where it has
     them. (PT2E int8 under torch.compile/inductor was tried and ran slower than fp32 ORT: left out.)"""
-    from r8.backends import backend
     from r8.quant_ort import build_integer_input
 
     def file(name, config):
@@ -121,8 +121,6 @@ def runtimes(model, data, cal, rows: dict) -> dict[str, Runtime]:
         table.append(Runtime(name, precision, "published int8" if precision == "int8" else "",
                              (lambda p: lambda t: TfliteRunner(p, threads=t))(path), (lambda p: lambda: p)(path),
                              reference=True))
-    from r8.backends import unique
-
     return unique(table, "runtime")
 
 

@@ -155,7 +155,7 @@ def cmd_benchmark(args) -> None:
                         f"--benchmark-json={raw.resolve()}", "-p", "no:cacheprovider",
                         "--r8-model", str(model.path),
                         "--r8-data", args.data if args.data == "cifar10" else str(Path(args.data).resolve()),
-                        "--r8-best-drop-pp", str(args.best_drop_pp), *args.pytest_args],
+                        *args.pytest_args],
                        cwd=root, check=True, stdout=None if args.verbose else subprocess.DEVNULL)
         runs.append(json.loads(raw.read_text()))
     fp32_top1 = next(b["extra_info"]["top1"] for b in runs[0]["benchmarks"] if b["extra_info"]["runtime"] == "torch")

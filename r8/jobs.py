@@ -153,10 +153,13 @@ def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal:
     report = {**describe(model, data, cal), "fp32_top1": top1(fp32_probs, data.test.labels),
               "classes": list(data.class_names(model.num_classes)), "rows": [], "sqnr": [], "skipped": []}
     evaluated = []  # (row, predictions) of r8's int8 configs
-    chosen = [find_config(c) for c in configs or ()]
-    names = dict.fromkeys(b.name for b, _ in chosen)  # the backends asked for, in order
-    plan = ([(backends.backend(n), [c for b, c in chosen if b.name == n]) for n in names] if configs else
-            [(b, None) for b in (backends.registry().values() if backend == "all" else (backends.backend(backend),))])
+    if configs:  # (backend, its configs asked for), in the order asked
+        asked: dict[str, list] = {}
+        for b, config in map(find_config, configs):
+            asked.setdefault(b.name, []).append(config)
+        plan = [(backends.backend(name), only) for name, only in asked.items()]
+    else:
+        plan = [(b, None) for b in (backends.registry().values() if backend == "all" else (backends.backend(backend),))]
     for b, only in plan:
         evaluated += backend_rows(model, data, b, fp32_probs, cal, progress, only, report["skipped"])
         rows = [row for row, _ in evaluated if row["backend"] == b.name]

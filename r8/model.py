@@ -3,7 +3,6 @@ down, never looked up by a global path."""
 
 import os
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from r8.cache import sha256
@@ -37,17 +36,10 @@ class Model:
         """Names its artifacts: the stem (readable) and the file's sha256 (two files never collide)."""
         return f"{self.stem}-{self.sha256[:12]}"
 
-    @property
-    def nchw_shape(self) -> tuple:
-        """The converted torch model's per-sample input shape (NCHW for images)."""
-        s = self.input_shape
-        return (s[-1], *s[:-1]) if len(s) == 3 else s
-
     def reference(self, precision: str) -> Path | None:
         return dict(self.references).get(precision)
 
 
-@cache
 def load_model(path: str | os.PathLike) -> Model:
     """Read and check ``path`` (any file r8 converts): one input, one rank-1 output (the class
     scores); R8Error naming the file otherwise."""

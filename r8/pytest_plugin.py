@@ -123,10 +123,12 @@ def add_int8_row(config, model, data, cal, row: dict) -> None:
     from r8.jobs import describe
     from r8.metrics import top1
 
-    cal = cal or calibration_set(data, num_classes=model.num_classes)
-    base = {**describe(model, data, cal), "fp32_top1": top1(predictions(model, data, "torch"), data.test.labels),
-            "classes": list(data.class_names(model.num_classes))}
-    config.r8_int8_rows.setdefault(model.stem, (base, []))[1].append(row)
+    if model.stem not in config.r8_int8_rows:
+        cal = cal or calibration_set(data, num_classes=model.num_classes)
+        base = {**describe(model, data, cal), "fp32_top1": top1(predictions(model, data, "torch"), data.test.labels),
+                "classes": list(data.class_names(model.num_classes))}
+        config.r8_int8_rows[model.stem] = (base, [])
+    config.r8_int8_rows[model.stem][1].append(row)
 
 
 # ---- inputs

@@ -40,7 +40,7 @@ def onnx_layout(dims: list, images_shape: tuple) -> str:
 def torch_input(images: np.ndarray, nhwc: bool = False) -> torch.Tensor:
     """NHWC images as the float tensor a torch model takes: NCHW (r8's converter), or NHWC (the
     onnx2torch route, which keeps Keras's layout). Other ranks pass as they are."""
-    x = torch.from_numpy(np.ascontiguousarray(images))
+    x = torch.from_numpy(images)
     return (x if nhwc or x.dim() != 4 else x.permute(0, 3, 1, 2)).float()
 
 
@@ -107,10 +107,13 @@ class OnnxRunner:
         self.name = name
         inp = self.session.get_inputs()[0]
         self.input_name, self.dims, self.integer = inp.name, inp.shape, inp.type == "tensor(uint8)"
+        self.nchw = {}  # sample shape -> whether the model takes it as NCHW: decided once, not per call
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        nchw = onnx_layout(self.dims, images.shape) == "nchw"
-        return self.session.run(None, {self.input_name: model_input(images, nchw, self.integer)})[0]
+        sample = images.shape[1:]
+        if sample not in self.nchw:
+            self.nchw[sample] = onnx_layout(self.dims, images.shape) == "nchw"
+        return self.session.run(None, {self.input_name: model_input(images, self.nchw[sample], self.integer)})[0]
 
 
 class TfliteRunner:

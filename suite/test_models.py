@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trained_models  # suite/: the trainers, also a script
 
 from r8.backends import registry
 from r8.cache import build_once, sha256
@@ -38,9 +39,6 @@ def _written_as(suffix: str, write):
 def _trained(name: str) -> tuple[Path, str]:
     """(model file, --data) of a trained model, built once into the cache."""
     from r8.data import load_dataset
-
-    sys.path.insert(0, str(SUITE))
-    import trained_models
 
     inputs = {"trainer": sha256(SUITE / "trained_models.py")}
     if name == "cifar_cnn":
