@@ -16,7 +16,7 @@ def tests(session):
     session.install("-e", ".[test]")
     session.run("ruff", "check", "r8", "suite", "conftest.py", "noxfile.py")
     session.run("python", "-m", "r8", "download")  # a no-op where R8_DATA_DIR is already verified
-    session.run("pytest", "-m", CI_GATE, *session.posargs)
+    session.run("pytest", "-m", CI_GATE, "--durations=15", *session.posargs)
 
 
 @nox.session

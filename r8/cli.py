@@ -137,9 +137,9 @@ def cmd_benchmark(args) -> None:
 
     from r8 import artifacts
     from r8.bench import THREADS, gemm_peaks, macs_per_image
-    from r8.index import append_step_summary, write_index
+    from r8.index import write_index
     from r8.jobs import describe, model_dir
-    from r8.report import write_benchmark_report
+    from r8.report import append_step_summary, write_benchmark_report
 
     root = Path(__file__).resolve().parent.parent
     if not (root / "suite" / "test_benchmark.py").is_file():

@@ -20,10 +20,10 @@ from r8.cache import atomic_write, build_facts
 from r8.calibration import CalibrationSet, calibration_set
 from r8.data import Dataset
 from r8.errors import R8Error
-from r8.index import append_step_summary, stamp, write_index
+from r8.index import write_index
 from r8.metrics import paired_drop, per_class, predict, top1
 from r8.model import Model
-from r8.report import write_quantization_report, write_study_report
+from r8.report import append_step_summary, stamp, write_quantization_report, write_study_report
 from r8.runners import TfliteRunner, TorchRunner
 from r8.thresholds import DEFAULT, Thresholds
 

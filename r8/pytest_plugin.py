@@ -54,8 +54,7 @@ def pytest_generate_tests(metafunc):
 
 # ---- measured figures: printed at the end of the run and written to R8_CACHE_DIR/reports/
 def pytest_terminal_summary(terminalreporter, config):
-    from r8.index import append_step_summary
-    from r8.report import write_quantization_report
+    from r8.report import append_step_summary, write_quantization_report
 
     measured = getattr(config, "r8_measured", {})
     if not measured:

@@ -2,65 +2,69 @@
 contracts that outside checks read."""
 
 import json
+import os
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from r8.cache import atomic_write
-from r8.index import stamp
+from r8.render import Figure, Heading, Para, Table, markdown
 
 
-def _md_quantization(report: dict) -> str:
+def quantization_blocks(report: dict) -> list:
     cal, classes = report["calibration"], report["classes"]
-    lines = [
-        f"# r8 int8 quantization: {report['model']['stem']}",
-        "",
-        f"fp32 baseline (converted torch model, {report['data']['test']:,} {report['data']['name']} test images): "
-        f"**{report['fp32_top1']:.2%}** top-1.",
-        f"Calibration: {cal['n']} images from the **{cal['source']}** set, seed {cal['seed']}"
-        + (" — overlaps the test set, for comparison only." if cal["overlaps_test_set"] else
-           ", never test images."),
-        "",
-        "Drop: fp32 minus int8 top-1 on the same test images (positive = int8 is worse), with a 95 % "
-        "paired-bootstrap interval. Discordant: images only fp32 gets right / only int8 gets right; "
-        "p: exact McNemar test of the two (p < 0.05: the int8 model differs from fp32 significantly).",
-        "",
-        "| backend | config | top-1 (test) | drop (pp) [95 % CI] | discordant | McNemar p | top-1 perf200 "
-        "| size (KiB) | calib. s | quant. s | worst class |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
+    rows = []
     for r in sorted(report["rows"], key=lambda r: r["drop_pp"]):
         worst = min(range(len(classes)), key=lambda c: r["per_class"][c])
         lo, hi = r["drop_ci95_pp"]
-        seconds = " | ".join(f"{r[k]:.1f}" if k in r else "-" for k in ("calibration_s", "quantize_s"))
-        perf200 = f"{r['top1_perf200']:.1%}" if "top1_perf200" in r else "-"
-        lines.append(f"| {r['backend']} | {r['config']} | {r['top1']:.2%} | {r['drop_pp']:.2f} [{lo:.2f}, {hi:.2f}] | "
-                     f"{r['discordant'][0]} / {r['discordant'][1]} | {r['mcnemar_p']:.3g} | {perf200} | "
-                     f"{r['size_bytes'] / 1024:.0f} | {seconds} | {classes[worst]} {r['per_class'][worst]:.1%} |")
-    lines += [f"\nNot measured: {s['backend']} {s['config']}: {s['reason']}" for s in report.get("skipped", [])]
-    lines += ["", "## Gates", "", "| gate | threshold | measured | |", "|---|---:|---:|---|"]
-    lines += [f"| {g['gate']} | {g['threshold']} | {g['value']:.4g} | {'pass' if g['passed'] else 'FAIL'} |"
-              for g in report.get("gates", [])]
+        rows.append([r["backend"], r["config"], f"{r['top1']:.2%}", f"{r['drop_pp']:.2f} [{lo:.2f}, {hi:.2f}]",
+                     f"{r['discordant'][0]} / {r['discordant'][1]}", f"{r['mcnemar_p']:.3g}",
+                     f"{r['top1_perf200']:.1%}" if "top1_perf200" in r else "-", f"{r['size_bytes'] / 1024:.0f}",
+                     *(f"{r[k]:.1f}" if k in r else "-" for k in ("calibration_s", "quantize_s")),
+                     f"{classes[worst]} {r['per_class'][worst]:.1%}"])
+    blocks = [
+        Para(f"fp32 baseline (converted torch model, {report['data']['test']:,} {report['data']['name']} test images): "
+             f"**{report['fp32_top1']:.2%}** top-1. Calibration: {cal['n']} images from the **{cal['source']}** set, "
+             f"seed {cal['seed']}" + (" — overlaps the test set, for comparison only." if cal["overlaps_test_set"] else
+                                      ", never test images.")),
+        Para("Drop: fp32 minus int8 top-1 on the same test images (positive = int8 is worse), with a 95 % "
+             "paired-bootstrap interval. Discordant: images only fp32 gets right / only int8 gets right; "
+             "p: exact McNemar test of the two (p < 0.05: the int8 model differs from fp32 significantly)."),
+        Table(["backend", "config", "top-1 (test)", "drop (pp) [95 % CI]", "discordant", "McNemar p", "top-1 perf200",
+               "size (KiB)", "calib. s", "quant. s", "worst class"], rows),
+        *[Para(f"Not measured: {s['backend']} {s['config']}: {s['reason']}") for s in report.get("skipped", [])],
+        Heading(1, "Gates"),
+        Table(["gate", "threshold", "measured", ""], [[g["gate"], str(g["threshold"]), f"{g['value']:.4g}",
+                                                        "pass" if g["passed"] else "FAIL"] for g in report.get("gates", [])]),
+    ]
     for title, name in report.get("figures", {}).items():
-        lines += ["", f"## {title}", "", f"![{title}]({name})"]
+        blocks += [Heading(1, title), Figure(title, name)]
     if "onnx2torch_float_ops" in report:
         ops = report["onnx2torch_float_ops"]
-        lines += ["", "## Why the onnx2torch route is not the default",
-                  "", f"Ops that {ops['config']} leaves computing in float (after a dequantize), per route: "
-                  f"r8's module {ops['h5']}, onnx2torch {ops['onnx2torch']}. onnx2torch keeps tf2onnx's graph: "
-                  "an input Transpose, Pad modules, and the Dense layer as MatMul + Add, which FX quantizes "
-                  "as an activation x activation matmul (the weight per-tensor uint8 like an activation, "
-                  "not a per-channel int8 Linear weight) followed by a separately quantized bias add; "
-                  "its Reshape had to be rewritten before FX or torch.export could trace it at all."]
+        blocks += [Heading(1, "Why the onnx2torch route is not the default"), Para(
+            f"Ops that {ops['config']} leaves computing in float (after a dequantize), per route: "
+            f"r8's module {ops['h5']}, onnx2torch {ops['onnx2torch']}. onnx2torch keeps tf2onnx's graph: "
+            "an input Transpose, Pad modules, and the Dense layer as MatMul + Add, which FX quantizes "
+            "as an activation x activation matmul (the weight per-tensor uint8 like an activation, "
+            "not a per-channel int8 Linear weight) followed by a separately quantized bias add; "
+            "its Reshape had to be rewritten before FX or torch.export could trace it at all.")]
     for s in report["sqnr"]:
         worst = list(s["sqnr_db"])[:3]
-        lines += ["", f"## Per-layer SQNR, {s['backend']} {s['which']} config: {s['config']}", "",
-                  f"fp32 vs int8 activations on {s['images']} test images, measured on "
-                  f"`{s['measured_on']}`. Lowest SQNR (where the error enters): "
-                  + ", ".join(f"`{t}`" for t in worst) + ".", "",
-                  "| tensor | SQNR (dB) |", "|---|---:|"]
-        lines += [f"| {t} | {db:.1f} |" for t, db in s["sqnr_db"].items()]
-    return "\n".join(lines) + "\n"
+        blocks += [Heading(1, f"Per-layer SQNR, {s['backend']} {s['which']} config: {s['config']}"),
+                   Para(f"fp32 vs int8 activations on {s['images']} test images, measured on `{s['measured_on']}`. "
+                        "Lowest SQNR (where the error enters): " + ", ".join(f"`{t}`" for t in worst) + "."),
+                   Table(["tensor", "SQNR (dB)"], [[t, f"{db:.1f}"] for t, db in s["sqnr_db"].items()])]
+    return blocks
+
+
+def conversion_blocks(r: dict) -> list:
+    rows = [[c, f"{k:.1%}", f"{t:.1%}"] for c, k, t in zip(r["classes"], r["keras_per_class"], r["torch_per_class"])]
+    return [Para(f"{r['model']['file']}: Keras {r['keras_top1']:.2%}, converted torch {r['torch_top1']:.2%} top-1 on "
+                 f"{r['n']:,} {r['data']['name']} test images; max |Δp| {r['max_abs_diff']:.2e}, argmax agreement "
+                 f"{r['agreement']:.2%}."),
+            Table(["class", "Keras top-1", "torch top-1"], [["all", f"{r['keras_top1']:.2%}", f"{r['torch_top1']:.2%}"], *rows])]
 
 
 def samples_figure(images: np.ndarray, labels: np.ndarray, fp32_pred: np.ndarray, int8_pred: np.ndarray,
@@ -104,35 +108,36 @@ def sqnr_figure(sqnr: list[dict], path: Path) -> None:
     _save(fig, path, dpi=110)
 
 
-def _write(report: dict, markdown: str, out_dir: Path, stem: str) -> tuple[Path, Path]:
-    """``stem.json`` (the contract outside checks read) and ``stem.md``, each written atomically."""
+def _write(report: dict, blocks: list, out_dir: Path, stem: str, title: str) -> tuple[Path, Path]:
+    """``stem.json`` (the contract outside checks read) and ``stem.md`` rendered from the same
+    blocks as the HTML index, each written atomically."""
     js, md = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    text = markdown([Heading(0, f"{title}: {report['model']['stem']}" if "model" in report else title), *blocks])
     atomic_write(js, lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
-    atomic_write(md, lambda tmp: tmp.write_text(markdown))
+    atomic_write(md, lambda tmp: tmp.write_text(text))
     return js, md
 
 
 def write_quantization_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return _write(report, _md_quantization(report), out_dir, "quantization")
+    return _write(report, quantization_blocks(report), out_dir, "quantization", "r8 int8 quantization")
 
 
-def _md_study(report: dict, plot: str) -> str:
-    lines = ["# r8 calibration study", "",
-             f"Each backend's best default configs, calibrated on n stratified training images drawn with "
-             f"seeds {report['seeds']}, each evaluated on the test images (fp32 {report['fp32_top1']:.2%}). "
-             "Drop in percent points (positive = worse than fp32).", "",
-             f"![drop vs calibration size]({plot})", "",
-             "| backend | config | n | seeds | mean drop | std | min | max |", "|---|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {s['backend']} | {s['config']} | {s['n']} | {s['seeds']} | {s['mean_drop_pp']:.3f} | "
-              f"{s['std_drop_pp']:.3f} | {s['min_drop_pp']:.2f} | {s['max_drop_pp']:.2f} |" for s in report["summary"]]
+def study_blocks(report: dict) -> list:
     seconds = {}
-    for r in report["runs"]:
+    for r in report.get("runs", []):
         seconds.setdefault((r["backend"], r["config"]), []).append(r["calibration_s"] + r["quantize_s"])
-    lines += ["", "Wall time of calibration + quantization per run (max over sizes and seeds): "
-              + ", ".join(f"{b} {c} {max(v):.1f} s" for (b, c), v in seconds.items()) + "."]
-    return "\n".join(lines) + "\n"
+    return [Para(f"Each backend's best default configs, calibrated on n stratified training images drawn with "
+                 f"seeds {report['seeds']}, each evaluated on the test images (fp32 {report['fp32_top1']:.2%}). "
+                 "Drop in percent points (positive = worse than fp32)."),
+            Figure("drop vs calibration size", "study.png"),
+            Table(["backend", "config", "n", "seeds", "mean drop", "std", "min", "max"],
+                  [[s["backend"], s["config"], str(s["n"]), str(s.get("seeds", len(report["seeds"]))),
+                    f"{s['mean_drop_pp']:.3f}", f"{s['std_drop_pp']:.3f}", f"{s['min_drop_pp']:.2f}",
+                    f"{s['max_drop_pp']:.2f}"] for s in report["summary"]]),
+            *([Para("Wall time of calibration + quantization per run (max over sizes and seeds): "
+                    + ", ".join(f"{b} {c} {max(v):.1f} s" for (b, c), v in seconds.items()) + ".")] if seconds else [])]
 
 
 def _study_plot(report: dict, path: Path) -> None:
@@ -157,7 +162,7 @@ def write_study_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _study_plot(report, out_dir / "study.png")
-    return _write(report, _md_study(report, "study.png"), out_dir, "study")
+    return _write(report, study_blocks(report), out_dir, "study", "r8 calibration study")
 
 
 def _save(fig, path: Path, dpi: int = 120) -> None:
@@ -280,54 +285,90 @@ def write_benchmark_report(runs: list[dict], threads: int, macs: int, fp32_top1:
     for r in rows:
         r["gmacs_per_s"] = r["img_per_s_bs256"] * macs / 1e9
     models = [r for r in rows if r["precision"] != "overhead"]
-    ours = [r for r in models if not r.get("reference")]
-    by_name = {r["runtime"]: r for r in rows}
-    best_fp32 = max((r for r in ours if r["precision"] == "fp32"), key=lambda r: r["img_per_s_bs256"])
-    within = [r for r in ours if r["precision"] == "int8" and r["drop_pp"] <= best_drop_pp]
-    best_int8 = max(within or [r for r in ours if r["precision"] == "int8"], key=lambda r: r["img_per_s_bs256"])
-    keras = by_name.get("keras")
-    lines = [
-        f"# r8 CPU inference benchmark{': ' + about['model']['stem'] if about else ''}", "",
-        f"Medians of {len(runs)} run(s); each runtime at 1 and {threads} threads, the faster count shown per batch size "
-        f"(`t`); pytest-benchmark medians with their interquartile range. Inputs are the data set's NHWC test images "
-        f"(C-contiguous), each runtime doing its own conversion. {macs / 1e6:.2f} M MACs per image. "
-        f"fp32 top-1 {fp32_top1:.2%}.", "",
-        "| runtime | precision | config | img/s bs256 (t) | ms bs1 (t) | IQR bs1 ms | vs Keras | vs best fp32 | top-1 "
-        "| size (KiB) | GMAC/s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in models:
-        vs_keras = f"{r['img_per_s_bs256'] / keras['img_per_s_bs256']:.1f}x" if keras else "-"
-        lines.append(
-            f"| {r['runtime']} | {r['precision']} | {r['config'] or '-'} | {r['img_per_s_bs256']:,.0f} ({r['threads'].get('bs256')}) | "
-            f"{r['ms_bs1']:.3f} ({r['threads'].get('bs1')}) | {r['iqr_ms_bs1']:.3f} | {vs_keras} | "
-            f"{r['img_per_s_bs256'] / best_fp32['img_per_s_bs256']:.2f}x | "
-            f"{r['top1']:.2%} | {r['size_bytes'] / 1024:.0f} | {r['gmacs_per_s']:.0f} |")
-    floors = [r for r in rows if r["precision"] == "overhead"]
-    if floors:
-        lines += ["", "Per-call floor (a model that only averages the pixels): "
-                  + ", ".join(f"{r['runtime'].removeprefix('overhead-')} {r['ms_bs1'] * 1000:.0f} µs" for r in floors) + "."]
-    lines += ["", f"## Targets (issue #11): ratios within a run, median of {len(runs)} [min, max]", ""]
-    for (precision, batch), goal in TARGETS.items():
-        got = [r[precision][batch] for r in ratios if precision in r]
-        if got:
-            values = [v for _, v in got]
-            names = sorted({n for n, _ in got})
-            met = "met" if np.median(values) >= goal else "NOT met"
-            lines.append(f"- best r8 {precision}{f' within {best_drop_pp} pp' if precision == 'int8' else ''} at {batch} "
-                         f"({', '.join(names)}) vs TFLite {precision} reference: {np.median(values):.2f}x "
-                         f"[{min(values):.2f}, {max(values):.2f}] — target >= {goal}x: **{met}**")
-    if peaks:
-        lines += ["", f"Peak estimate for these cores ({threads} threads, measured: a 2048² fp32 matmul and an int8 "
-                  f"quantized linear layer, VNNI): fp32 {peaks['fp32']:.0f} GMAC/s, int8 {peaks['int8']:.0f} GMAC/s. "
-                  f"Best int8 here: {best_int8['gmacs_per_s']:.0f} GMAC/s "
-                  f"({best_int8['gmacs_per_s'] / peaks['int8']:.0%} of the int8 peak)."]
+    best_fp32, best_int8 = _best(rows, best_drop_pp)
     classes = classes or [str(c) for c in range(len(best_fp32["per_class"]))]
-    lines += [""] + [f"![{name}]({name})" for name in _plots(models, best_fp32, best_int8, out_dir, classes)]
-    report = {**(about or {}), "threads": threads, "runs": len(runs), "macs_per_image": macs, "fp32_top1": fp32_top1, "peaks_gmacs": peaks,
+    figures = _plots(models, best_fp32, best_int8, out_dir, classes)
+    report = {**(about or {}), "threads": threads, "runs": len(runs), "macs_per_image": macs, "fp32_top1": fp32_top1,
+              "best_drop_pp": best_drop_pp, "peaks_gmacs": peaks, "figures": figures,
               "targets": [{"precision": p, "batch": b, "goal": g,
                            "ratios": [r[p][b][1] for r in ratios if p in r], "runtimes": [r[p][b][0] for r in ratios if p in r]}
                           for (p, b), g in TARGETS.items()],
               "rows": [{k: v for k, v in r.items() if k not in ("per_class", "confusion")} for r in rows]}
-    _write(stamp(report, "benchmark"), "\n".join(lines) + "\n", out_dir, "benchmark")
+    _write(stamp(report, "benchmark"), benchmark_blocks(report), out_dir, "benchmark", "r8 CPU inference benchmark")
     return report
+
+
+def _best(rows: list[dict], best_drop_pp: float) -> tuple[dict, dict]:
+    """r8's fastest fp32 runtime at batch 256, and its fastest int8 one within ``best_drop_pp``
+    (the fastest int8 at all where none is)."""
+    ours = [r for r in rows if r["precision"] != "overhead" and not r.get("reference")]
+    fp32 = max((r for r in ours if r["precision"] == "fp32"), key=lambda r: r["img_per_s_bs256"])
+    int8 = [r for r in ours if r["precision"] == "int8"]
+    within = [r for r in int8 if r["drop_pp"] <= best_drop_pp]
+    return fp32, max(within or int8, key=lambda r: r["img_per_s_bs256"])
+
+
+def benchmark_blocks(report: dict) -> list:
+    rows, threads, best_drop_pp = report["rows"], report["threads"], report["best_drop_pp"]
+    models = [r for r in rows if r["precision"] != "overhead"]
+    best_fp32, best_int8 = _best(rows, best_drop_pp)
+    keras = next((r for r in rows if r["runtime"] == "keras"), None)
+    table = [[r["runtime"], r["precision"], r["config"] or "-", f"{r['img_per_s_bs256']:,.0f} ({r['threads'].get('bs256')})",
+              f"{r['ms_bs1']:.3f} ({r['threads'].get('bs1')})", f"{r['iqr_ms_bs1']:.3f}",
+              f"{r['img_per_s_bs256'] / keras['img_per_s_bs256']:.1f}x" if keras else "-",
+              f"{r['img_per_s_bs256'] / best_fp32['img_per_s_bs256']:.2f}x",
+              "-" if r["top1"] is None else f"{r['top1']:.2%}", f"{r['size_bytes'] / 1024:.0f}", f"{r['gmacs_per_s']:.0f}"]
+             for r in models]
+    blocks = [Para(f"Medians of {report['runs']} run(s); each runtime at 1 and {threads} threads, the faster count shown "
+                   "per batch size (`t`); pytest-benchmark medians with their interquartile range. Inputs are the data "
+                   "set's NHWC test images (C-contiguous), each runtime doing its own conversion. "
+                   f"{report['macs_per_image'] / 1e6:.2f} M MACs per image. fp32 top-1 {report['fp32_top1']:.2%}."),
+              Table(["runtime", "precision", "config", "img/s bs256 (t)", "ms bs1 (t)", "IQR bs1 ms", "vs Keras",
+                     "vs best fp32", "top-1", "size (KiB)", "GMAC/s"], table)]
+    floors = [r for r in rows if r["precision"] == "overhead"]
+    if floors:
+        blocks.append(Para("Per-call floor (a model that only averages the pixels): " + ", ".join(
+            f"{r['runtime'].removeprefix('overhead-')} {r['ms_bs1'] * 1000:.0f} µs" for r in floors) + "."))
+    targets = []
+    for t in report["targets"]:
+        if t["ratios"]:
+            median, precision = float(np.median(t["ratios"])), t["precision"]
+            targets.append(f"best r8 {precision}{f' within {best_drop_pp} pp' if precision == 'int8' else ''} at "
+                           f"{t['batch']} ({', '.join(sorted(set(t['runtimes'])))}) vs TFLite {precision} reference: "
+                           f"{median:.2f}x [{min(t['ratios']):.2f}, {max(t['ratios']):.2f}] — target >= {t['goal']}x: "
+                           f"**{'met' if median >= t['goal'] else 'NOT met'}**")
+    if targets:
+        blocks += [Heading(1, f"Targets (issue #11): ratios within a run, median of {report['runs']} [min, max]"),
+                   *map(Para, targets)]
+    peaks = report.get("peaks_gmacs")
+    if peaks:
+        blocks.append(Para(
+            f"Peak estimate for these cores ({threads} threads, measured: a 2048² fp32 matmul and an int8 quantized "
+            f"linear layer, VNNI): fp32 {peaks['fp32']:.0f} GMAC/s, int8 {peaks['int8']:.0f} GMAC/s. Best int8 here: "
+            f"{best_int8['gmacs_per_s']:.0f} GMAC/s ({best_int8['gmacs_per_s'] / peaks['int8']:.0%} of the int8 peak)."))
+    return blocks + [Figure(name.removesuffix(".png").replace("_", " "), name) for name in report.get("figures", [])]
+
+
+def stamp(report: dict, job: str) -> dict:
+    """Adds when, and by which command, a report was made."""
+    cli = sys.argv[0].endswith(os.path.join("r8", "__main__.py"))
+    report["command"] = "python -m r8 " + " ".join(sys.argv[1:]) if cli else f"r8.jobs.{job}()"
+    report["generated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return report
+
+
+def append_step_summary(markdown_text: str) -> None:
+    """On GitHub Actions (``GITHUB_STEP_SUMMARY`` set), add the text to the run's summary page."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(markdown_text.rstrip() + "\n\n")
+
+
+# file in a model's report folder -> (title, the command that writes it, its blocks)
+SOURCES = {
+    "conversion.json": ("Conversion: Keras vs PyTorch, fp32", "python -m r8 quantize (or nox -s quantize)", conversion_blocks),
+    "quantization.json": ("int8 quantization", "python -m r8 quantize (or nox -s quantize)", quantization_blocks),
+    "study.json": ("Calibration size and seed study", "python -m r8 study (or nox -s study)", study_blocks),
+    "benchmark.json": ("CPU inference benchmark", "python -m r8 benchmark (or nox -s benchmark)", benchmark_blocks),
+}

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from r8.index import append_step_summary, write_index
+from r8.index import write_index
+from r8.report import append_step_summary, write_quantization_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,11 +39,13 @@ def _model_reports(root: Path, stem: str, fp32: float, rng) -> None:
         "keras_per_class": per_class, "torch_per_class": per_class, "max_abs_diff": 3e-6, "agreement": 1.0,
         "command": "python -m r8 quantize", "generated": "2026-11-27T12:00:00+00:00"}))
     rows = [{"backend": "ort", "config": f"c{i}", "top1": fp32 - i / 1000, "drop_pp": 0.1 * i,
-             "drop_ci95_pp": [0, 0.2 * i + 0.1], "mcnemar_p": 0.5} for i in range(3)]
+             "drop_ci95_pp": [0, 0.2 * i + 0.1], "mcnemar_p": 0.5, "discordant": [i, 0], "size_bytes": 90_000,
+             "per_class": per_class} for i in range(3)]
     gates = [{"gate": "fp32 top-1", "threshold": 0.85, "value": fp32, "passed": fp32 >= 0.85}]
-    (out / "quantization.json").write_text(json.dumps({
-        **about, "fp32_top1": fp32, "calibration": {"n": 1000, "source": "train"}, "rows": rows, "gates": gates,
-        "figures": {"Sample predictions": "samples_best_int8.png", "SQNR": "sqnr_layers.png"}}))
+    write_quantization_report({
+        **about, "fp32_top1": fp32, "classes": [f"class{c}" for c in range(10)], "rows": rows, "gates": gates,
+        "calibration": {"n": 1000, "source": "train", "seed": 0, "overlaps_test_set": False}, "sqnr": [],
+        "figures": {"Sample predictions": "samples_best_int8.png", "SQNR": "sqnr_layers.png"}}, out)
     (out / "study.json").write_text(json.dumps({
         **about, "fp32_top1": fp32, "seeds": [0, 1], "summary": [
             {"backend": "ort", "config": "c0", "n": 100, "mean_drop_pp": 0.1, "std_drop_pp": 0.05,
@@ -89,14 +92,25 @@ def test_index_gathers_every_report(reports):
     assert {img["data-file"] for img in parsed.images} == {f"{m}/{f}" for m in ("resnet8", "small_cnn")
                                                            for f in ("samples_best_int8.png", "sqnr_layers.png", "study.png")}
     assert all(img["src"].startswith("data:image/png;base64,") and len(img["src"]) > 1000 for img in parsed.images)
-    # header + rows: the models side by side, then per model conversion (all + 10 classes), int8, study
-    assert parsed.tables == [1 + 2] + [1 + 11, 1 + 3, 1 + 1] * 2
+    # header + rows: the models side by side, then per model conversion (all + 10 classes), int8 rows, gates, study
+    assert parsed.tables == [1 + 2] + [1 + 11, 1 + 3, 1 + 1, 1 + 1] * 2
     assert parsed.links == ["#model-resnet8", "#model-small-cnn"] and {link[1:] for link in parsed.links} <= parsed.ids
     assert "87.19%" in text and "65.00%" in text and "1/1" in text and "0/1" in text  # fp32 and gates per model
     assert "Not run yet" in text and "python -m r8 benchmark" in text  # the benchmark section
     assert "Made by `python -m r8 quantize` at 2026-11-27T12:00:00+00:00" in text
     assert "http" not in page.read_text()  # self-contained: nothing fetched from a network
     assert "![SQNR](small_cnn/sqnr_layers.png)" in md.read_text()
+
+
+def test_index_and_a_models_report_render_the_same_blocks(reports):
+    """One report model: the index's int8 section is the model's quantization.md, its headings two
+    levels deeper and its figures seen from the reports root."""
+    md, _ = write_index(reports)
+    own = (reports / "small_cnn" / "quantization.md").read_text()
+    body = own.split("\n", 2)[2]  # without its title line
+    assert "## Gates" in body and "| ort | c2 | 64.80% |" in body
+    nested = body.replace("\n## ", "\n#### ").replace("](", "](small_cnn/")
+    assert nested in md.read_text()
 
 
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),

@@ -55,6 +55,13 @@ def trained(request):
     return (request.param, *_trained(request.param))
 
 
+@pytest.fixture(scope="session", params=[pytest.param("cifar_cnn", marks=pytest.mark.slow), "digits"])
+def trained_ci(request):
+    """As ``trained``, the CIFAR-10 CNN under `slow`: its 10k test images make these runs long,
+    and CI's gate keeps within about 10 minutes; the digits model runs every pipeline path in CI."""
+    return (request.param, *_trained(request.param))
+
+
 def r8(*args, check=True, cwd=None):
     return subprocess.run([sys.executable, "-m", "r8", *args], capture_output=True, text=True, check=check, cwd=cwd)
 
@@ -87,8 +94,8 @@ def test_quantize_any_model_and_data(trained, tmp_path, report):
 
 
 @pytest.mark.accuracy
-def test_study_on_another_model(trained, tmp_path):
-    name, path, data = trained
+def test_study_on_another_model(trained_ci, tmp_path):
+    name, path, data = trained_ci
     r8("study", "--model", str(path), "--data", data, "--out", str(tmp_path), "--sizes", "100", "--seeds", "0", "1",
        "--configs", "ort/qdq-u8s8-perchannel-minmax")
     study = json.loads((tmp_path / path.stem / "study.json").read_text())
@@ -96,11 +103,11 @@ def test_study_on_another_model(trained, tmp_path):
 
 
 @pytest.mark.accuracy
-def test_plugin_gates_from_outside_the_repository(trained, tmp_path):
+def test_plugin_gates_from_outside_the_repository(trained_ci, tmp_path):
     """After ``pip install r8[test]``, a user's repository runs r8's gates on its model: a plain
     folder, no conftest, ``pytest --pyargs r8.gates``. The ids carry the model's stem; a gate
     that fails names the model, the gate, the threshold and the measured value."""
-    name, path, data = trained
+    name, path, data = trained_ci
     base = [sys.executable, "-m", "pytest", "--pyargs", "r8.gates", "-p", "no:cacheprovider", "-m", "accuracy",
             "-k", "parity or fp32_top1 or qdq-u8s8-perchannel-minmax", "--r8-model", str(path), "--r8-data", data, "-v"]
     done = subprocess.run([*base, *[a.replace("--", "--r8-", 1) if a.startswith("--") else a for a in THRESHOLDS[name]]],

@@ -24,3 +24,27 @@ def test_tflite_int8_input_bit_flip_is_exact():
     pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
     general = np.clip(np.round(pixels.astype(np.float32) / 1.0 - 128), -128, 127).astype(np.int8)
     assert np.array_equal(runner.quantize_input(pixels), general)
+
+
+def test_torch_runner_computes_in_ieee_fp32():
+    """cuDNN's TF32 default moved IC01's probabilities by 8e-3 on an H100 (.ci/cuda_check.py): the
+    runner turns TF32 off while it predicts and restores the caller's setting after."""
+    import torch
+
+    from r8.runners import TorchRunner
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return x.flatten(1)
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        TorchRunner(Probe()).predict(np.zeros((1, 2, 2, 1), np.float32))
+        assert seen == [(False, False)]
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (True, True)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
