@@ -84,7 +84,8 @@ def runtimes(model, data, cal, rows: dict) -> dict[str, Runtime]:
     fp32_onnx, program = lambda: artifacts.onnx_fp32(model, "torch"), lambda: artifacts.exported_program(model)
     sample = data.test.images.shape[1:]
     table = [
-        Runtime("keras", "fp32", "", lambda t: _keras(model, t), lambda: model.path),
+        *([Runtime("keras", "fp32", "", lambda t: _keras(model, t), lambda: model.path)]
+          if model.path.suffix.lower() != ".tflite" else []),  # a .tflite's own runtime is its reference row
         Runtime("torch", "fp32", "", lambda t: TorchRunner(fp32_model(), threads=t), program),
         Runtime("torch-compile", "fp32", "", lambda t: TorchRunner(torch.compile(fp32_model(), dynamic=True), threads=t),
                 program),

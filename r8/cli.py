@@ -29,9 +29,9 @@ def thresholds(args) -> Thresholds:
 
 def make_runner(backend: str, model, device: str = "cpu"):
     from r8.artifacts import torch_fp32
-    from r8.runners import KerasRunner, TorchRunner
+    from r8.runners import TorchRunner, reference_runner
 
-    return KerasRunner(model.path) if backend == "keras" else TorchRunner(torch_fp32(model), device=device)
+    return reference_runner(model.path) if backend == "keras" else TorchRunner(torch_fp32(model), device=device)
 
 
 def cmd_convert(args) -> None:
@@ -180,15 +180,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="also show warnings and TensorFlow/ONNX Runtime/torch log lines (hidden by default)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("convert", help="convert any Keras .h5 of the MLPerf Tiny layer set to a torch.export .pt (+ state_dict)")
+    p = sub.add_parser("convert", help="convert a Keras .h5 (MLPerf Tiny layers) or a float .tflite to a torch.export .pt (+ state_dict)")
     p.add_argument("--model", type=Path, default=paths.keras_model_path())
     p.add_argument("-o", "--out", type=Path, required=True)
     p.add_argument("--route", choices=("h5", "onnx2torch"), default="h5",
-                   help="h5: r8's own converter (default, NCHW); onnx2torch: tf2onnx then onnx2torch "
+                   help="h5: r8's own converter, for .h5 and .tflite (default, NCHW); onnx2torch: tf2onnx then onnx2torch "
                         "(needs tensorflow; keeps Keras's NHWC input)")
     p.set_defaults(run=cmd_convert)
 
-    p = sub.add_parser("inspect", help="the layer table of any Keras .h5 and which layers r8 cannot convert")
+    p = sub.add_parser("inspect", help="the layer (op) table of a Keras .h5 or float .tflite and what r8 cannot convert")
     p.add_argument("--model", type=Path, default=paths.keras_model_path())
     p.set_defaults(run=cmd_inspect)
 

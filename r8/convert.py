@@ -1,6 +1,7 @@
-"""Keras ``.h5`` -> PyTorch, with h5py alone (no tensorflow): the model is built from the
-file's own graph, one converter per layer type (:mod:`r8.layers`), wired along the inbound
-nodes into an FX ``GraphModule`` whose submodules are named after the Keras layers.
+"""Keras ``.h5`` or float ``.tflite`` -> PyTorch, without TensorFlow: the model is built from
+the file's own graph (h5py, or the flatbuffer's schema bindings), one converter per Keras layer
+type (:mod:`r8.layers`) or TFLite op (:mod:`r8.tflite_ops`), wired along the graph into an FX
+``GraphModule`` whose submodules are named after the layers (ops).
 """
 
 import os
@@ -12,10 +13,10 @@ from torch import fx, nn
 
 from r8.cache import atomic_write
 from r8.errors import R8Error
-from r8.keras_h5 import KerasModel, read_h5
+from r8.keras_h5 import read_h5
 from r8.layers import CONVERTERS, SUPPORTED
 
-CONTRACT = """A Keras model converted to PyTorch by r8 (h5py route).
+CONTRACT = """A Keras or TFLite model converted to PyTorch by r8.
 
 Layout contract: 4-D inputs and outputs are NCHW (PyTorch's convention; Keras's are NHWC),
 every other rank is as in Keras. Flatten and Reshape after a 4-D tensor keep Keras's (H, W, C)
@@ -45,7 +46,18 @@ def to_torch_shape(keras_shape: tuple) -> tuple:
     return (keras_shape[-1], *keras_shape[:-1]) if len(keras_shape) == 3 else tuple(keras_shape)
 
 
-def _build(model: KerasModel, problems: list | None = None):
+def _reader(path: str | os.PathLike):
+    """(graph, converters, supported types) for the file's format, told by its suffix."""
+    if Path(path).suffix.lower() == ".tflite":
+        from r8.tflite_ops import OPS
+        from r8.tflite_ops import SUPPORTED as OPS_SUPPORTED
+        from r8.tflite_read import read_tflite
+
+        return read_tflite(path), OPS, OPS_SUPPORTED
+    return read_h5(path), CONVERTERS, SUPPORTED
+
+
+def _build(model, converters: dict, supported: tuple, problems: list | None = None):
     """Trace the Keras graph into an FX graph. With ``problems`` a list, unsupported layers are
     recorded there (and whatever depends on them skipped) instead of raising: for ``inspect``.
     Returns (root module, graph, {keras layer: torch module of its output}, torch output shapes,
@@ -66,8 +78,8 @@ def _build(model: KerasModel, problems: list | None = None):
                 values[layer.name] = (graph.placeholder(_module_name(layer.name, taken)), example)
                 row["shape"] = shapes[layer.name]
                 continue
-            if layer.class_name not in CONVERTERS:
-                raise layer.error(f"has an unsupported type; supported: {', '.join(SUPPORTED)}")
+            if layer.class_name not in converters:
+                raise layer.error(f"has an unsupported type; supported: {', '.join(supported)}")
             missing = [i for i in layer.inputs if i not in values]
             if missing:
                 if problems is not None:
@@ -76,7 +88,7 @@ def _build(model: KerasModel, problems: list | None = None):
             args = [values[i][0] for i in layer.inputs]
             examples = [values[i][1] for i in layer.inputs]
             with torch.no_grad():
-                for name, module in CONVERTERS[layer.class_name](layer, [to_keras_shape(e) for e in examples]):
+                for name, module in converters[layer.class_name](layer, [to_keras_shape(e) for e in examples]):
                     name = _module_name(name, taken)
                     root.add_module(name, module.eval())
                     if getattr(module, "takes_list", False):
@@ -85,6 +97,9 @@ def _build(model: KerasModel, problems: list | None = None):
                     args = [graph.call_module(name, tuple(args))]
             values[layer.name], outputs[layer.name] = (args[0], examples[0]), name
             row["shape"] = to_keras_shape(examples[0])
+            expected = getattr(layer, "expected_shape", None)  # a .tflite declares every tensor's shape
+            if expected is not None and row["shape"] != tuple(expected):
+                raise layer.error(f"computes shape {row['shape']}; the file declares {tuple(expected)}")
         except R8Error as e:
             if problems is None:
                 raise
@@ -100,10 +115,10 @@ def _build(model: KerasModel, problems: list | None = None):
 
 
 def convert(path: str | os.PathLike) -> fx.GraphModule:
-    """Build the torch model of a Keras ``.h5`` (in eval mode). ``model.meta["keras_outputs"]``
-    maps each Keras layer to the submodule whose output equals that layer's output."""
-    keras_model = read_h5(path)
-    root, graph, outputs, output_shapes, _ = _build(keras_model)
+    """Build the torch model of a Keras ``.h5`` or float ``.tflite`` (in eval mode).
+    ``model.meta["keras_outputs"]`` maps each layer (op) to the submodule whose output equals its output."""
+    keras_model, converters, supported = _reader(path)
+    root, graph, outputs, output_shapes, _ = _build(keras_model, converters, supported)
     model = fx.GraphModule(root, graph, class_name="KerasModel")
     model.__class__.__doc__ = CONTRACT
     # meta survives deepcopy: per-sample torch input/output shapes, and Keras layer -> submodule
@@ -116,7 +131,7 @@ def inspect(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
     """The layer table (name, type, Keras output shape, parameters, problem) and the list of
     problems, reading every layer instead of stopping at the first unsupported one."""
     problems: list[str] = []
-    rows = _build(read_h5(path), problems)[-1]
+    rows = _build(*_reader(path), problems)[-1]
     return rows, problems
 
 

@@ -30,6 +30,11 @@ MLCOMMONS_FILES = {
     "pretrainedResnet_quant.tflite": ("trained_models/pretrainedResnet_quant.tflite",
                                       "2d6dd48722471313e4c4528249205ae3"),
     "perf_samples_idxs.npy": ("perf_samples_idxs.npy", "c806ed872903de072e7ac9541291b01c"),
+    # IC02 (MLPerf Tiny v1.4 "ic2"): published as .tflite only (added to trained_models/ in 05d65c6)
+    "pretrainedResnet_large_float.tflite": ("trained_models/pretrainedResnet_large_float.tflite",
+                                            "23bff114d95e31ffa026dd1708961679"),
+    "pretrainedResnet_large_int8.tflite": ("trained_models/pretrainedResnet_large_int8.tflite",
+                                           "a1557194b784a2a1842bf6896f30ce7e"),
 }
 PERF_SETS = {"perf200": "perf_samples_idxs.npy", "perf200_v0.5": "perf_samples_idxs_v0.5.npy"}
 SUBSETS = ("test", *PERF_SETS)

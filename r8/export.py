@@ -28,6 +28,12 @@ def keras_to_onnx(h5: str | os.PathLike, path: str | os.PathLike, opset: int = O
     tf = import_tensorflow()
     import tf2onnx
 
+    if Path(h5).suffix.lower() == ".tflite":  # tf2onnx reads a .tflite directly (NHWC input, as the file)
+        with native_stderr_quiet():
+            proto, _ = tf2onnx.convert.from_tflite(str(h5), opset=opset)
+        onnx.save(proto, str(path))
+        return _check(path)
+
     model = load_keras_model(h5)
     # Keras 3 models carry no saved input spec: tf2onnx needs it spelled out.
     spec = [tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32, name="input")]

@@ -184,10 +184,10 @@ def write_conversion_report(model: Model, data: Dataset, torch_probs: np.ndarray
                             progress: bool) -> dict:
     """``conversion.json``: the model in Keras vs converted, on the test images."""
     from r8.metrics import agreement
-    from r8.runners import KerasRunner
+    from r8.runners import reference_runner
 
     labels = data.test.labels
-    keras_probs = predict(KerasRunner(model.path), data.test.images, progress=progress)
+    keras_probs = predict(reference_runner(model.path), data.test.images, progress=progress)
     report = stamp({**describe(model, data), "n": len(labels), "classes": list(data.class_names(model.num_classes)),
                     "keras_top1": top1(keras_probs, labels), "torch_top1": top1(torch_probs, labels),
                     "keras_per_class": per_class(keras_probs, labels), "torch_per_class": per_class(torch_probs, labels),

@@ -19,15 +19,21 @@ CONVERTERS: dict[str, Callable[[KerasLayer, list[tuple]], Steps]] = {}
 ACTIVATIONS = ("relu", "relu6", "softmax", "sigmoid", "tanh", "linear")
 
 
-def converter(*class_names: str):
-    """Registers a converter for Keras layer types; a type registered twice is refused."""
-    def register(fn):
-        for name in class_names:
-            if name in CONVERTERS:
-                raise ValueError(f"Keras layer type {name!r} has a converter already")
-            CONVERTERS[name] = fn
-        return fn
-    return register
+def registrar(registry: dict, what: str) -> Callable:
+    """``@decorator(*names)`` that registers a converter under each name; a name registered twice
+    is refused (here for Keras layer types, in :mod:`r8.tflite_ops` for TFLite ops)."""
+    def decorator(*names: str):
+        def register(fn):
+            for name in names:
+                if name in registry:
+                    raise ValueError(f"{what} {name!r} has a converter already")
+                registry[name] = fn
+            return fn
+        return register
+    return decorator
+
+
+converter = registrar(CONVERTERS, "Keras layer type")
 
 
 # ---- layout helpers
@@ -193,13 +199,17 @@ def conv2d(layer: KerasLayer, shapes: list[tuple]) -> Steps:
         conv.weight.copy_(_tensor(weight))
         if bias:
             conv.bias.copy_(_tensor(layer.weight("bias", shape=(cout,))))
-    left, right, top, bottom = _same_pads(layer, (h, w), kernel, stride)
-    steps: Steps = [(layer.name, conv)]
+    return _with_activation(layer, padded(layer.name, conv, _same_pads(layer, (h, w), kernel, stride)), 4)
+
+
+def padded(name: str, conv: nn.Conv2d, pads: tuple) -> Steps:
+    """The conv with (left, right, top, bottom) ``pads``: its own symmetric padding where they are
+    even, else an explicit pad before it (TF puts the odd pixel bottom/right)."""
+    left, right, top, bottom = pads
     if (left, top) == (right, bottom):
         conv.padding = (top, left)
-    else:  # TF puts the odd pixel bottom/right: an explicit pad before the conv
-        steps.insert(0, (f"{layer.name}_pad", nn.ZeroPad2d((left, right, top, bottom))))
-    return _with_activation(layer, steps, 4)
+        return [(name, conv)]
+    return [(f"{name}_pad", nn.ZeroPad2d(pads)), (name, conv)]
 
 
 @converter("Dense")
@@ -272,16 +282,21 @@ def pooling(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     _check(layer, "data_format", ("channels_last",), "channels_last")
     kernel = _pair(layer.config["pool_size"])
     stride = _pair(layer.config.get("strides") or kernel)  # Keras: strides None = pool_size
-    left, right, top, bottom = _same_pads(layer, shape[:2], kernel, stride)
-    average = layer.class_name == "AveragePooling2D"
-    if (left, top) == (right, bottom):  # TF 'same' averages over the cells inside the image only
+    pads = _same_pads(layer, shape[:2], kernel, stride)
+    return pool_steps(layer.name, layer.class_name == "AveragePooling2D", kernel, stride, pads, shape[:2])
+
+
+def pool_steps(name: str, average: bool, kernel: tuple, stride: tuple, pads: tuple, hw: tuple) -> Steps:
+    """A 2-D pooling with (left, right, top, bottom) ``pads``: as TF, an average over the cells
+    inside the image only, a max over them (padding never wins)."""
+    left, right, top, bottom = pads
+    if (left, top) == (right, bottom):
         pool = (nn.AvgPool2d(kernel, stride, (top, left), count_include_pad=False) if average
                 else nn.MaxPool2d(kernel, stride, (top, left)))
-        return [(layer.name, pool)]
+        return [(name, pool)]
     if average:
-        return [(layer.name, SameAvgPool(kernel, stride, (left, right, top, bottom), shape[:2]))]
-    return [(f"{layer.name}_pad", nn.ConstantPad2d((left, right, top, bottom), float("-inf"))),
-            (layer.name, nn.MaxPool2d(kernel, stride))]
+        return [(name, SameAvgPool(kernel, stride, pads, hw))]
+    return [(f"{name}_pad", nn.ConstantPad2d(pads, float("-inf"))), (name, nn.MaxPool2d(kernel, stride))]
 
 
 @converter("GlobalAveragePooling2D")

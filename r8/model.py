@@ -9,11 +9,14 @@ from r8.cache import sha256
 from r8.errors import R8Error
 
 # Published int8/fp32 TFLite files of a model, found beside it when its sha256 is known:
-# sha256 of the .h5 -> {precision: file name in the same folder}.
+# sha256 of the model file -> {precision: file name in the same folder}.
 REFERENCES = {
     # MLPerf Tiny IC01 ResNet8 (mlcommons/tiny): the MLCommons fp32 and int8 (pixel - 128) .tflite
     "5f938a8eea605438cc7360aa13c987bc6d7bd0c8d931b2917361ae7ae4eeda2f": {
         "fp32": "pretrainedResnet.tflite", "int8": "pretrainedResnet_quant.tflite"},
+    # MLPerf Tiny IC02 ResNet8 at 40/80/160 filters: published as this fp32 .tflite and an int8 one
+    "fb17ae9c1b6d0e5bd97f0f35024f207556261d7310b249716c87cc0628214b0e": {
+        "fp32": "pretrainedResnet_large_float.tflite", "int8": "pretrainedResnet_large_int8.tflite"},
 }
 
 

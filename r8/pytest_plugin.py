@@ -91,9 +91,9 @@ def predictions(model, data, runtime: str) -> np.ndarray:
     """``keras`` (the original file, loaded by Keras) or ``torch`` (r8's conversion) on the test images."""
     from r8.artifacts import torch_fp32
     from r8.metrics import predict
-    from r8.runners import KerasRunner, TorchRunner
+    from r8.runners import TorchRunner, reference_runner
 
-    runner = KerasRunner(model.path) if runtime == "keras" else TorchRunner(torch_fp32(model))
+    runner = reference_runner(model.path) if runtime == "keras" else TorchRunner(torch_fp32(model))
     return predict(runner, data.test.images, progress=False)
 
 

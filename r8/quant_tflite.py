@@ -13,6 +13,7 @@ from r8 import artifacts
 from r8.backends import Backend
 from r8.cache import build_once
 from r8.calibration import CalibrationSet
+from r8.errors import R8Error
 from r8.model import Model
 from r8.runners import TfliteRunner
 
@@ -81,6 +82,9 @@ def quantize(h5: Path, out: Path, config: TfliteConfig, calibration: Calibration
 
 
 def build(model: Model, config: TfliteConfig, cal: CalibrationSet) -> Path:
+    if model.path.suffix.lower() == ".tflite":
+        raise R8Error(f"{model.path.name}: TFLite's int8 quantizer converts a Keras model (or a SavedModel) "
+                      "while it calibrates; a .tflite holds neither, and TFLite cannot re-quantize a flatbuffer")
     return build_once(artifacts.name(model, f"tflite/{config.id}-{cal.tag}.tflite"),
                       artifacts.key(model, calibration=cal.sha256),
                       lambda tmp: quantize(model.path, tmp, config, cal))

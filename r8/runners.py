@@ -94,6 +94,14 @@ class TorchRunner:
             return self.module(torch_input(images, self.nhwc).to(self.device)).cpu().numpy()
 
 
+def reference_runner(path: str | os.PathLike, name: str = "keras"):
+    """The original model in its own framework, what a conversion is checked against: Keras for
+    an ``.h5``, LiteRT's float interpreter for a ``.tflite``."""
+    if Path(path).suffix.lower() == ".tflite":
+        return TfliteRunner(path, name=name)
+    return KerasRunner(path, name=name)
+
+
 class KerasRunner:
     """The reference: the ``.h5`` loaded by Keras itself (needs tensorflow; tf-keras for Keras 2 files)."""
 

@@ -72,11 +72,14 @@ def test_cycle_finder_finds_one():
 def test_registries_refuse_a_duplicate_name():
     from r8.backends import registry
     from r8.layers import converter
+    from r8.tflite_ops import op
 
     with pytest.raises(ValueError, match="registered twice"):
         unique([*registry().values(), registry()["ort"]], "backend")
-    with pytest.raises(ValueError, match="has a converter already"):
+    with pytest.raises(ValueError, match="Keras layer type 'Conv2D' has a converter already"):
         converter("Conv2D")(lambda layer, shapes: [])
+    with pytest.raises(ValueError, match="TFLite op 'CONV_2D' has a converter already"):
+        op("CONV_2D")(lambda node, shapes: [])
 
 
 def test_code_hash_covers_shaping_modules_only(tmp_path):

@@ -7,15 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import r8
 
 from r8.calibration import calibration_set
 from r8.metrics import per_class, predict, top1
 from r8.runners import TorchRunner
-
-
-def r8(*args, check=True, **kw):
-    return subprocess.run([sys.executable, "-m", "r8", *args], capture_output=True, text=True,
-                          check=check, **kw)
 
 
 @pytest.mark.parametrize("backend", ["torch", "keras"])

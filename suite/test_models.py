@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import trained_models  # suite/: the trainers, also a script
+from cli_run import r8
 
 from r8.backends import registry
 from r8.cache import build_once, sha256
@@ -60,10 +61,6 @@ def trained_ci(request):
     """As ``trained``, the CIFAR-10 CNN under `slow`: its 10k test images make these runs long,
     and CI's gate keeps within about 10 minutes; the digits model runs every pipeline path in CI."""
     return (request.param, *_trained(request.param))
-
-
-def r8(*args, check=True, cwd=None):
-    return subprocess.run([sys.executable, "-m", "r8", *args], capture_output=True, text=True, check=check, cwd=cwd)
 
 
 @pytest.mark.accuracy
