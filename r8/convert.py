@@ -13,7 +13,7 @@ from torch import fx, nn
 
 from r8.cache import atomic_write
 from r8.errors import R8Error
-from r8.keras_h5 import read_h5
+from r8.keras_h5 import read_h5, read_keras
 from r8.layers import CONVERTERS, SUPPORTED
 
 CONTRACT = """A Keras or TFLite model converted to PyTorch by r8.
@@ -48,13 +48,14 @@ def to_torch_shape(keras_shape: tuple) -> tuple:
 
 def _reader(path: str | os.PathLike):
     """(graph, converters, supported types) for the file's format, told by its suffix."""
-    if Path(path).suffix.lower() == ".tflite":
+    suffix = Path(path).suffix.lower()
+    if suffix == ".tflite":
         from r8.tflite_ops import OPS
         from r8.tflite_ops import SUPPORTED as OPS_SUPPORTED
         from r8.tflite_read import read_tflite
 
         return read_tflite(path), OPS, OPS_SUPPORTED
-    return read_h5(path), CONVERTERS, SUPPORTED
+    return (read_keras(path) if suffix == ".keras" else read_h5(path)), CONVERTERS, SUPPORTED
 
 
 def _build(model, converters: dict, supported: tuple, problems: list | None = None):

@@ -6,8 +6,11 @@ writes ``{"args": [keras tensors with "keras_history"]}`` and weight names witho
 Sequential models list their layers without inbound nodes: each layer reads the previous one.
 """
 
+import io
 import json
 import os
+import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,8 +126,12 @@ def _version(f: h5py.File) -> str:
 
 
 def keras_version(path: str | os.PathLike) -> str:
-    """The Keras version that wrote ``path`` (its attributes only, no weights read)."""
-    with _open(Path(path)) as f:
+    """The Keras version that wrote ``path`` (its attributes, or a .keras's metadata.json: no
+    weights read)."""
+    path = Path(path)
+    if path.suffix.lower() == ".keras":
+        return read_keras(path).keras_version
+    with _open(path) as f:
         return _version(f)
 
 
@@ -134,21 +141,26 @@ def read_h5(path: str | os.PathLike) -> KerasModel:
     path = Path(path)
     with _open(path) as f:
         config = json.loads(f.attrs["model_config"])
-        version = _version(f)
-        kind = config.get("class_name")
-        if kind not in ("Functional", "Model", "Sequential"):
-            raise R8Error(f"{path}: model class {kind!r} is not supported (Functional or Sequential only)")
-        layers = []
-        for spec in config["config"]["layers"]:
-            name = spec.get("name") or spec["config"]["name"]
-            cls = spec["class_name"]
-            if cls in ("Functional", "Model", "Sequential"):
-                raise R8Error(f"{path}: layer '{name}' is a nested model ({cls}); flatten it first")
-            if kind == "Sequential":
-                inputs = [layers[-1].name] if layers else []
-            else:
-                inputs = _inbound(path, name, spec.get("inbound_nodes", []))
-            layers.append(KerasLayer(path, name, cls, spec["config"], inputs, _weights(f["model_weights"].get(name))))
+        return _model(path, config, _version(f), lambda name, cls, cfg: _weights(f["model_weights"].get(name)))
+
+
+def _model(path: Path, config: dict, version: str, weights) -> KerasModel:
+    """The model described by a Keras model config; ``weights(name, class, config)`` gives each
+    layer's weights by Keras's names (kernel, gamma, ...)."""
+    kind = config.get("class_name")
+    if kind not in ("Functional", "Model", "Sequential"):
+        raise R8Error(f"{path}: model class {kind!r} is not supported (Functional or Sequential only)")
+    layers = []
+    for spec in config["config"]["layers"]:
+        name = spec.get("name") or spec["config"]["name"]
+        cls = spec["class_name"]
+        if cls in ("Functional", "Model", "Sequential"):
+            raise R8Error(f"{path}: layer '{name}' is a nested model ({cls}); flatten it first")
+        if kind == "Sequential":
+            inputs = [layers[-1].name] if layers else []
+        else:
+            inputs = _inbound(path, name, spec.get("inbound_nodes", []))
+        layers.append(KerasLayer(path, name, cls, spec["config"], inputs, weights(name, cls, spec["config"])))
     if kind == "Sequential":
         if layers and layers[0].class_name != "InputLayer":  # Keras 2 may leave the input implicit
             shape = layers[0].config.get("batch_input_shape")
@@ -160,3 +172,70 @@ def read_h5(path: str | os.PathLike) -> KerasModel:
     else:
         ins, outs = _endpoints(config["config"]["input_layers"]), _endpoints(config["config"]["output_layers"])
     return KerasModel(path, layers, ins, outs, version)
+
+
+# ---- Keras 3's own format: a zip of config.json, metadata.json and model.weights.h5
+def _snake(name: str) -> str:
+    """Keras's ``naming.to_snake_case``: the weights file names each layer's group after its class."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _variable_names(cls: str, config: dict) -> list[str]:
+    """The order in which a layer creates its variables (``vars/0``, ``vars/1``, ...)."""
+    if cls == "BatchNormalization":
+        return [*(["gamma"] if config.get("scale", True) else []), *(["beta"] if config.get("center", True) else []),
+                "moving_mean", "moving_variance"]
+    return ["kernel", "bias"]  # Conv2D, DepthwiseConv2D, Dense: the kernel, then the bias if any
+
+
+def _refuse_code(path: Path, node) -> None:
+    """A Lambda layer or any serialized Python function: refused, never deserialized."""
+    if isinstance(node, dict):
+        if node.get("class_name") in ("Lambda", "__lambda__", "function") or "__lambda__" in node:
+            raise R8Error(f"{path}: holds serialized Python code ({node.get('class_name')}); r8 never executes "
+                          "code from a model file")
+        for value in node.values():
+            _refuse_code(path, value)
+    elif isinstance(node, list):
+        for value in node:
+            _refuse_code(path, value)
+
+
+def read_keras(path: str | os.PathLike) -> KerasModel:
+    """Read a Keras 3 ``.keras`` file (Functional or Sequential) with zipfile and h5py."""
+    path = Path(path)
+    if not path.is_file():
+        raise R8Error(f"{path}: file not found")
+    try:
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+            version = json.loads(z.read("metadata.json")).get("keras_version", "")
+            weights_h5 = z.read("model.weights.h5")
+    except KeyError as e:
+        raise R8Error(f"{path}: not a Keras model archive ({e.args[0]})") from None
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise R8Error(f"{path}: not a readable .keras file ({e})") from None
+    _refuse_code(path, config)
+    try:
+        f = h5py.File(io.BytesIO(weights_h5), "r")
+    except OSError as e:
+        raise R8Error(f"{path}: model.weights.h5 is not readable HDF5 ({e})") from None
+    with f:
+        used: dict[str, int] = {}
+
+        def weights(name: str, cls: str, cfg: dict) -> dict:
+            if cls == "InputLayer" and config.get("class_name") == "Sequential":
+                return {}  # a Sequential model's layer list (as saved) leaves its input out
+            group = _snake(cls)
+            used[group] = used.get(group, -1) + 1
+            group = f"layers/{group}" + (f"_{used[group]}" if used[group] else "") + "/vars"
+            found = f.get(group)
+            if found is None:
+                return {}
+            values = [np.asarray(found[str(i)], dtype=np.float32) for i in range(len(found))]
+            names = _variable_names(cls, cfg)
+            return {names[i] if i < len(names) else f"var{i}": v for i, v in enumerate(values)}
+
+        return _model(path, config, version, weights)

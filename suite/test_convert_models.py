@@ -1,9 +1,11 @@
-"""The converter on any model of the MLPerf Tiny layer set, in both ``.h5`` dialects.
+"""The converter on any model of the MLPerf Tiny layer set, in both ``.h5`` dialects and as
+Keras 3's ``.keras`` archive.
 
 Every model in ``keras_models`` is built with Keras 3 (``keras``) and with Keras 2 (``tf-keras``),
-given random weights and BatchNorm statistics, saved as ``.h5``, converted by r8 with h5py alone,
-saved and reloaded with ``torch.export``, and compared with the Keras model that wrote the file.
-Ids read as a table: ``test_parity[keras2-mobilenet-v1-vww]``.
+given random weights and BatchNorm statistics, saved as ``.h5`` (and by Keras 3 as ``.keras``:
+``dotkeras``), converted by r8 with h5py (and zipfile) alone, saved and reloaded with
+``torch.export``, and compared with the Keras model that wrote the file. Ids read as a table:
+``test_parity[keras2-mobilenet-v1-vww]``, ``test_parity[dotkeras-resnet8]``.
 """
 
 import copy
@@ -24,7 +26,8 @@ from r8.convert import convert, load_program, save
 from r8.layers import NhwcFlatten
 
 REL_TOL = 1e-5  # issue #9: max |torch - keras| <= 1e-5 x the output's scale
-DIALECTS = ("keras3", "keras2")
+DIALECTS = ("keras3", "keras2")  # the two .h5 dialects
+FORMATS = (*DIALECTS, "dotkeras")  # and Keras 3's own .keras archive (config.json + model.weights.h5)
 
 
 def keras_package(dialect: str):
@@ -53,7 +56,7 @@ def build_case(builder, dialect: str, folder: Path, name: str, seed: int = 0) ->
     model = builder(k)
     rng = np.random.default_rng(seed)
     randomize(model, rng)
-    path = folder / f"{name}-{dialect}.h5"
+    path = folder / f"{name}-{dialect}.{'keras' if dialect == 'dotkeras' else 'h5'}"
     model.save(path)
     inputs = random_inputs(model, rng)
     return Case(path, inputs, np.asarray(model(inputs if len(inputs) > 1 else inputs[0], training=False)))
@@ -88,7 +91,7 @@ def parity(model: nn.Module, case: Case) -> tuple[float, float]:
     return float(np.abs(out - case.outputs).max()) / scale, agree
 
 
-CASES = [pytest.param(name, dialect, id=f"{dialect}-{name}") for name in (*FAMILIES, *LAYER_CASES) for dialect in DIALECTS]
+CASES = [pytest.param(name, dialect, id=f"{dialect}-{name}") for name in (*FAMILIES, *LAYER_CASES) for dialect in FORMATS]
 
 
 @pytest.mark.parametrize("name, dialect", CASES)
@@ -204,7 +207,7 @@ def conv_graphs(draw):
         if head:
             x = L.Dense(3, activation="softmax")(L.Flatten()(x))
         return k.Model(inputs, x)
-    return build, draw(st.sampled_from(DIALECTS))
+    return build, draw(st.sampled_from(FORMATS))
 
 
 @settings(max_examples=20, deadline=None, database=None, derandomize=True,
@@ -220,7 +223,7 @@ def test_random_conv_graphs(graph, tmp_path):
 # ---- the command line on any model
 
 @pytest.mark.parametrize("name", ["resnet8-wide-26-52-104", "mobilenet-v1-vww", "autoencoder-ad", "dscnn-streaming-ww"])
-@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("dialect", FORMATS)
 def test_cli_convert(name, dialect, keras_case, tmp_path):
     from r8.cli import main  # in-process: the subprocess path is tested below and in test_cli
 
@@ -283,3 +286,42 @@ def test_converted_graph_quantizes(name, flow, keras_case):
     with torch.inference_mode(), quantized_engine(config.engine):
         out = qmodel(torch.from_numpy(images).permute(0, 3, 1, 2).float())
     assert out.shape == case.outputs.shape and torch.isfinite(out).all()
+
+
+# ---- .keras archives r8 must refuse
+def test_dotkeras_lambda_is_refused_never_run(tmp_path):
+    """A Lambda layer is serialized Python code: refused with the reason, the code never runs (it
+    would write a sentinel file)."""
+    from r8.errors import R8Error
+
+    k = keras_package("keras3")
+    sentinel = tmp_path / "ran"
+    inputs = k.Input((4,))
+    touch = eval(f"lambda x: (open({str(sentinel)!r}, 'w').close(), x)[1]")  # no closure: Keras serializes the code
+    out = k.layers.Lambda(touch)(inputs)
+    k.Model(inputs, k.layers.Dense(2)(out)).save(tmp_path / "lambda.keras", zipped=True)
+    sentinel.unlink(missing_ok=True)  # Keras itself ran it while building
+    with pytest.raises(R8Error, match="lambda.keras: holds serialized Python code"):
+        convert(tmp_path / "lambda.keras")
+    assert not sentinel.exists()
+
+
+@pytest.mark.parametrize("damage", ["not-a-zip", "no-config", "weights-not-hdf5"])
+def test_damaged_dotkeras_is_refused(damage, keras_case, tmp_path):
+    import zipfile
+
+    from r8.errors import R8Error
+
+    good = keras_case("resnet8", "dotkeras").path
+    bad = tmp_path / "bad.keras"
+    if damage == "not-a-zip":
+        bad.write_bytes(b"not a zip" + good.read_bytes()[100:])
+    else:
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+            for item in src.namelist():
+                if damage == "no-config" and item == "config.json":
+                    continue
+                data = src.read(item)
+                dst.writestr(item, b"garbage" if damage == "weights-not-hdf5" and item.endswith(".h5") else data)
+    with pytest.raises(R8Error, match="bad.keras"):
+        convert(bad)
