@@ -28,6 +28,9 @@ class KerasLayer:
     config: dict
     inputs: list[str]  # names of the layers whose output this layer reads, in order
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # "kernel", "gamma", ...
+    # a Keras 2 op layer's (TFOpLambda) call arguments beside its first tensor: constants as they
+    # are, tensors as {"input": i} (``inputs[i]``)
+    call_kwargs: dict = field(default_factory=dict)
 
     def error(self, msg: str) -> R8Error:
         return R8Error(f"{self.path}: layer '{self.name}' ({self.class_name}) {msg}")
@@ -76,18 +79,40 @@ def _history(arg) -> list[tuple]:
     return []
 
 
-def _inbound(path: Path, name: str, nodes: list) -> list[str]:
+def _is_ref(value) -> bool:
+    """A Keras 2 tensor reference: ``[layer, node, tensor]`` or ``[layer, node, tensor, kwargs]``."""
+    return (isinstance(value, list) and len(value) in (3, 4) and isinstance(value[0], str)
+            and all(isinstance(v, int) for v in value[1:3]))
+
+
+def _inbound(path: Path, name: str, nodes: list) -> tuple[list[str], dict]:
+    """(names of the layers read, in order; a Keras 2 op layer's other call arguments)."""
     if not nodes:
-        return []
-    if len(nodes) > 1:
+        return [], {}
+    if not isinstance(nodes, list):
+        raise R8Error(f"{path}: layer '{name}' has inbound_nodes {nodes!r}, not a list")
+    node, kwargs = nodes[0], {}
+    if _is_ref(node):  # a Keras 2 op layer (TFOpLambda) lists its first tensor's ref as the node
+        node = [node]
+    elif len(nodes) > 1:
         raise R8Error(f"{path}: layer '{name}' is called {len(nodes)} times (shared layers are not supported)")
-    node = nodes[0]
-    refs = _history(node.get("args", [])) if isinstance(node, dict) else [tuple(ref[:3]) for ref in node]
+    if isinstance(node, dict):  # Keras 3
+        refs = _history(node.get("args", []))
+    else:  # Keras 2: a list of refs, each [layer, node, tensor, call kwargs]
+        if not isinstance(node, list) or not all(_is_ref(r) for r in node):
+            raise R8Error(f"{path}: layer '{name}' has an inbound node r8 cannot read: {json.dumps(node)[:200]}")
+        refs = [tuple(ref[:3]) for ref in node]
+        for key, value in (node[0][3] if len(node[0]) == 4 and isinstance(node[0][3], dict) else {}).items():
+            if _is_ref(value):  # a tensor passed by keyword, e.g. the y of x * y
+                kwargs[key] = {"input": len(refs)}
+                refs.append(tuple(value[:3]))
+            elif key != "name":
+                kwargs[key] = value
     for layer, node_index, tensor_index in refs:
         if node_index or tensor_index:
             raise R8Error(f"{path}: layer '{name}' reads output {tensor_index} of call {node_index} of "
                           f"'{layer}'; only single-call, single-output layers are supported")
-    return [ref[0] for ref in refs]
+    return [ref[0] for ref in refs], kwargs
 
 
 def _endpoints(spec) -> list[str]:
@@ -156,11 +181,9 @@ def _model(path: Path, config: dict, version: str, weights) -> KerasModel:
         cls = spec["class_name"]
         if cls in ("Functional", "Model", "Sequential"):
             raise R8Error(f"{path}: layer '{name}' is a nested model ({cls}); flatten it first")
-        if kind == "Sequential":
-            inputs = [layers[-1].name] if layers else []
-        else:
-            inputs = _inbound(path, name, spec.get("inbound_nodes", []))
-        layers.append(KerasLayer(path, name, cls, spec["config"], inputs, weights(name, cls, spec["config"])))
+        inputs, kwargs = ([layers[-1].name] if layers else [], {}) if kind == "Sequential" else \
+            _inbound(path, name, spec.get("inbound_nodes", []))
+        layers.append(KerasLayer(path, name, cls, spec["config"], inputs, weights(name, cls, spec["config"]), kwargs))
     if kind == "Sequential":
         if layers and layers[0].class_name != "InputLayer":  # Keras 2 may leave the input implicit
             shape = layers[0].config.get("batch_input_shape")

@@ -130,6 +130,59 @@ class Concat(nn.Module):
         return self.op.cat(xs, dim=self.dim)
 
 
+class Arith(nn.Module):
+    """Two tensors combined elementwise: add and mul as FloatFunctionals (eager quantization
+    observes them), sub, div, max, min as torch ops."""
+
+    takes_list = True
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind, self.op = kind, torch.ao.nn.quantized.FloatFunctional()
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        a, b = xs
+        if self.kind in ("add", "mul"):
+            return self.op.add(a, b) if self.kind == "add" else self.op.mul(a, b)
+        return {"sub": torch.sub, "div": torch.div, "max": torch.maximum, "min": torch.minimum}[self.kind](a, b)
+
+
+class ArithConst(nn.Module):
+    """A tensor and a constant: x (op) c, or c (op) x with ``const_first``."""
+
+    def __init__(self, kind: str, const: torch.Tensor, const_first: bool = False):
+        super().__init__()
+        self.kind, self.const_first = kind, const_first
+        self.register_buffer("const", const)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = (self.const, x) if self.const_first else (x, self.const)
+        return {"add": torch.add, "mul": torch.mul, "sub": torch.sub, "div": torch.div, "max": torch.maximum,
+                "min": torch.minimum}[self.kind](a, b)
+
+
+def constant_in_torch_layout(array, rank: int) -> torch.Tensor:
+    """A constant operand of a rank-``rank`` tensor, broadcast as Keras and TFLite do (trailing
+    axes), in torch's layout: an NHWC constant becomes NCHW."""
+    array = np.asarray(array, dtype=np.float32)
+    if rank == 4:
+        array = array.reshape((1,) * (4 - array.ndim) + array.shape).transpose(0, 3, 1, 2)
+    return _tensor(array)
+
+
+class KerasTranspose(nn.Module):
+    """A transpose in Keras's layout (``perm`` over all axes, batch first and kept)."""
+
+    def __init__(self, perm: tuple, rank: int):
+        super().__init__()
+        self.perm, self.nchw = tuple(perm), rank == 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1) if self.nchw else x
+        x = x.permute(*self.perm)
+        return x.permute(0, 3, 1, 2) if self.nchw else x
+
+
 class NhwcFlatten(nn.Module):
     """Keras Flatten of a 4-D tensor: (H, W, C) element order, not torch's (C, H, W)."""
 
@@ -334,6 +387,49 @@ def zero_padding(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     padding = layer.config["padding"]
     (top, bottom), (left, right) = (_pair(p) for p in (_pair(padding) if isinstance(padding, int) else padding))
     return [(layer.name, nn.ZeroPad2d((left, right, top, bottom)))]
+
+
+# ---- Keras 2's op layers: a TensorFlow function applied to tensors, named in the config (no code)
+TF_ARITH = {"__operators__.add": "add", "math.add": "add", "math.multiply": "mul", "__operators__.mul": "mul",
+            "math.subtract": "sub", "__operators__.sub": "sub", "math.truediv": "div", "__operators__.truediv": "div",
+            "math.maximum": "max", "math.minimum": "min"}
+TF_UNARY = {"nn.relu": nn.ReLU, "nn.relu6": nn.ReLU6, "math.sigmoid": nn.Sigmoid, "nn.sigmoid": nn.Sigmoid}
+TF_OTHER = ("reshape", "concat", "compat.v1.transpose", "transpose")
+
+
+@converter("TFOpLambda")
+def tf_op(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    fn, kw, rank = layer.config.get("function"), layer.call_kwargs, len(shapes[0]) + 1
+    if fn in TF_ARITH:
+        y = kw.get("y")
+        if isinstance(y, dict) and "input" in y:
+            if len(shapes) != 2 or shapes[0] != shapes[1]:
+                raise layer.error(f"applies {fn} to tensors of shapes {shapes} (broadcasting is not supported)")
+            return [(layer.name, Arith(TF_ARITH[fn]))]
+        if y is None or isinstance(y, dict | str) or np.asarray(y).dtype.kind not in "iuf":
+            raise layer.error(f"applies {fn} to {y!r}; r8 takes a tensor or a numeric constant")
+        return [(layer.name, ArithConst(TF_ARITH[fn], constant_in_torch_layout(y, rank)))]
+    if fn in TF_UNARY:
+        return [(layer.name, TF_UNARY[fn]())]
+    if fn == "reshape":
+        shape = kw.get("shape")
+        if not isinstance(shape, list) or not shape:
+            raise layer.error(f"reshapes to {shape!r}; r8 takes a constant shape")
+        size, target = int(np.prod(shapes[0])), list(shape[1:])
+        if -1 in target:
+            target[target.index(-1)] = size // -int(np.prod(target))
+        if int(np.prod(target)) != size:
+            raise layer.error(f"cannot reshape {shapes[0]} to {tuple(shape)}")
+        return [(layer.name, KerasReshape(tuple(target), from_nchw=len(shapes[0]) == 3))]
+    if fn == "concat":
+        return [(layer.name, Concat(torch_axis(int(kw.get("axis", 0)), rank)))]
+    if fn in ("compat.v1.transpose", "transpose"):
+        perm = kw.get("perm") or kw.get("a")
+        if not isinstance(perm, list) or sorted(perm) != list(range(rank)) or perm[0] != 0:
+            raise layer.error(f"transposes with perm={perm!r}; r8 takes a permutation that keeps the batch axis first")
+        return [(layer.name, KerasTranspose(tuple(perm), rank))]
+    raise layer.error(f"applies the TensorFlow function {fn!r}, which r8 does not convert; supported: "
+                      f"{', '.join([*TF_ARITH, *TF_UNARY, *TF_OTHER])}")
 
 
 SUPPORTED = ("InputLayer", *sorted(CONVERTERS))

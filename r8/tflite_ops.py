@@ -13,7 +13,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from r8.layers import Add, Concat, KerasReshape, Steps, _tensor, padded, pool_steps, registrar, tf_same_padding, torch_axis
+from r8.layers import (
+    Add,
+    Arith,
+    ArithConst,
+    Concat,
+    KerasReshape,
+    Steps,
+    _tensor,
+    constant_in_torch_layout,
+    padded,
+    pool_steps,
+    registrar,
+    tf_same_padding,
+    torch_axis,
+)
 from r8.tflite_read import TfliteNode
 
 OPS: dict[str, Callable[[TfliteNode, list[tuple]], Steps]] = {}
@@ -61,14 +75,6 @@ def _pads(node: TfliteNode, hw: tuple, kernel: tuple, stride: tuple, dilation: t
     return left, right, top, bottom
 
 
-def _to_torch_layout(array: np.ndarray, rank: int) -> torch.Tensor:
-    """A constant operand of a rank-``rank`` tensor, broadcast as TFLite does (trailing axes),
-    in torch's layout: NHWC constants become NCHW."""
-    if rank == 4:
-        array = array.reshape((1,) * (4 - array.ndim) + array.shape).transpose(0, 3, 1, 2)
-    return _tensor(array)
-
-
 class Nhwc(nn.Module):
     """Runs ``op`` on a 4-D tensor in TFLite's NHWC layout (for ops whose axes mix H, W and C)."""
 
@@ -79,32 +85,6 @@ class Nhwc(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.op(x.permute(0, 2, 3, 1))
         return out.permute(0, 3, 1, 2) if self.to_nchw else out
-
-
-class ConstOp(nn.Module):
-    """x (op) constant, or constant (op) x: an ADD, SUB or MUL with one constant operand."""
-
-    def __init__(self, kind: str, const: torch.Tensor, const_first: bool):
-        super().__init__()
-        self.kind, self.const_first = kind, const_first
-        self.register_buffer("const", const)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = (self.const, x) if self.const_first else (x, self.const)
-        return a + b if self.kind == "ADD" else a * b if self.kind == "MUL" else a - b
-
-
-class Binary(nn.Module):
-    """Two tensors: MUL as a FloatFunctional (eager quantization observes it), SUB as a - b."""
-
-    takes_list = True
-
-    def __init__(self, kind: str):
-        super().__init__()
-        self.kind, self.op = kind, torch.ao.nn.quantized.FloatFunctional()
-
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        return self.op.mul(xs[0], xs[1]) if self.kind == "MUL" else xs[0] - xs[1]
 
 
 class Mean(nn.Module):
@@ -186,17 +166,16 @@ def fully_connected(node: TfliteNode, shapes: list[tuple]) -> Steps:
 
 @op("ADD", "SUB", "MUL")
 def binary(node: TfliteNode, shapes: list[tuple]) -> Steps:
+    kind = node.class_name.lower()
     if node.operands.count("const") == 1:
         position = node.operands.index("const")
-        const = _weight(node, position)
-        rank = len(shapes[0]) + 1
-        module = ConstOp(node.class_name, _to_torch_layout(const, rank), const_first=position == 0)
-        return _fused(node, [(node.name, module)])
+        const = constant_in_torch_layout(_weight(node, position), len(shapes[0]) + 1)
+        return _fused(node, [(node.name, ArithConst(kind, const, const_first=position == 0))])
     if len(shapes) != 2:
         raise node.error(f"has {len(shapes)} tensor operands; expected 2")
     if shapes[0] != shapes[1]:
         raise node.error(f"combines tensors of different shapes {shapes} (broadcasting is not supported)")
-    return _fused(node, [(node.name, Add() if node.class_name == "ADD" else Binary(node.class_name))])
+    return _fused(node, [(node.name, Add() if kind == "add" else Arith(kind))])
 
 
 @op("AVERAGE_POOL_2D", "MAX_POOL_2D")

@@ -325,3 +325,46 @@ def test_damaged_dotkeras_is_refused(damage, keras_case, tmp_path):
                 dst.writestr(item, b"garbage" if damage == "weights-not-hdf5" and item.endswith(".h5") else data)
     with pytest.raises(R8Error, match="bad.keras"):
         convert(bad)
+
+
+# ---- Keras 2's op layers (TFOpLambda): a TensorFlow function named in the config, tensors or constants
+def _tf_op_model(k, tf):
+    i = k.Input((4, 4, 3))
+    a = i + 3.0  # __operators__.add with a constant
+    b = tf.math.multiply(a, i)  # a tensor operand
+    c = tf.math.minimum(tf.math.maximum(tf.nn.relu6(b), 0.5), 5.0)
+    e = tf.math.add(tf.math.truediv(tf.math.subtract(c, i), 2.0), i)
+    f = tf.math.sigmoid(tf.nn.relu(e))
+    r = tf.reshape(tf.compat.v1.transpose(f, [0, 2, 1, 3]), (-1, 48))
+    return k.Model(i, k.layers.Dense(3, activation="softmax")(tf.concat([r, r * 2.0], axis=-1)))
+
+
+def test_tf_op_layers_convert_with_parity(tmp_path):
+    from r8.keras_ref import import_tensorflow
+    from r8.keras_h5 import read_h5
+    from r8.layers import TF_ARITH, TF_OTHER, TF_UNARY
+
+    tf, k = import_tensorflow(), keras_package("keras2")
+    model = _tf_op_model(k, tf)
+    model.save(tmp_path / "ops.h5")
+    used = {layer.config["function"] for layer in read_h5(tmp_path / "ops.h5").layers if layer.class_name == "TFOpLambda"}
+    listed = {"__operators__.add", "math.multiply", "math.add", "math.subtract", "math.truediv", "math.maximum",
+              "math.minimum", "nn.relu6", "nn.relu", "math.sigmoid", "reshape", "concat", "compat.v1.transpose"}
+    assert listed <= used <= {*TF_ARITH, *TF_UNARY, *TF_OTHER}  # the issue's list, each in the file
+    x = np.random.default_rng(0).normal(size=(8, 4, 4, 3)).astype(np.float32)
+    case = Case(tmp_path / "ops.h5", [x], np.asarray(model(x, training=False)))
+    rel, agree = parity(convert(case.path), case)
+    assert rel <= REL_TOL and agree == 1.0
+
+
+@pytest.mark.parametrize("op", ["math.exp", "slicing"])
+def test_other_tf_op_layers_are_refused(op, tmp_path):
+    from r8.keras_ref import import_tensorflow
+
+    tf, k = import_tensorflow(), keras_package("keras2")
+    i = k.Input((4, 4, 3))
+    x = tf.math.exp(i) if op == "math.exp" else i[:, 1:]
+    k.Model(i, k.layers.Flatten()(x)).save(tmp_path / "op.h5")
+    done = r8("convert", "--model", tmp_path / "op.h5", "-o", tmp_path / "op.pt", check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and str(tmp_path / "op.h5") in done.stderr
+    assert ("'math.exp', which r8 does not convert" if op == "math.exp" else "SlicingOpLambda") in done.stderr
