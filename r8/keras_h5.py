@@ -31,6 +31,7 @@ class KerasLayer:
     # a Keras 2 op layer's (TFOpLambda) call arguments beside its first tensor: constants as they
     # are, tensors as {"input": i} (``inputs[i]``)
     call_kwargs: dict = field(default_factory=dict)
+    keras_version: str = ""  # of the file: a few activations differ between Keras 2 and 3
 
     def error(self, msg: str) -> R8Error:
         return R8Error(f"{self.path}: layer '{self.name}' ({self.class_name}) {msg}")
@@ -183,7 +184,8 @@ def _model(path: Path, config: dict, version: str, weights) -> KerasModel:
             raise R8Error(f"{path}: layer '{name}' is a nested model ({cls}); flatten it first")
         inputs, kwargs = ([layers[-1].name] if layers else [], {}) if kind == "Sequential" else \
             _inbound(path, name, spec.get("inbound_nodes", []))
-        layers.append(KerasLayer(path, name, cls, spec["config"], inputs, weights(name, cls, spec["config"]), kwargs))
+        layers.append(KerasLayer(path, name, cls, spec["config"], inputs, weights(name, cls, spec["config"]), kwargs,
+                                 version))
     if kind == "Sequential":
         if layers and layers[0].class_name != "InputLayer":  # Keras 2 may leave the input implicit
             shape = layers[0].config.get("batch_input_shape")
@@ -210,7 +212,8 @@ def _variable_names(cls: str, config: dict) -> list[str]:
     if cls == "BatchNormalization":
         return [*(["gamma"] if config.get("scale", True) else []), *(["beta"] if config.get("center", True) else []),
                 "moving_mean", "moving_variance"]
-    return ["kernel", "bias"]  # Conv2D, DepthwiseConv2D, Dense: the kernel, then the bias if any
+    return {"SeparableConv2D": ["depthwise_kernel", "pointwise_kernel", "bias"], "Normalization": ["mean", "variance", "count"],
+            "PReLU": ["alpha"]}.get(cls, ["kernel", "bias"])  # convolutions, Dense: the kernel, then the bias if any
 
 
 def _refuse_code(path: Path, node) -> None:

@@ -16,7 +16,8 @@ from r8.keras_h5 import KerasLayer
 
 Steps = list[tuple[str, nn.Module]]
 CONVERTERS: dict[str, Callable[[KerasLayer, list[tuple]], Steps]] = {}
-ACTIVATIONS = ("relu", "relu6", "softmax", "sigmoid", "tanh", "linear")
+ACTIVATIONS = ("relu", "relu6", "softmax", "sigmoid", "tanh", "linear", "elu", "selu", "gelu", "swish", "silu", "softplus",
+               "softsign", "exponential", "hard_sigmoid", "hard_silu", "hard_swish")
 
 
 def registrar(registry: dict, what: str) -> Callable:
@@ -84,7 +85,11 @@ def activation(layer: KerasLayer, name, rank: int) -> nn.Module | None:
     if name == "linear":
         return None
     modules = {"relu": nn.ReLU, "relu6": nn.ReLU6, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
-               "softmax": lambda: nn.Softmax(dim=torch_axis(-1, rank))}
+               "softmax": lambda: nn.Softmax(dim=torch_axis(-1, rank)), "elu": nn.ELU, "selu": nn.SELU,
+               "gelu": nn.GELU, "swish": nn.SiLU, "silu": nn.SiLU, "softplus": nn.Softplus, "softsign": nn.Softsign,
+               "exponential": Exp, "hard_silu": nn.Hardswish, "hard_swish": nn.Hardswish,
+               # Keras 2: clip(0.2 x + 0.5, 0, 1); Keras 3: relu6(x + 3) / 6 (torch's Hardsigmoid)
+               "hard_sigmoid": nn.Hardsigmoid if not layer.keras_version.startswith("2.") else lambda: Affine(0.2, 0.5, 0, 1)}
     if not isinstance(name, str) or name not in modules:
         raise layer.error(f"has unsupported activation {name!r}; supported: {', '.join(ACTIVATIONS)}")
     return modules[name]()
@@ -181,6 +186,88 @@ class KerasTranspose(nn.Module):
         x = x.permute(0, 2, 3, 1) if self.nchw else x
         x = x.permute(*self.perm)
         return x.permute(0, 3, 1, 2) if self.nchw else x
+
+
+class Exp(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(x)
+
+
+class Affine(nn.Module):
+    """x * scale + offset (tensors in torch's layout, or numbers), clipped to [low, high] if given."""
+
+    def __init__(self, scale, offset, low: float | None = None, high: float | None = None):
+        super().__init__()
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.register_buffer("offset", torch.as_tensor(offset, dtype=torch.float32))
+        self.low, self.high = low, high
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * self.scale + self.offset
+        return y if self.low is None else y.clamp(self.low, self.high)
+
+
+class Merge(nn.Module):
+    """Keras Multiply, Subtract, Maximum, Minimum, Average over a list of tensors."""
+
+    takes_list = True
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind, self.op = kind, torch.ao.nn.quantized.FloatFunctional()
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            if self.kind == "Multiply":
+                out = self.op.mul(out, x)
+            elif self.kind in ("Average", "Subtract"):
+                out = out + x if self.kind == "Average" else out - x
+            else:
+                out = torch.maximum(out, x) if self.kind == "Maximum" else torch.minimum(out, x)
+        return out / len(xs) if self.kind == "Average" else out
+
+
+class KerasPReLU(nn.Module):
+    """max(x, 0) + alpha * min(x, 0), alpha per element (Keras's shape, shared axes of size 1)."""
+
+    def __init__(self, alpha: torch.Tensor):
+        super().__init__()
+        self.register_buffer("alpha", alpha)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) - self.alpha * torch.relu(-x)
+
+
+class Crop(nn.Module):
+    def __init__(self, top: int, bottom: int, left: int, right: int):
+        super().__init__()
+        self.box = top, bottom, left, right
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom, left, right = self.box
+        return x[:, :, top:x.shape[2] - bottom, left:x.shape[3] - right]
+
+
+class GlobalMaxPool(nn.Module):
+    def __init__(self, keepdims: bool):
+        super().__init__()
+        self.keepdims = keepdims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax((2, 3), keepdim=self.keepdims)
+
+
+class As2d(nn.Module):
+    """Runs 2-D modules on a Keras 1-D tensor (N, L, C), as an image (N, C, 1, L)."""
+
+    def __init__(self, *modules: nn.Module):
+        super().__init__()
+        self.body = nn.Sequential(*modules)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x.permute(0, 2, 1).unsqueeze(2))
+        return y.squeeze(2).permute(0, 2, 1)
 
 
 class NhwcFlatten(nn.Module):
@@ -387,6 +474,197 @@ def zero_padding(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     padding = layer.config["padding"]
     (top, bottom), (left, right) = (_pair(p) for p in (_pair(padding) if isinstance(padding, int) else padding))
     return [(layer.name, nn.ZeroPad2d((left, right, top, bottom)))]
+
+
+# ---- the CNN layers beyond the MLPerf Tiny set
+@converter("Multiply", "Subtract", "Maximum", "Minimum", "Average")
+def merge(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    try:  # Keras broadcasts (a squeeze-and-excitation Multiply: (H, W, C) x (1, 1, C)); so does torch, in NCHW
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise layer.error(f"merges tensors of shapes {shapes}, which do not broadcast") from None
+    if len({len(s) for s in shapes}) != 1 or (layer.class_name == "Subtract" and len(shapes) != 2):
+        raise layer.error(f"merges tensors of shapes {shapes}; r8 merges tensors of one rank (Subtract: two)")
+    return [(layer.name, Merge(layer.class_name))]
+
+
+@converter("Rescaling")
+def rescaling(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    rank = len(shapes[0]) + 1
+    scale, offset = (constant_in_torch_layout(layer.config.get(k, d), rank) for k, d in (("scale", 1.0), ("offset", 0.0)))
+    return [(layer.name, Affine(scale, offset))]
+
+
+@converter("Normalization")
+def normalization(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    """(x - mean) / max(sqrt(variance), 1e-7) over the last axis (Keras's epsilon)."""
+    c, rank, channels = layer.config, len(shapes[0]) + 1, shapes[0][-1]
+    if c.get("invert", False) or c.get("axis", -1) not in (-1, rank - 1, [-1], [rank - 1]):
+        raise layer.error("normalizes over an axis other than the last, or inverts; r8 takes axis=-1, invert=False")
+    mean, var = ((np.asarray(c[k], np.float32) if c.get(k) is not None else layer.weight(k)) for k in ("mean", "variance"))
+    if mean.size != channels or var.size != channels:
+        raise layer.error(f"has mean/variance of {mean.size}/{var.size} values for {channels} channels")
+    std = np.maximum(np.sqrt(var.reshape(-1)), 1e-7)
+    scale, offset = 1 / std, -mean.reshape(-1) / std
+    return [(layer.name, Affine(constant_in_torch_layout(scale, rank), constant_in_torch_layout(offset, rank)))]
+
+
+@converter("LeakyReLU")
+def leaky_relu(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    slope = layer.config.get("negative_slope", layer.config.get("alpha", 0.3))  # Keras 3 / Keras 2 spelling
+    return [(layer.name, nn.LeakyReLU(float(slope)))]
+
+
+@converter("ELU")
+def elu(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    return [(layer.name, nn.ELU(float(layer.config.get("alpha", 1.0))))]
+
+
+@converter("PReLU")
+def prelu(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    alpha = layer.weight("alpha")
+    if alpha.ndim != len(shapes[0]) or any(a not in (1, s) for a, s in zip(alpha.shape, shapes[0])):
+        raise layer.error(f"has alpha {alpha.shape} for an input {shapes[0]}")
+    return [(layer.name, KerasPReLU(constant_in_torch_layout(alpha, len(shapes[0]) + 1)))]
+
+
+@converter("GlobalMaxPooling2D")
+def global_max_pooling(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    _rank(layer, shapes[0], 4)
+    _check(layer, "data_format", ("channels_last",), "channels_last")
+    return [(layer.name, GlobalMaxPool(bool(layer.config.get("keepdims", False))))]
+
+
+@converter("Cropping2D")
+def cropping(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    _rank(layer, shapes[0], 4)
+    _check(layer, "data_format", ("channels_last",), "channels_last")
+    crop = layer.config["cropping"]
+    (top, bottom), (left, right) = (_pair(p) for p in (_pair(crop) if isinstance(crop, int) else crop))
+    return [(layer.name, Crop(top, bottom, left, right))]
+
+
+@converter("UpSampling2D")
+def upsampling(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    _rank(layer, shapes[0], 4)
+    _check(layer, "data_format", ("channels_last",), "channels_last")
+    _check(layer, "interpolation", ("nearest", "bilinear"), "nearest")
+    mode = layer.config.get("interpolation", "nearest")
+    return [(layer.name, nn.Upsample(scale_factor=tuple(float(f) for f in _pair(layer.config.get("size", 2))),
+                                     mode=mode, **({"align_corners": False} if mode == "bilinear" else {})))]
+
+
+@converter("Permute")
+def permute(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    dims = list(layer.config["dims"])
+    if sorted(dims) != list(range(1, len(shapes[0]) + 1)):
+        raise layer.error(f"has dims={dims}; a permutation of 1..{len(shapes[0])}")
+    return [(layer.name, KerasTranspose((0, *dims), len(shapes[0]) + 1))]
+
+
+@converter("SeparableConv2D")
+def separable_conv2d(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    (shape,) = shapes
+    _rank(layer, shape, 4)
+    _check(layer, "data_format", ("channels_last",), "channels_last")
+    _check(layer, "dilation_rate", ((1, 1),), (1, 1))
+    c, (h, w, cin) = layer.config, shape
+    kernel, stride, mult = _pair(c["kernel_size"]), _pair(c.get("strides", 1)), c.get("depth_multiplier", 1)
+    depthwise = nn.Conv2d(cin, cin * mult, kernel, stride, groups=cin, bias=False)
+    pointwise = nn.Conv2d(cin * mult, c["filters"], 1, bias=c.get("use_bias", True))
+    with torch.no_grad():
+        dk = layer.weight("depthwise_kernel", shape=(*kernel, cin, mult))
+        depthwise.weight.copy_(_tensor(dk.reshape(*kernel, cin * mult).transpose(2, 0, 1)[:, None]))
+        pointwise.weight.copy_(_tensor(layer.weight("pointwise_kernel", shape=(1, 1, cin * mult, c["filters"]))
+                                       .transpose(3, 2, 0, 1)))
+        if pointwise.bias is not None:
+            pointwise.bias.copy_(_tensor(layer.weight("bias", shape=(c["filters"],))))
+    steps = padded(f"{layer.name}_depthwise", depthwise, _same_pads(layer, (h, w), kernel, stride))
+    return _with_activation(layer, steps + [(layer.name, pointwise)], 4)
+
+
+@converter("Conv2DTranspose")
+def conv2d_transpose(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    """The full transposed convolution, then TF's crop: 'same' keeps H * stride rows, starting
+    (kernel - stride) // 2 in; 'valid' keeps (H - 1) * stride + max(kernel, stride)."""
+    (shape,) = shapes
+    _rank(layer, shape, 4)
+    _check(layer, "data_format", ("channels_last",), "channels_last")
+    _check(layer, "dilation_rate", ((1, 1),), (1, 1))
+    _check(layer, "output_padding", (None,), None)
+    _check(layer, "padding", ("same", "valid"), "valid")
+    c, (h, w, cin) = layer.config, shape
+    kernel, stride, cout = _pair(c["kernel_size"]), _pair(c.get("strides", 1)), c["filters"]
+    extra = tuple(max(s - k, 0) for k, s in zip(kernel, stride))
+    conv = nn.ConvTranspose2d(cin, cout, kernel, stride, output_padding=extra, bias=c.get("use_bias", True))
+    with torch.no_grad():
+        conv.weight.copy_(_tensor(layer.weight("kernel", shape=(*kernel, cout, cin)).transpose(3, 2, 0, 1)))
+        if conv.bias is not None:
+            conv.bias.copy_(_tensor(layer.weight("bias", shape=(cout,))))
+    steps: Steps = [(layer.name, conv)]
+    if c.get("padding") == "same":
+        full = [(n - 1) * s + max(k, s) for n, k, s in zip((h, w), kernel, stride)]
+        (top, left) = (max(k - s, 0) // 2 for k, s in zip(kernel, stride))
+        bottom, right = (f - b - n * s for f, b, n, s in zip(full, (top, left), (h, w), stride))
+        steps.append((f"{layer.name}_crop", Crop(top, bottom, left, right)))
+    return _with_activation(layer, steps, 4)
+
+
+@converter("Conv1D", "DepthwiseConv1D")
+def conv1d(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    """As a 2-D convolution with a 1 x k kernel on (N, C, 1, L); the tensor stays (N, L, C)."""
+    (shape,) = shapes
+    _rank(layer, shape, 3)
+    _check(layer, "data_format", ("channels_last",), "channels_last")
+    _check(layer, "dilation_rate", ((1,), 1), 1)
+    c, (length, cin) = layer.config, shape
+    (k,), (s,) = (_one(c["kernel_size"]), _one(c.get("strides", 1)))
+    if layer.class_name == "DepthwiseConv1D":  # kernel (k, in, multiplier)
+        mult = c.get("depth_multiplier", 1)
+        weight = layer.weight("depthwise_kernel", "kernel", shape=(k, cin, mult)).reshape(k, cin * mult).T[:, None, None, :]
+        groups, cout = cin, cin * mult
+    else:  # kernel (k, in / groups, out)
+        groups, cout = c.get("groups", 1), c["filters"]
+        weight = layer.weight("kernel", shape=(k, cin // groups, cout)).transpose(2, 1, 0)[:, :, None, :]
+    bias = c.get("use_bias", True)
+    conv = nn.Conv2d(cin, cout, (1, k), (1, s), groups=groups, bias=bias)
+    with torch.no_grad():
+        conv.weight.copy_(_tensor(weight))
+        if bias:
+            conv.bias.copy_(_tensor(layer.weight("bias", shape=(cout,))))
+    pads = _same_pads(layer, (1, length), (1, k), (1, s))  # (left, right, 0, 0) along the length
+    return _with_activation(layer, [(layer.name, As2d(*[m for _, m in padded(layer.name, conv, pads)]))], 3)
+
+
+def _one(value) -> tuple[int]:
+    return (value,) if isinstance(value, int) else tuple(value)
+
+
+@converter("AveragePooling1D", "MaxPooling1D")
+def pooling1d(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    (shape,) = shapes
+    _rank(layer, shape, 3)
+    _check(layer, "data_format", ("channels_last",), "channels_last")
+    (k,) = _one(layer.config["pool_size"])
+    (s,) = _one(layer.config.get("strides") or k)
+    pads = _same_pads(layer, (1, shape[0]), (1, k), (1, s))
+    steps = pool_steps(layer.name, layer.class_name == "AveragePooling1D", (1, k), (1, s), pads, (1, shape[0]))
+    return [(layer.name, As2d(*[m for _, m in steps]))]
+
+
+@converter("GlobalAveragePooling1D", "GlobalMaxPooling1D")
+def global_pooling1d(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    _rank(layer, shapes[0], 3)
+    keep = bool(layer.config.get("keepdims", False))
+    pool = GlobalAvgPool(keep) if layer.class_name == "GlobalAveragePooling1D" else GlobalMaxPool(keep)
+    return [(layer.name, As2d(pool))] if keep else [(layer.name, nn.Sequential(Unsqueeze2d(), pool))]
+
+
+class Unsqueeze2d(nn.Module):
+    """(N, L, C) as the image (N, C, 1, L)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 1).unsqueeze(2)
 
 
 # ---- Keras 2's op layers: a TensorFlow function applied to tensors, named in the config (no code)

@@ -83,6 +83,52 @@ def dscnn_streaming(k):
     return k.Model(inputs, L.Dense(3, activation="softmax")(x))
 
 
+# ---- common Keras image classifiers beyond the MLPerf Tiny set, at ImageNet-like resolution
+def _hard_swish(k, x):
+    """hard-swish: Keras 3's activation; from layers in Keras 2 (x * relu6(x + 3) / 6)."""
+    L = k.layers
+    if "hard_silu" in dir(k.activations):
+        return L.Activation("hard_swish")(x)
+    return L.Multiply()([x, L.Rescaling(1 / 6)(L.ReLU(6.0)(L.Rescaling(1.0, offset=3.0)(x)))])
+
+
+def se_net(k):
+    """Conv stages with squeeze-and-excitation: GlobalAveragePooling2D -> Dense -> Dense -> Multiply."""
+    L = k.layers
+    inputs = k.Input((96, 96, 3))
+    x = inputs
+    for width in (16, 32):
+        x = L.Activation("relu")(L.BatchNormalization()(L.Conv2D(width, 3, strides=2, padding="same")(x)))
+        se = L.Dense(width // 4, activation="relu")(L.GlobalAveragePooling2D()(x))
+        se = L.Reshape((1, 1, width))(L.Dense(width, activation="sigmoid")(se))
+        x = L.Multiply()([x, se])
+    return k.Model(inputs, L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(x)))
+
+
+def inverted_residual(k):
+    """MobileNetV3-like: expand 1x1, depthwise 3x3, project 1x1, residual add, hard-swish."""
+    L = k.layers
+    inputs = k.Input((96, 96, 3))
+    x = _hard_swish(k, L.BatchNormalization()(L.Conv2D(16, 3, strides=2, padding="same")(inputs)))
+    for stride, out in ((1, 16), (2, 24), (1, 24)):
+        y = _hard_swish(k, L.BatchNormalization()(L.Conv2D(out * 4, 1)(x)))
+        y = _hard_swish(k, L.BatchNormalization()(L.DepthwiseConv2D(3, strides=stride, padding="same")(y)))
+        y = L.BatchNormalization()(L.Conv2D(out, 1)(y))
+        x = L.Add()([x, y]) if stride == 1 and x.shape[-1] == out else y
+    return k.Model(inputs, L.Dense(5, activation="softmax")(L.GlobalAveragePooling2D()(x)))
+
+
+def separable_net(k):
+    """Separable convolutions with a Cropping2D and max pooling, at 100x100."""
+    L = k.layers
+    inputs = k.Input((100, 100, 3))
+    x = L.SeparableConv2D(16, 3, padding="same", activation="relu")(inputs)
+    x = L.Cropping2D(((2, 2), (1, 3)))(x)
+    x = L.MaxPooling2D(2)(L.SeparableConv2D(32, 3, strides=2, padding="same", depth_multiplier=2)(x))
+    x = L.LeakyReLU(0.1)(L.BatchNormalization()(x))
+    return k.Model(inputs, L.Dense(4, activation="softmax")(L.GlobalMaxPooling2D()(x)))
+
+
 FAMILIES = {
     "resnet8": lambda k: resnet(k),
     "resnet8-wide-26-52-104": lambda k: resnet(k, (26, 52, 104)),
@@ -92,6 +138,9 @@ FAMILIES = {
     "autoencoder-ad": autoencoder,
     "dscnn-kws": dscnn_kws,
     "dscnn-streaming-ww": dscnn_streaming,
+    "se-net-96": se_net,
+    "inverted-residual-hswish-96": inverted_residual,
+    "separable-cropping-100": separable_net,
 }
 CLASSIFIERS = {"resnet8", "resnet8-wide-26-52-104", "resnet10-four-stages", "resnet-two-stages-odd-input",
                "mobilenet-v1-vww", "dscnn-kws", "dscnn-streaming-ww"}
@@ -112,7 +161,20 @@ def _merge(k, merge):
     branches = [L.Conv2D(4, 1)(inputs), L.Conv2D(4, 3, padding="same")(inputs), L.Conv2D(4, 2, padding="same")(inputs)]
     if merge == "concat-flat":
         return k.Model(inputs, L.Concatenate()([L.Flatten()(b) for b in branches]))
-    return k.Model(inputs, (L.Add() if merge == "add" else L.Concatenate())(branches))
+    layer = {"add": L.Add, "concat": L.Concatenate, "multiply": L.Multiply, "subtract": L.Subtract, "maximum": L.Maximum,
+             "minimum": L.Minimum, "average": L.Average}[merge]()
+    return k.Model(inputs, layer(branches[:2] if merge == "subtract" else branches))
+
+
+def _seq(k, layers, shape=(11, 3)):
+    """A rank-3 (N, steps, channels) tensor through 1-D layers."""
+    return _image(k, layers, shape)
+
+
+def _adapted(layer, shape):
+    """A Normalization layer adapted to random data (its mean and variance become weights)."""
+    layer.adapt(np.random.default_rng(0).normal(2.0, 3.0, (16, *shape)).astype(np.float32))
+    return layer
 
 
 def _dense(k, layers, dim=6):
@@ -169,9 +231,46 @@ LAYER_CASES = {
     "dropout": lambda k: _image(k, [k.layers.Dropout(0.5)]),
     "zeropadding-asymmetric": lambda k: _image(k, [k.layers.ZeroPadding2D(((1, 2), (0, 3)))]),
     "dense-softmax": lambda k: _dense(k, [k.layers.Dense(4, activation="softmax")]),
+    # ---- beyond the MLPerf Tiny set (issue #17)
+    "separable-conv-same-s2-mult2": lambda k: _image(k, [k.layers.SeparableConv2D(5, 3, strides=2, padding="same",
+                                                                                  depth_multiplier=2, activation="relu")]),
+    "conv-transpose-same-s2-k3": lambda k: _image(k, [k.layers.Conv2DTranspose(4, 3, strides=2, padding="same")]),
+    "conv-transpose-valid-s2-k3": lambda k: _image(k, [k.layers.Conv2DTranspose(4, 3, strides=2)]),
+    "conv-transpose-same-s3-k2": lambda k: _image(k, [k.layers.Conv2DTranspose(2, 2, strides=3, padding="same")]),
+    "multiply-three": lambda k: _merge(k, "multiply"),
+    "subtract": lambda k: _merge(k, "subtract"),
+    "maximum": lambda k: _merge(k, "maximum"),
+    "minimum": lambda k: _merge(k, "minimum"),
+    "average": lambda k: _merge(k, "average"),
+    "rescaling": lambda k: _image(k, [k.layers.Rescaling(1 / 127.5, offset=-1.0)]),
+    "rescaling-per-channel": lambda k: _image(k, [k.layers.Rescaling([0.5, 2.0, -1.0], offset=[0.1, 0.0, 3.0])]),
+    "normalization-adapted": lambda k: _image(k, [_adapted(k.layers.Normalization(), (7, 9, 3))]),
+    "leaky-relu": lambda k: _image(k, [k.layers.LeakyReLU(0.1)]),
+    "prelu-shared-hw": lambda k: _image(k, [k.layers.PReLU(shared_axes=[1, 2])]),
+    "prelu-full": lambda k: _image(k, [k.layers.PReLU()]),
+    "elu-layer": lambda k: _image(k, [k.layers.ELU(0.7)]),
+    **{f"activation-{a}": (lambda a: lambda k: _dense(k, [k.layers.Dense(6), k.layers.Activation(a)]))(a)
+       for a in ("swish", "gelu", "hard_sigmoid", "exponential", "softplus", "softsign", "selu", "elu")},
+    "activation-hard-silu": lambda k: _dense(k, [k.layers.Dense(6), k.layers.Activation("hard_silu")]),
+    "global-maxpool": lambda k: _image(k, [k.layers.GlobalMaxPooling2D()]),
+    "global-maxpool-keepdims": lambda k: _image(k, [k.layers.GlobalMaxPooling2D(keepdims=True)]),
+    "cropping-asymmetric": lambda k: _image(k, [k.layers.Cropping2D(((1, 2), (0, 3)))]),
+    "upsampling-nearest": lambda k: _image(k, [k.layers.UpSampling2D((2, 3))]),
+    "upsampling-bilinear": lambda k: _image(k, [k.layers.UpSampling2D(2, interpolation="bilinear")]),
+    "permute": lambda k: _image(k, [k.layers.Permute((2, 3, 1)), k.layers.Conv2D(2, 1)]),
+    "conv1d-same-s2": lambda k: _seq(k, [k.layers.Conv1D(4, 3, strides=2, padding="same", activation="relu")]),
+    "conv1d-valid": lambda k: _seq(k, [k.layers.Conv1D(4, 5)]),
+    "depthwise-conv1d": lambda k: _seq(k, [k.layers.DepthwiseConv1D(3, padding="same", depth_multiplier=2)]),
+    "pooling1d": lambda k: _seq(k, [k.layers.MaxPooling1D(2, padding="same"), k.layers.AveragePooling1D(3, strides=1,
+                                                                                                      padding="same")]),
+    "global-pooling1d": lambda k: _seq(k, [k.layers.Conv1D(4, 3), k.layers.GlobalAveragePooling1D()]),
+    "global-maxpool1d-keepdims": lambda k: _seq(k, [k.layers.GlobalMaxPooling1D(keepdims=True)]),
     "sequential-conv-dense": lambda k: k.Sequential([k.Input((6, 6, 2)), k.layers.Conv2D(3, 3, strides=2, padding="same"),
                                                       k.layers.Flatten(), k.layers.Dense(4, activation="tanh")]),
 }
+
+
+KERAS3_ONLY = {"activation-hard-silu"}  # tf-keras has no hard_silu activation
 
 
 def randomize(model, rng: np.random.Generator) -> None:
