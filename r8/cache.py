@@ -1,7 +1,8 @@
 """Artifacts built once into ``R8_CACHE_DIR`` and reused while their inputs are unchanged.
 
-Each artifact sits beside a ``.key.json`` recording the sha256 of its inputs and of r8's own
-source, and what its build recorded (wall time, ...); a file lock makes concurrent builders
+Each artifact sits beside a ``.key.json`` recording its inputs (their sha256s) and r8's own
+source, the artifact's own sha256 (checked on every reuse: a damaged artifact is rebuilt, never
+served), and what its build recorded (wall time, ...); a file lock makes concurrent builders
 (pytest-xdist workers) wait instead of racing.
 """
 
@@ -58,14 +59,27 @@ def build_once(name: str, inputs: dict, build: Callable[[Path], dict | None]) ->
     key = {"code": code_hash(), **inputs}
     key_file = _key_file(path)
     with FileLock(str(path) + ".lock"):
-        if path.exists() and key_file.exists() and json.loads(key_file.read_text()).get("key") == key:
+        if _intact(path, key_file, key):
             return path
         facts = {}
         start = time.perf_counter()
         atomic_write(path, lambda tmp: facts.update(build(tmp) or {}))
-        record = {"key": key, "facts": {"build_s": time.perf_counter() - start, **facts}}
+        record = {"key": key, "sha256": sha256(path), "facts": {"build_s": time.perf_counter() - start, **facts}}
         atomic_write(key_file, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
     return path
+
+
+def _intact(path: Path, key_file: Path, key: dict) -> bool:
+    """Whether the cached artifact was built from ``key`` and is still, byte for byte, what that
+    build wrote (its sha256 is in the key file): a damaged, edited or truncated artifact, or an
+    unreadable key file, means a rebuild, never a served file."""
+    if not (path.is_file() and key_file.is_file()):
+        return False
+    try:
+        record = json.loads(key_file.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("key") == key and record.get("sha256") == sha256(path)
 
 
 def build_facts(path: Path) -> dict:

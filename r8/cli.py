@@ -263,4 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     except R8Error as e:
         print(f"r8: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # the last resort: a crash must never read as a verdict on the model
+        where = f" with --model {args.model}" if hasattr(args, "model") else ""
+        print(f"r8: internal error (a bug in r8, not a verdict on the model): {type(e).__name__}: {e} — "
+              f"running `{args.command}`{where}; rerun with -v for the traceback and report it", file=sys.stderr)
+        if args.verbose:
+            raise
+        return 3
     return 0

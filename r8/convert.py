@@ -68,39 +68,16 @@ def _build(model, converters: dict, supported: tuple, problems: list | None = No
     outputs, rows = {}, []
     shapes = dict(zip(model.inputs, model.input_shapes()))
     for layer in model.layers:
-        params = int(sum(w.size for w in layer.weights.values()))
+        params = int(sum(getattr(w, "size", 0) for w in layer.weights.values()))
         row = {"name": layer.name, "type": layer.class_name, "params": params, "shape": None, "problem": None}
         rows.append(row)
         try:
-            if layer.class_name == "InputLayer":
-                if layer.name not in shapes:
-                    raise layer.error("is not one of the model's inputs")
-                example = torch.zeros(1, *to_torch_shape(shapes[layer.name]))
-                values[layer.name] = (graph.placeholder(_module_name(layer.name, taken)), example)
-                row["shape"] = shapes[layer.name]
-                continue
-            if layer.class_name not in converters:
-                raise layer.error(f"has an unsupported type; supported: {', '.join(supported)}")
-            missing = [i for i in layer.inputs if i not in values]
-            if missing:
-                if problems is not None:
-                    continue  # depends on an unsupported layer, already reported
-                raise layer.error(f"reads {missing}, which come later in the file or do not exist")
-            args = [values[i][0] for i in layer.inputs]
-            examples = [values[i][1] for i in layer.inputs]
-            with torch.no_grad():
-                for name, module in converters[layer.class_name](layer, [to_keras_shape(e) for e in examples]):
-                    name = _module_name(name, taken)
-                    root.add_module(name, module.eval())
-                    if getattr(module, "takes_list", False):
-                        args, examples = [args], [examples]
-                    examples = [module(*examples)]
-                    args = [graph.call_module(name, tuple(args))]
-            values[layer.name], outputs[layer.name] = (args[0], examples[0]), name
-            row["shape"] = to_keras_shape(examples[0])
-            expected = getattr(layer, "expected_shape", None)  # a .tflite declares every tensor's shape
-            if expected is not None and row["shape"] != tuple(expected):
-                raise layer.error(f"computes shape {row['shape']}; the file declares {tuple(expected)}")
+            try:
+                _add_layer(layer, root, graph, taken, values, outputs, row, shapes, converters, supported, problems)
+            except R8Error:
+                raise
+            except Exception as e:  # a damaged file's config or weights: named with its layer, never a traceback
+                raise layer.error(f"cannot be converted ({type(e).__name__}: {e})") from None
         except R8Error as e:
             if problems is None:
                 raise
@@ -113,6 +90,61 @@ def _build(model, converters: dict, supported: tuple, problems: list | None = No
     graph.output(nodes[0] if len(nodes) == 1 else tuple(nodes))
     output_shapes = [tuple(values[o][1].shape[1:]) for o in model.outputs if o in values]
     return root, graph, outputs, output_shapes, rows
+
+
+MAX_ELEMENTS = (1 << 30) // 4  # a tensor of 1 GiB of float32: refused, not allocated
+SIZE_KEYS = ("filters", "units", "kernel_size", "strides", "pool_size", "size", "padding", "cropping", "dilation_rate",
+             "depth_multiplier", "groups", "target_shape", "dims")
+
+
+def _check_sizes(layer) -> None:
+    """A Keras layer's declared sizes are whole numbers in a sane range (a damaged file may say
+    filters=10**9: refused before torch allocates it)."""
+    for key in SIZE_KEYS:
+        value = layer.config.get(key)
+        values = value if isinstance(value, list | tuple) else [value]
+        flat = [v for item in values for v in (item if isinstance(item, list | tuple) else [item])]
+        if isinstance(value, str) or value is None:
+            continue
+        if not all(isinstance(v, int) and not isinstance(v, bool) and -1 <= v <= (1 << 20) for v in flat):
+            raise layer.error(f"has {key}={value!r}; expected whole numbers from 0 to {1 << 20}")
+
+
+def _add_layer(layer, root, graph, taken, values, outputs, row, shapes, converters, supported, problems) -> None:
+    """One layer (op) of the file into the FX graph, run once on its example input."""
+    if layer.class_name == "InputLayer":
+        if layer.name not in shapes:
+            raise layer.error("is not one of the model's inputs")
+        example = torch.zeros(1, *to_torch_shape(shapes[layer.name]))
+        values[layer.name] = (graph.placeholder(_module_name(layer.name, taken)), example)
+        row["shape"] = shapes[layer.name]
+        return
+    if layer.class_name not in converters:
+        raise layer.error(f"has an unsupported type; supported: {', '.join(supported)}")
+    missing = [i for i in layer.inputs if i not in values]
+    if missing:
+        if problems is not None:
+            return  # depends on an unsupported layer, already reported
+        raise layer.error(f"reads {missing}, which come later in the file or do not exist")
+    if isinstance(layer.config, dict) and not hasattr(layer, "expected_shape"):
+        _check_sizes(layer)
+    args = [values[i][0] for i in layer.inputs]
+    examples = [values[i][1] for i in layer.inputs]
+    with torch.no_grad():
+        for name, module in converters[layer.class_name](layer, [to_keras_shape(e) for e in examples]):
+            name = _module_name(name, taken)
+            root.add_module(name, module.eval())
+            if getattr(module, "takes_list", False):
+                args, examples = [args], [examples]
+            examples = [module(*examples)]
+            if examples[0].numel() > MAX_ELEMENTS:
+                raise layer.error(f"computes a tensor of {tuple(examples[0].shape)}: over 1 GiB per sample")
+            args = [graph.call_module(name, tuple(args))]
+    values[layer.name], outputs[layer.name] = (args[0], examples[0]), name
+    row["shape"] = to_keras_shape(examples[0])
+    expected = getattr(layer, "expected_shape", None)  # a .tflite declares every tensor's shape
+    if expected is not None and row["shape"] != tuple(expected):
+        raise layer.error(f"computes shape {row['shape']}; the file declares {tuple(expected)}")
 
 
 def convert(path: str | os.PathLike) -> fx.GraphModule:

@@ -63,8 +63,10 @@ class KerasModel:
         for name in self.inputs:
             c = by_name[name].config
             shape = c.get("batch_shape") or c.get("batch_input_shape")
-            if not shape or any(d is None for d in shape[1:]):
+            if not isinstance(shape, list) or not shape or any(d is None for d in shape[1:]):
                 raise R8Error(f"{self.path}: input '{name}' has no fixed shape ({shape}); r8 needs one")
+            if not all(isinstance(d, int) and 0 < d <= (1 << 20) for d in shape[1:]) or np.prod(shape[1:], dtype=np.float64) > (1 << 28):
+                raise R8Error(f"{self.path}: input '{name}' declares shape {shape}; expected positive sizes under 1 GiB")
             shapes.append(tuple(shape[1:]))
         return shapes
 
@@ -125,10 +127,19 @@ def _endpoints(spec) -> list[str]:
 
 def _weights(group) -> dict[str, np.ndarray]:
     out = {}
-    for wname in group.attrs.get("weight_names", []) if group is not None else []:
+    for wname in group.attrs.get("weight_names", []) if isinstance(group, h5py.Group) else []:
         wname = wname.decode() if isinstance(wname, bytes) else wname
-        out[wname.rsplit("/", 1)[-1].split(":")[0]] = np.asarray(group[wname], dtype=np.float32)
+        if wname not in group or not isinstance(group[wname], h5py.Dataset):
+            raise KeyError(f"weight '{wname}' is listed but not in the file")
+        out[wname.rsplit("/", 1)[-1].split(":")[0]] = _array(group[wname])
     return out
+
+
+def _array(dataset) -> np.ndarray:
+    """A weight as float32, refused before reading when it is not numeric or declares over 1 GiB."""
+    if dataset.dtype.kind not in "fiu" or dataset.size * 4 > (1 << 30):
+        raise TypeError(f"weight '{dataset.name}' is {dataset.dtype} of shape {dataset.shape}; r8 reads numeric weights under 1 GiB")
+    return np.asarray(dataset, dtype=np.float32)
 
 
 def _open(path: Path) -> h5py.File:
@@ -166,26 +177,40 @@ def read_h5(path: str | os.PathLike) -> KerasModel:
     tensorflow; every problem is an R8Error naming the file."""
     path = Path(path)
     with _open(path) as f:
-        config = json.loads(f.attrs["model_config"])
+        try:
+            config = json.loads(f.attrs["model_config"])
+        except (ValueError, TypeError) as e:
+            raise R8Error(f"{path}: model_config is not JSON ({e})") from None
         return _model(path, config, _version(f), lambda name, cls, cfg: _weights(f["model_weights"].get(name)))
 
 
 def _model(path: Path, config: dict, version: str, weights) -> KerasModel:
     """The model described by a Keras model config; ``weights(name, class, config)`` gives each
     layer's weights by Keras's names (kernel, gamma, ...)."""
-    kind = config.get("class_name")
+    kind = config.get("class_name") if isinstance(config, dict) else None
     if kind not in ("Functional", "Model", "Sequential"):
         raise R8Error(f"{path}: model class {kind!r} is not supported (Functional or Sequential only)")
-    layers = []
-    for spec in config["config"]["layers"]:
-        name = spec.get("name") or spec["config"]["name"]
-        cls = spec["class_name"]
-        if cls in ("Functional", "Model", "Sequential"):
-            raise R8Error(f"{path}: layer '{name}' is a nested model ({cls}); flatten it first")
-        inputs, kwargs = ([layers[-1].name] if layers else [], {}) if kind == "Sequential" else \
-            _inbound(path, name, spec.get("inbound_nodes", []))
-        layers.append(KerasLayer(path, name, cls, spec["config"], inputs, weights(name, cls, spec["config"]), kwargs,
-                                 version))
+    layers, specs = [], _get(path, "model_config", config, "config", "layers")
+    for n, spec in enumerate(specs if isinstance(specs, list) else []):
+        name = f"#{n}"
+        try:
+            name = spec.get("name") or spec["config"]["name"]
+            cls = spec["class_name"]
+            if not isinstance(name, str) or not isinstance(cls, str) or not isinstance(spec["config"], dict):
+                raise TypeError("its name, class_name or config has the wrong type")
+            if cls in ("Functional", "Model", "Sequential"):
+                raise R8Error(f"{path}: layer '{name}' is a nested model ({cls}); flatten it first")
+            inputs, kwargs = ([layers[-1].name] if layers else [], {}) if kind == "Sequential" else \
+                _inbound(path, name, spec.get("inbound_nodes", []))
+            layers.append(KerasLayer(path, name, cls, spec["config"], inputs, weights(name, cls, spec["config"]), kwargs,
+                                     version))
+        except R8Error:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError) as e:
+            raise R8Error(f"{path}: layer '{name}' has a malformed entry in the model config or weights "
+                          f"({type(e).__name__}: {e})") from None
+    if not layers:
+        raise R8Error(f"{path}: the model config lists no layers")
     if kind == "Sequential":
         if layers and layers[0].class_name != "InputLayer":  # Keras 2 may leave the input implicit
             shape = layers[0].config.get("batch_input_shape")
@@ -195,8 +220,24 @@ def _model(path: Path, config: dict, version: str, weights) -> KerasModel:
             layers[1].inputs = ["input"]
         ins, outs = [layers[0].name], [layers[-1].name]
     else:
-        ins, outs = _endpoints(config["config"]["input_layers"]), _endpoints(config["config"]["output_layers"])
+        try:
+            ins = _endpoints(config["config"]["input_layers"])
+            outs = _endpoints(config["config"]["output_layers"])
+        except (KeyError, TypeError, IndexError) as e:
+            raise R8Error(f"{path}: the model config's input_layers/output_layers are malformed ({e!r})") from None
+        names = {layer.name for layer in layers}
+        if not ins or any(not isinstance(n, str) or n not in names for n in ins + outs):
+            raise R8Error(f"{path}: the model's inputs {ins} / outputs {outs} are not among its layers")
     return KerasModel(path, layers, ins, outs, version)
+
+
+def _get(path: Path, what: str, node, *keys):
+    """``node[k1][k2]...`` of a config, or R8Error naming the file and the missing key."""
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            raise R8Error(f"{path}: {what} has no '{key}' where r8 expects it")
+        node = node[key]
+    return node
 
 
 # ---- Keras 3's own format: a zip of config.json, metadata.json and model.weights.h5
@@ -260,7 +301,7 @@ def read_keras(path: str | os.PathLike) -> KerasModel:
             found = f.get(group)
             if found is None:
                 return {}
-            values = [np.asarray(found[str(i)], dtype=np.float32) for i in range(len(found))]
+            values = [_array(found[str(i)]) for i in range(len(found))]
             names = _variable_names(cls, cfg)
             return {names[i] if i < len(names) else f"var{i}": v for i, v in enumerate(values)}
 

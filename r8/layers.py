@@ -80,6 +80,13 @@ def _rank(layer: KerasLayer, shape: tuple, *ranks: int) -> None:
         raise layer.error(f"gets a rank-{len(shape) + 1} input {shape}; supported: rank {' or '.join(map(str, ranks))}")
 
 
+def _fits(layer: KerasLayer, shape: tuple) -> None:
+    """A layer that grows its input (upsampling, padding, transposed convolution) is refused before
+    it allocates an output over 1 GiB per sample (a damaged file may declare any size)."""
+    if int(np.prod([max(int(d), 0) for d in shape], dtype=np.float64)) > (1 << 28):
+        raise layer.error(f"would compute a tensor of {tuple(shape)}: over 1 GiB per sample")
+
+
 def activation(layer: KerasLayer, name, rank: int) -> nn.Module | None:
     """The torch module of a Keras activation by name (``None`` for linear)."""
     if name == "linear":
@@ -473,6 +480,8 @@ def zero_padding(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     _check(layer, "data_format", ("channels_last",), "channels_last")
     padding = layer.config["padding"]
     (top, bottom), (left, right) = (_pair(p) for p in (_pair(padding) if isinstance(padding, int) else padding))
+    h, w, c = shapes[0]
+    _fits(layer, (h + top + bottom, w + left + right, c))
     return [(layer.name, nn.ZeroPad2d((left, right, top, bottom)))]
 
 
@@ -549,8 +558,9 @@ def upsampling(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     _rank(layer, shapes[0], 4)
     _check(layer, "data_format", ("channels_last",), "channels_last")
     _check(layer, "interpolation", ("nearest", "bilinear"), "nearest")
-    mode = layer.config.get("interpolation", "nearest")
-    return [(layer.name, nn.Upsample(scale_factor=tuple(float(f) for f in _pair(layer.config.get("size", 2))),
+    mode, size = layer.config.get("interpolation", "nearest"), _pair(layer.config.get("size", 2))
+    _fits(layer, (shapes[0][0] * size[0], shapes[0][1] * size[1], shapes[0][2]))
+    return [(layer.name, nn.Upsample(scale_factor=tuple(float(f) for f in size),
                                      mode=mode, **({"align_corners": False} if mode == "bilinear" else {})))]
 
 
@@ -595,6 +605,7 @@ def conv2d_transpose(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     _check(layer, "padding", ("same", "valid"), "valid")
     c, (h, w, cin) = layer.config, shape
     kernel, stride, cout = _pair(c["kernel_size"]), _pair(c.get("strides", 1)), c["filters"]
+    _fits(layer, ((h + 1) * max(stride[0], kernel[0]), (w + 1) * max(stride[1], kernel[1]), cout))
     extra = tuple(max(s - k, 0) for k, s in zip(kernel, stride))
     conv = nn.ConvTranspose2d(cin, cout, kernel, stride, output_padding=extra, bias=c.get("use_bias", True))
     with torch.no_grad():

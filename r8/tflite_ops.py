@@ -227,6 +227,8 @@ def pad(node: TfliteNode, shapes: list[tuple]) -> Steps:
     if node.class_name == "PADV2" and node.const(2) is not None and float(node.const(2).reshape(-1)[0]) != 0.0:
         raise node.error("pads with a non-zero constant")
     pairs = [pads[2 * i:2 * i + 2] for i in range(rank)]
+    if np.prod([d + sum(p) for d, p in zip(shape, pairs[1:])], dtype=np.float64) > (1 << 28):
+        raise node.error(f"pads {shape} by {pairs[1:]}: over 1 GiB per sample")
     if pairs[0] != [0, 0]:
         raise node.error("pads the batch axis")
     if rank == 4 and pairs[3] == [0, 0]:

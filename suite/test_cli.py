@@ -172,3 +172,18 @@ def test_cuda_parity_and_top1(keras_probs, torch_model, test_split, report):
     diff = float(np.abs(probs - keras_probs).max())
     report("parity keras-vs-torch-cuda max|dp|, argmax agreement (10k)", f"{diff:.2e}, {agreement(probs, keras_probs):.4%}")
     assert diff <= 1e-5 and agreement(probs, keras_probs) == 1.0 and top1(probs, test_split.labels) >= 0.85
+
+
+def test_a_crash_exits_3_and_says_it_is_a_bug(monkeypatch, capsys):
+    """Any exception that is not R8Error: one line saying it is a bug in r8, naming the command and
+    the file, exit 3 (never 1 with a traceback, which reads like a verdict on the model)."""
+    import r8.cli
+
+    def crash(args):
+        raise KeyError("a key r8 forgot to check")
+
+    monkeypatch.setattr(r8.cli, "cmd_inspect", crash)
+    assert r8.cli.main(["inspect", "--model", "some.h5"]) == 3
+    err = capsys.readouterr().err
+    assert "internal error (a bug in r8" in err and "`inspect` with --model some.h5" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
