@@ -31,9 +31,10 @@ class Runtime:
 
 
 def _best(backend: str, rows: dict, fmt: str | None = None):
-    """The default config with the smallest drop (of one ORT format, if given)."""
+    """The default config with the smallest drop (of one ORT format, if given); None where the
+    backend has no row (it cannot take this model)."""
     return min((c for (b, c) in rows if b == backend and (fmt is None or c.fmt == fmt)),
-               key=lambda c: rows[backend, c]["drop_pp"])
+               key=lambda c: rows[backend, c]["drop_pp"], default=None)
 
 
 def _best_integer_input(model, cal, rows: dict, fmt: str):
@@ -83,6 +84,14 @@ def runtimes(model, data, cal, rows: dict) -> dict[str, Runtime]:
     qdq, qop, tq, lite = _best("ort", rows, "qdq"), _best("ort", rows, "qop"), _best("torch", rows), _best("tflite", rows)
     fp32_onnx, program = lambda: artifacts.onnx_fp32(model, "torch"), lambda: artifacts.exported_program(model)
     sample = data.test.images.shape[1:]
+    int8_runtimes = [
+        Runtime("onnxruntime-int8-qdq", "int8", *int8("ort", qdq)) if qdq else None,
+        Runtime("onnxruntime-int8-qop", "int8", *int8("ort", qop)) if qop else None,
+        Runtime("openvino-int8-qdq", "int8", qdq.id, lambda t: OpenVinoRunner(file("ort", qdq)(), threads=t),
+                file("ort", qdq)) if qdq else None,
+        Runtime("torch-int8", "int8", *int8("torch", tq)) if tq else None,
+        Runtime("tflite-int8", "int8", *int8("tflite", lite)) if lite else None,  # r8's own TFLite int8, LiteRT/XNNPACK
+    ]
     table = [
         *([Runtime("keras", "fp32", "", lambda t: _keras(model, t), lambda: model.path)]
           if model.path.suffix.lower() != ".tflite" else []),  # a .tflite's own runtime is its reference row
@@ -91,12 +100,7 @@ def runtimes(model, data, cal, rows: dict) -> dict[str, Runtime]:
                 program),
         Runtime("onnxruntime", "fp32", "", lambda t: OnnxRunner(fp32_onnx(), threads=t), fp32_onnx),
         Runtime("openvino", "fp32", "", lambda t: OpenVinoRunner(fp32_onnx(), threads=t), fp32_onnx),
-        Runtime("onnxruntime-int8-qdq", "int8", *int8("ort", qdq)),
-        Runtime("onnxruntime-int8-qop", "int8", *int8("ort", qop)),
-        Runtime("openvino-int8-qdq", "int8", qdq.id, lambda t: OpenVinoRunner(file("ort", qdq)(), threads=t),
-                file("ort", qdq)),
-        Runtime("torch-int8", "int8", *int8("torch", tq)),
-        Runtime("tflite-int8", "int8", *int8("tflite", lite)),  # r8's own TFLite int8, LiteRT/XNNPACK
+        *(r for r in int8_runtimes if r is not None),  # a backend that cannot take the model has none
         Runtime("torch-cuda", "fp32", "", lambda t: TorchRunner(fp32_model(), device="cuda"), program),
     ]
     if data.test.images.dtype == np.uint8:  # uint8 NHWC pixels in: no float conversion, no float transpose

@@ -73,8 +73,8 @@ def test_unsupported_option(h5_copy):
 
 def test_unsupported_activation(h5_copy):
     path, edit = h5_copy
-    edit(lambda layers, by_name: by_name["activation"]["config"].update(activation="gelu"))
-    _raises(path, "'activation' (Activation)", "unsupported activation 'gelu'", "relu6")
+    edit(lambda layers, by_name: by_name["activation"]["config"].update(activation="mish"))
+    _raises(path, "'activation' (Activation)", "unsupported activation 'mish'", "relu6")
 
 
 def test_inconsistent_graph(h5_copy):

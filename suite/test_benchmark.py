@@ -9,6 +9,7 @@ import pytest
 
 from r8.backends import backend
 from r8.bench import BATCHES, RUNTIME_NAMES, THREAD_COUNTS, THREADS, runtimes
+from r8.errors import R8Error
 from r8.metrics import confusion, per_class, predict, top1
 
 pytestmark = pytest.mark.benchmark
@@ -18,7 +19,13 @@ pytestmark = pytest.mark.benchmark
 def runtime_table(r8_model, r8_data, r8_calibration, r8_int8_rows):
     """Measures every default int8 config once, to pick the best ones to benchmark (the model of
     ``--r8-model``, default the MLPerf Tiny ResNet8)."""
-    rows = {(b, c): r8_int8_rows(b, c) for b in ("ort", "torch", "tflite") for c in backend(b).configs(available=True)}
+    rows = {}
+    for b in ("ort", "torch", "tflite"):
+        for c in backend(b).configs(available=True):
+            try:
+                rows[b, c] = r8_int8_rows(b, c)
+            except R8Error:  # the backend cannot take this model (e.g. TFLite's quantizer and a .tflite)
+                break
     return runtimes(r8_model, r8_data, r8_calibration, rows)
 
 
@@ -51,7 +58,8 @@ def test_inference(benchmark, name, batch, threads, runtime_table, loaded, r8_mo
     if name in ("keras", "torch-cuda") and threads != THREADS:
         pytest.skip(f"{name}: its thread pools are fixed once started (measured at {THREADS} threads only)")
     if name not in runtime_table:
-        pytest.skip(f"{name}: not a runtime of {r8_model.stem} on {r8_data.name} (no published reference file, "
+        pytest.skip(f"{name}: not a runtime of {r8_model.stem} on {r8_data.name} (its backend cannot take the model, "
+                    "no published reference file, "
                     "or float data where the runtime takes uint8 pixels)")
     runner, info = loaded(name, threads)
     images = r8_data.test.images[:batch]

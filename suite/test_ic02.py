@@ -51,6 +51,21 @@ def test_ic02_converts_exactly(ic02_reports, report):
 
 
 @pytest.mark.accuracy
+def test_ic02_program_loads_without_r8(ic02, perf200, tmp_path):
+    """``convert --model IC02.tflite -o ic02.pt``: plain ``torch.export.load`` gives LiteRT's probabilities."""
+    import torch
+
+    from r8.runners import TfliteRunner
+
+    assert r8("convert", "--model", ic02, "-o", tmp_path / "ic02.pt").returncode == 0
+    with open(tmp_path / "ic02.pt", "rb") as f:
+        program = torch.export.load(f).module()
+    with torch.inference_mode():
+        probs = program(torch.from_numpy(perf200.images).permute(0, 3, 1, 2).float()).numpy()
+    assert np.abs(probs - TfliteRunner(ic02).predict(perf200.images)).max() <= 1e-5
+
+
+@pytest.mark.accuracy
 def test_ic02_fp32_top1(ic02, ic02_reports, perf200, report):
     from r8.artifacts import torch_fp32
     from r8.metrics import predict, top1
