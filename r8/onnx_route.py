@@ -8,6 +8,7 @@ r8 rewrites it as one. Nothing else of onnx2torch's graph is changed.
 """
 
 import os
+import re
 
 import torch
 from torch import fx
@@ -37,6 +38,26 @@ def _fold_constant_reshapes(model: fx.GraphModule) -> None:
     model.recompile()
 
 
+def _plain_module_names(model: fx.GraphModule) -> None:
+    """Submodules renamed to identifiers: onnx2torch names them after the ONNX nodes, and tf2onnx's
+    node names of a .tflite (``model_4/conv2d_36/BiasAdd;model_4/...,...``) hold the commas that
+    torch.export's serializer splits its module stack on (the saved program would not load)."""
+    taken: set[str] = set()
+    for node in model.graph.find_nodes(op="call_module"):
+        if re.fullmatch(r"[A-Za-z_]\w*", node.target) and node.target not in taken:
+            taken.add(node.target)
+            continue
+        name = base = re.sub(r"\W", "_", node.target).lstrip("_0123456789")[-60:] or "module"
+        i = 1
+        while name in taken or hasattr(model, name):
+            name, i = f"{base}_{i}", i + 1
+        taken.add(name)
+        model.add_submodule(name, model.get_submodule(node.target))
+        node.target = name
+    model.delete_all_unused_submodules()
+    model.recompile()
+
+
 def onnx_to_torch(path: str | os.PathLike) -> fx.GraphModule:
     """The onnx2torch model of the Keras-route ONNX file ``path`` (NHWC input), in eval mode."""
     from onnx2torch import convert
@@ -48,6 +69,7 @@ def onnx_to_torch(path: str | os.PathLike) -> fx.GraphModule:
     except NotImplementedError as e:  # an op (or opset version) onnx2torch has no converter for
         raise R8Error(f"{path}: onnx2torch cannot convert this model: {e}") from None
     _fold_constant_reshapes(model)
+    _plain_module_names(model)
     model.meta.update(input_shapes=[_onnx_input_shape(path)], nhwc=True, contract=CONTRACT)
     return model
 

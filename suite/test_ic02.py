@@ -105,3 +105,20 @@ def test_ic02_best_int8_over_five_seeds(ic02, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((tmp_path / ic02.stem / "study.json").read_text())["summary"]
     assert np.mean([s["mean_drop_pp"] for s in summary]) <= BEST_DROP_PP
+
+
+@pytest.mark.accuracy
+def test_ic02_onnx2torch_program_reloads(ic02):
+    """The fallback route of a .tflite (tf2onnx -> onnx2torch) saves as a torch.export program that
+    loads again: tf2onnx names nodes of a .tflite with commas, on which torch.export's serializer
+    splits module paths (r8 renames the submodules)."""
+    import torch
+
+    from r8 import artifacts
+    from r8.convert import load_program
+    from r8.model import load_model
+
+    model = load_model(ic02)
+    x = torch.rand(2, 32, 32, 3) * 255
+    program = load_program(artifacts.onnx2torch_program(model))
+    assert torch.allclose(program(x), artifacts.onnx2torch_fp32(model)(x), atol=1e-6)
