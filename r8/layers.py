@@ -143,20 +143,24 @@ class Concat(nn.Module):
 
 
 class Arith(nn.Module):
-    """Two tensors combined elementwise: add and mul as FloatFunctionals (eager quantization
-    observes them), sub, div, max, min as torch ops."""
+    """Tensors combined elementwise, left to right: add and mul as FloatFunctionals (eager
+    quantization observes them); sub, div, max, min; mean (Keras Average)."""
 
     takes_list = True
+    OPS = {"sub": torch.sub, "div": torch.div, "max": torch.maximum, "min": torch.minimum, "mean": torch.add}
 
     def __init__(self, kind: str):
         super().__init__()
         self.kind, self.op = kind, torch.ao.nn.quantized.FloatFunctional()
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        a, b = xs
-        if self.kind in ("add", "mul"):
-            return self.op.add(a, b) if self.kind == "add" else self.op.mul(a, b)
-        return {"sub": torch.sub, "div": torch.div, "max": torch.maximum, "min": torch.minimum}[self.kind](a, b)
+        out = xs[0]
+        for x in xs[1:]:
+            if self.kind in ("add", "mul"):
+                out = self.op.add(out, x) if self.kind == "add" else self.op.mul(out, x)
+            else:
+                out = self.OPS[self.kind](out, x)
+        return out / len(xs) if self.kind == "mean" else out
 
 
 class ArithConst(nn.Module):
@@ -212,27 +216,6 @@ class Affine(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x * self.scale + self.offset
         return y if self.low is None else y.clamp(self.low, self.high)
-
-
-class Merge(nn.Module):
-    """Keras Multiply, Subtract, Maximum, Minimum, Average over a list of tensors."""
-
-    takes_list = True
-
-    def __init__(self, kind: str):
-        super().__init__()
-        self.kind, self.op = kind, torch.ao.nn.quantized.FloatFunctional()
-
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        out = xs[0]
-        for x in xs[1:]:
-            if self.kind == "Multiply":
-                out = self.op.mul(out, x)
-            elif self.kind in ("Average", "Subtract"):
-                out = out + x if self.kind == "Average" else out - x
-            else:
-                out = torch.maximum(out, x) if self.kind == "Maximum" else torch.minimum(out, x)
-        return out / len(xs) if self.kind == "Average" else out
 
 
 class KerasPReLU(nn.Module):
@@ -494,7 +477,8 @@ def merge(layer: KerasLayer, shapes: list[tuple]) -> Steps:
         raise layer.error(f"merges tensors of shapes {shapes}, which do not broadcast") from None
     if len({len(s) for s in shapes}) != 1 or (layer.class_name == "Subtract" and len(shapes) != 2):
         raise layer.error(f"merges tensors of shapes {shapes}; r8 merges tensors of one rank (Subtract: two)")
-    return [(layer.name, Merge(layer.class_name))]
+    kinds = {"Multiply": "mul", "Subtract": "sub", "Maximum": "max", "Minimum": "min", "Average": "mean"}
+    return [(layer.name, Arith(kinds[layer.class_name]))]
 
 
 @converter("Rescaling")
