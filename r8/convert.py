@@ -12,7 +12,7 @@ import torch
 from torch import fx, nn
 
 from r8.cache import atomic_write
-from r8.errors import R8Error
+from r8.errors import MAX_ELEMENTS, R8Error
 from r8.keras_h5 import read_h5, read_keras
 from r8.layers import CONVERTERS, SUPPORTED
 
@@ -92,7 +92,6 @@ def _build(model, converters: dict, supported: tuple, problems: list | None = No
     return root, graph, outputs, output_shapes, rows
 
 
-MAX_ELEMENTS = (1 << 30) // 4  # a tensor of 1 GiB of float32: refused, not allocated
 SIZE_KEYS = ("filters", "units", "kernel_size", "strides", "pool_size", "size", "padding", "cropping", "dilation_rate",
              "depth_multiplier", "groups", "target_shape", "dims")
 

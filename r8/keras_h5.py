@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from r8.errors import R8Error
+from r8.errors import MAX_ELEMENTS, MAX_TENSOR_BYTES, R8Error
 
 
 @dataclass
@@ -65,7 +65,7 @@ class KerasModel:
             shape = c.get("batch_shape") or c.get("batch_input_shape")
             if not isinstance(shape, list) or not shape or any(d is None for d in shape[1:]):
                 raise R8Error(f"{self.path}: input '{name}' has no fixed shape ({shape}); r8 needs one")
-            if not all(isinstance(d, int) and 0 < d <= (1 << 20) for d in shape[1:]) or np.prod(shape[1:], dtype=np.float64) > (1 << 28):
+            if not all(isinstance(d, int) and 0 < d <= (1 << 20) for d in shape[1:]) or np.prod(shape[1:], dtype=np.float64) > MAX_ELEMENTS:
                 raise R8Error(f"{self.path}: input '{name}' declares shape {shape}; expected positive sizes under 1 GiB")
             shapes.append(tuple(shape[1:]))
         return shapes
@@ -137,7 +137,7 @@ def _weights(group) -> dict[str, np.ndarray]:
 
 def _array(dataset) -> np.ndarray:
     """A weight as float32, refused before reading when it is not numeric or declares over 1 GiB."""
-    if dataset.dtype.kind not in "fiu" or dataset.size * 4 > (1 << 30):
+    if dataset.dtype.kind not in "fiu" or dataset.size * 4 > MAX_TENSOR_BYTES:
         raise TypeError(f"weight '{dataset.name}' is {dataset.dtype} of shape {dataset.shape}; r8 reads numeric weights under 1 GiB")
     return np.asarray(dataset, dtype=np.float32)
 
@@ -167,7 +167,7 @@ def keras_version(path: str | os.PathLike) -> str:
     weights read)."""
     path = Path(path)
     if path.suffix.lower() == ".keras":
-        return read_keras(path).keras_version
+        return str(json.loads(_archive(path)["metadata.json"]).get("keras_version", ""))
     with _open(path) as f:
         return _version(f)
 
@@ -270,20 +270,29 @@ def _refuse_code(path: Path, node) -> None:
             _refuse_code(path, value)
 
 
-def read_keras(path: str | os.PathLike) -> KerasModel:
-    """Read a Keras 3 ``.keras`` file (Functional or Sequential) with zipfile and h5py."""
-    path = Path(path)
+def _archive(path: Path, *names: str) -> dict[str, bytes]:
+    """The named members of a ``.keras`` zip (metadata.json alone by default)."""
     if not path.is_file():
         raise R8Error(f"{path}: file not found")
     try:
         with zipfile.ZipFile(path) as z:
-            config = json.loads(z.read("config.json"))
-            version = json.loads(z.read("metadata.json")).get("keras_version", "")
-            weights_h5 = z.read("model.weights.h5")
+            return {name: z.read(name) for name in names or ("metadata.json",)}
     except KeyError as e:
         raise R8Error(f"{path}: not a Keras model archive ({e.args[0]})") from None
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise R8Error(f"{path}: not a readable .keras file ({e})") from None
+
+
+def read_keras(path: str | os.PathLike) -> KerasModel:
+    """Read a Keras 3 ``.keras`` file (Functional or Sequential) with zipfile and h5py."""
+    path = Path(path)
+    members = _archive(path, "config.json", "metadata.json", "model.weights.h5")
+    try:
+        config = json.loads(members["config.json"])
+        version = json.loads(members["metadata.json"]).get("keras_version", "")
+    except ValueError as e:
+        raise R8Error(f"{path}: not a readable .keras file ({e})") from None
+    weights_h5 = members["model.weights.h5"]
     _refuse_code(path, config)
     try:
         f = h5py.File(io.BytesIO(weights_h5), "r")

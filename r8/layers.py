@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from r8.errors import MAX_ELEMENTS
 from r8.keras_h5 import KerasLayer
 
 Steps = list[tuple[str, nn.Module]]
@@ -57,6 +58,11 @@ def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
+def _box(value) -> tuple[tuple[int, int], tuple[int, int]]:
+    """ZeroPadding2D/Cropping2D's n, (rows, cols) or ((top, bottom), (left, right))."""
+    return tuple(_pair(p) for p in (_pair(value) if isinstance(value, int) else value))
+
+
 def _same_pads(layer: KerasLayer, hw: tuple, kernel: tuple, stride: tuple) -> tuple[int, int, int, int]:
     """(left, right, top, bottom), torch's order, for the layer's 'same' or 'valid' padding."""
     padding = layer.config.get("padding", "valid")
@@ -83,7 +89,7 @@ def _rank(layer: KerasLayer, shape: tuple, *ranks: int) -> None:
 def _fits(layer: KerasLayer, shape: tuple) -> None:
     """A layer that grows its input (upsampling, padding, transposed convolution) is refused before
     it allocates an output over 1 GiB per sample (a damaged file may declare any size)."""
-    if int(np.prod([max(int(d), 0) for d in shape], dtype=np.float64)) > (1 << 28):
+    if int(np.prod([max(int(d), 0) for d in shape], dtype=np.float64)) > MAX_ELEMENTS:
         raise layer.error(f"would compute a tensor of {tuple(shape)}: over 1 GiB per sample")
 
 
@@ -142,12 +148,15 @@ class Concat(nn.Module):
         return self.op.cat(xs, dim=self.dim)
 
 
+ELEMENTWISE = {"add": torch.add, "mul": torch.mul, "sub": torch.sub, "div": torch.div, "max": torch.maximum,
+               "min": torch.minimum}
+
+
 class Arith(nn.Module):
     """Tensors combined elementwise, left to right: add and mul as FloatFunctionals (eager
     quantization observes them); sub, div, max, min; mean (Keras Average)."""
 
     takes_list = True
-    OPS = {"sub": torch.sub, "div": torch.div, "max": torch.maximum, "min": torch.minimum, "mean": torch.add}
 
     def __init__(self, kind: str):
         super().__init__()
@@ -159,7 +168,7 @@ class Arith(nn.Module):
             if self.kind in ("add", "mul"):
                 out = self.op.add(out, x) if self.kind == "add" else self.op.mul(out, x)
             else:
-                out = self.OPS[self.kind](out, x)
+                out = ELEMENTWISE["add" if self.kind == "mean" else self.kind](out, x)
         return out / len(xs) if self.kind == "mean" else out
 
 
@@ -173,8 +182,7 @@ class ArithConst(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = (self.const, x) if self.const_first else (x, self.const)
-        return {"add": torch.add, "mul": torch.mul, "sub": torch.sub, "div": torch.div, "max": torch.maximum,
-                "min": torch.minimum}[self.kind](a, b)
+        return ELEMENTWISE[self.kind](a, b)
 
 
 def constant_in_torch_layout(array, rank: int) -> torch.Tensor:
@@ -319,7 +327,7 @@ def conv2d(layer: KerasLayer, shapes: list[tuple]) -> Steps:
         mult = c.get("depth_multiplier", 1)
         k = layer.weight("depthwise_kernel", "kernel", shape=(*kernel, cin, mult))
         groups, cout = cin, cin * mult  # output channel c * mult + m, as Keras orders them
-        weight = k.reshape(*kernel, cout).transpose(2, 0, 1)[:, None]
+        weight = depthwise_weight(k.reshape(*kernel, cout))
     else:  # kernel (H, W, in / groups, out)
         groups, cout = c.get("groups", 1), c["filters"]
         weight = layer.weight("kernel", shape=(*kernel, cin // groups, cout)).transpose(3, 2, 0, 1)
@@ -330,6 +338,12 @@ def conv2d(layer: KerasLayer, shapes: list[tuple]) -> Steps:
         if bias:
             conv.bias.copy_(_tensor(layer.weight("bias", shape=(cout,))))
     return _with_activation(layer, padded(layer.name, conv, _same_pads(layer, (h, w), kernel, stride)), 4)
+
+
+def depthwise_weight(kernel: np.ndarray) -> np.ndarray:
+    """A depthwise kernel (H, W, in * multiplier), output channel c * multiplier + m as Keras and
+    TFLite order them, as torch's grouped-conv weight (in * multiplier, 1, H, W)."""
+    return kernel.transpose(2, 0, 1)[:, None]
 
 
 def padded(name: str, conv: nn.Conv2d, pads: tuple) -> Steps:
@@ -444,12 +458,18 @@ def flatten(layer: KerasLayer, shapes: list[tuple]) -> Steps:
 
 @converter("Reshape")
 def reshape(layer: KerasLayer, shapes: list[tuple]) -> Steps:
-    target, size = list(layer.config["target_shape"]), int(np.prod(shapes[0]))
-    if -1 in target:  # resolve it now: the batch dimension is torch's -1
-        target[target.index(-1)] = size // -int(np.prod(target))
-    if int(np.prod(target)) != size:
-        raise layer.error(f"cannot reshape {shapes[0]} to {tuple(layer.config['target_shape'])}")
-    return [(layer.name, KerasReshape(tuple(target), from_nchw=len(shapes[0]) == 3))]
+    return reshape_steps(layer, shapes[0], layer.config["target_shape"])
+
+
+def reshape_steps(layer: KerasLayer, shape: tuple, target: list) -> Steps:
+    """A reshape of a per-sample ``shape`` to ``target`` (per sample, one -1 allowed), in Keras's
+    element order."""
+    size, resolved = int(np.prod(shape)), list(target)
+    if -1 in resolved:  # resolve it now: the batch dimension is torch's -1
+        resolved[resolved.index(-1)] = size // -int(np.prod(resolved))
+    if int(np.prod(resolved)) != size:
+        raise layer.error(f"cannot reshape {shape} to {tuple(target)}")
+    return [(layer.name, KerasReshape(tuple(resolved), from_nchw=len(shape) == 3))]
 
 
 @converter("Dropout")
@@ -462,7 +482,7 @@ def zero_padding(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     _rank(layer, shapes[0], 4)
     _check(layer, "data_format", ("channels_last",), "channels_last")
     padding = layer.config["padding"]
-    (top, bottom), (left, right) = (_pair(p) for p in (_pair(padding) if isinstance(padding, int) else padding))
+    (top, bottom), (left, right) = _box(padding)
     h, w, c = shapes[0]
     _fits(layer, (h + top + bottom, w + left + right, c))
     return [(layer.name, nn.ZeroPad2d((left, right, top, bottom)))]
@@ -533,7 +553,7 @@ def cropping(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     _rank(layer, shapes[0], 4)
     _check(layer, "data_format", ("channels_last",), "channels_last")
     crop = layer.config["cropping"]
-    (top, bottom), (left, right) = (_pair(p) for p in (_pair(crop) if isinstance(crop, int) else crop))
+    (top, bottom), (left, right) = _box(crop)
     return [(layer.name, Crop(top, bottom, left, right))]
 
 
@@ -568,7 +588,7 @@ def separable_conv2d(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     pointwise = nn.Conv2d(cin * mult, c["filters"], 1, bias=c.get("use_bias", True))
     with torch.no_grad():
         dk = layer.weight("depthwise_kernel", shape=(*kernel, cin, mult))
-        depthwise.weight.copy_(_tensor(dk.reshape(*kernel, cin * mult).transpose(2, 0, 1)[:, None]))
+        depthwise.weight.copy_(_tensor(depthwise_weight(dk.reshape(*kernel, cin * mult))))
         pointwise.weight.copy_(_tensor(layer.weight("pointwise_kernel", shape=(1, 1, cin * mult, c["filters"]))
                                        .transpose(3, 2, 0, 1)))
         if pointwise.bias is not None:
@@ -688,12 +708,7 @@ def tf_op(layer: KerasLayer, shapes: list[tuple]) -> Steps:
         shape = kw.get("shape")
         if not isinstance(shape, list) or not shape:
             raise layer.error(f"reshapes to {shape!r}; r8 takes a constant shape")
-        size, target = int(np.prod(shapes[0])), list(shape[1:])
-        if -1 in target:
-            target[target.index(-1)] = size // -int(np.prod(target))
-        if int(np.prod(target)) != size:
-            raise layer.error(f"cannot reshape {shapes[0]} to {tuple(shape)}")
-        return [(layer.name, KerasReshape(tuple(target), from_nchw=len(shapes[0]) == 3))]
+        return reshape_steps(layer, shapes[0], shape[1:])  # its shape has the batch dimension first
     if fn == "concat":
         return [(layer.name, Concat(torch_axis(int(kw.get("axis", 0)), rank)))]
     if fn in ("compat.v1.transpose", "transpose"):

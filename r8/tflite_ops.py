@@ -13,15 +13,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from r8.errors import MAX_ELEMENTS
 from r8.layers import (
     Add,
+    Affine,
     Arith,
     ArithConst,
     Concat,
     KerasReshape,
     Steps,
+    _rank,
     _tensor,
     constant_in_torch_layout,
+    depthwise_weight,
     padded,
     pool_steps,
     registrar,
@@ -56,11 +60,6 @@ def _weight(node: TfliteNode, position: int, shape: tuple | None = None) -> np.n
     if shape is not None and w.shape != tuple(shape):
         raise node.error(f"input {position} has shape {w.shape}; expected {tuple(shape)}")
     return w
-
-
-def _rank(node: TfliteNode, shape: tuple, *ranks: int) -> None:
-    if len(shape) + 1 not in ranks:
-        raise node.error(f"gets a rank-{len(shape) + 1} input {shape}; supported: rank {' or '.join(map(str, ranks))}")
 
 
 def _pads(node: TfliteNode, hw: tuple, kernel: tuple, stride: tuple, dilation: tuple = (1, 1)) -> tuple:
@@ -105,15 +104,6 @@ class Pad(nn.Module):
         return nn.functional.pad(x, self.pads)
 
 
-class Scale(nn.Module):
-    def __init__(self, factor: float):
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.factor
-
-
 # ---- converters
 @op("CONV_2D", "DEPTHWISE_CONV_2D")
 def conv2d(node: TfliteNode, shapes: list[tuple]) -> Steps:
@@ -128,7 +118,7 @@ def conv2d(node: TfliteNode, shapes: list[tuple]) -> Steps:
         cout, kernel, groups = raw.shape[3], raw.shape[1:3], cin
         if raw.shape[0] != 1 or cout % cin:
             raise node.error(f"has a depthwise filter {raw.shape} for {cin} input channels")
-        weight = raw[0].transpose(2, 0, 1)[:, None]
+        weight = depthwise_weight(raw[0])
     else:  # filter (out, H, W, in / groups)
         cout, kernel = raw.shape[0], raw.shape[1:3]
         if raw.shape[3] == 0 or cin % raw.shape[3] or cout % (cin // raw.shape[3]):
@@ -227,7 +217,7 @@ def pad(node: TfliteNode, shapes: list[tuple]) -> Steps:
     if node.class_name == "PADV2" and node.const(2) is not None and float(node.const(2).reshape(-1)[0]) != 0.0:
         raise node.error("pads with a non-zero constant")
     pairs = [pads[2 * i:2 * i + 2] for i in range(rank)]
-    if np.prod([d + sum(p) for d, p in zip(shape, pairs[1:])], dtype=np.float64) > (1 << 28):
+    if np.prod([d + sum(p) for d, p in zip(shape, pairs[1:])], dtype=np.float64) > MAX_ELEMENTS:
         raise node.error(f"pads {shape} by {pairs[1:]}: over 1 GiB per sample")
     if pairs[0] != [0, 0]:
         raise node.error("pads the batch axis")
@@ -250,7 +240,7 @@ def concatenation(node: TfliteNode, shapes: list[tuple]) -> Steps:
 @op("SOFTMAX")
 def softmax(node: TfliteNode, shapes: list[tuple]) -> Steps:
     beta = float(node.config.get("Beta", 1.0))
-    steps = [] if beta == 1.0 else [(f"{node.name}_beta", Scale(beta))]
+    steps = [] if beta == 1.0 else [(f"{node.name}_beta", Affine(beta, 0.0))]
     return steps + [(node.name, nn.Softmax(dim=torch_axis(-1, len(shapes[0]) + 1)))]
 
 
