@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Callable
 
+from r8.cache import sha256
 from r8.errors import R8Error
 
 BACKEND_MODULES = ("r8.quant_ort", "r8.quant_torch", "r8.quant_tflite")  # each lists its BACKENDS
@@ -26,6 +27,8 @@ class Backend:
     unavailable: Callable[..., str | None] = lambda config: None  # why this machine cannot run a config
     gated: bool = False  # r8's own routes: the best config is held to the best-drop threshold
     notes: Callable[..., dict] | None = None  # (Model, CalibrationSet) -> extra report fields
+    digest: Callable[[Path], str] = sha256  # the artifact's identity: equal for two builds of one config
+    reproducibility: str = ""  # what else than the config its artifact and predictions depend on (the report's)
 
     def configs(self, full: bool = False, available: bool = False) -> list:
         return [c for c in (self.full if full else self.default) if not (available and self.unavailable(c))]

@@ -6,9 +6,12 @@ served), and what its build recorded (wall time, ...); a file lock makes concurr
 (pytest-xdist workers) wait instead of racing.
 """
 
+import glob
 import hashlib
 import json
 import os
+import re
+import shutil
 import time
 from functools import cache
 from pathlib import Path
@@ -30,7 +33,8 @@ def sha256(path: str | os.PathLike) -> str:
 # Modules that only present, time or check what was built: editing them rebuilds nothing. Every
 # other module under r8/, in any subpackage, counts as shaping artifacts (a new one is safe).
 PRESENTATION = {"__main__.py", "cli.py", "jobs.py", "report.py", "index.py", "console.py", "metrics.py",
-                "thresholds.py", "runners.py", "bench.py", "pytest_plugin.py", "gates.py"}
+                "thresholds.py", "runners.py", "bench.py", "pytest_plugin.py", "gates.py", "environment.py",
+                "render.py"}
 
 
 def shaping_modules(root: Path = Path(__file__).parent) -> list[Path]:
@@ -58,9 +62,10 @@ def build_once(name: str, inputs: dict, build: Callable[[Path], dict | None]) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     key = {"code": code_hash(), **inputs}
     key_file = _key_file(path)
-    with FileLock(str(path) + ".lock"):
+    with FileLock(_lock_file(path)):
         if _intact(path, key_file, key):
             return path
+        _remove_leftovers(path)
         facts = {}
         start = time.perf_counter()
         atomic_write(path, lambda tmp: facts.update(build(tmp) or {}))
@@ -82,20 +87,101 @@ def _intact(path: Path, key_file: Path, key: dict) -> bool:
     return isinstance(record, dict) and record.get("key") == key and record.get("sha256") == sha256(path)
 
 
+TMP = ".tmp"  # suffix of atomic_write's per-process folders
+_LEFTOVER = re.compile(r"\.(?P<name>.+?)(?:\.key\.json)?\.\d+" + re.escape(TMP))
+
+
+def _remove_leftovers(path: Path) -> None:
+    """What a builder of ``path`` killed mid-write left (SIGKILL skips atomic_write's cleanup).
+    Called under ``path``'s lock, so no live builder of it remains."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*{TMP}"):
+        if _LEFTOVER.fullmatch(tmp.name) and _LEFTOVER.fullmatch(tmp.name)["name"] == path.name:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def verify(root: Path | None = None) -> list[dict]:
+    """Every artifact under ``root`` (default R8_CACHE_DIR) with its status: ``ok``; ``stale``
+    (intact, built by other r8 code: rebuilt when next used); ``damaged`` (its bytes are not what
+    its build recorded); ``missing`` (a record without its file); ``unreadable`` (a damaged
+    record); ``unrecorded`` (a file r8 did not build, left alone); ``leftover`` (a killed build's
+    temporary folder). A damaged, missing or unreadable artifact is rebuilt when next used."""
+    root = Path(root or paths.cache_dir())
+    rows, recorded = [], set()
+    for key_file in sorted(root.rglob("*" + KEY)):
+        path = key_file.with_name(key_file.name[:-len(KEY)])
+        recorded |= {path, key_file, Path(_lock_file(path))}
+        with FileLock(_lock_file(path)):
+            rows.append({"path": str(path), "status": _status(path, key_file)})
+    for f in sorted(root.rglob("*")):
+        if _LEFTOVER.fullmatch(f.name):
+            rows.append({"path": str(f), "status": "leftover"})
+        elif f.is_file() and f not in recorded and f.suffix != ".lock" and not any(p.name.endswith(TMP) for p in f.parents):
+            rows.append({"path": str(f), "status": "unrecorded"})
+    return rows
+
+
+def _status(path: Path, key_file: Path) -> str:
+    try:
+        record = json.loads(key_file.read_text())
+        recorded_sha, code = record["sha256"], record["key"]["code"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return "unreadable"
+    if not path.is_file():
+        return "missing"
+    if sha256(path) != recorded_sha:
+        return "damaged"
+    return "ok" if code == code_hash() else "stale"
+
+
+def clean(root: Path | None = None) -> tuple[int, int]:
+    """Remove every artifact r8 built under ``root`` (with its record and lock) and every
+    leftover; files r8 did not build stay. Returns (artifacts removed, bytes freed)."""
+    root = Path(root or paths.cache_dir())
+    removed = freed = 0
+    for row in verify(root):
+        path = Path(row["path"])
+        if row["status"] == "leftover":
+            shutil.rmtree(path, ignore_errors=True)
+        elif row["status"] != "unrecorded":
+            with FileLock(_lock_file(path)):
+                freed += path.stat().st_size if path.is_file() else 0
+                removed += path.is_file()
+                path.unlink(missing_ok=True)
+                _key_file(path).unlink(missing_ok=True)
+            Path(_lock_file(path)).unlink(missing_ok=True)
+    for lock in root.rglob("*.lock"):  # of builds that never completed
+        lock.unlink()
+    for d in sorted((d for d in root.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)):
+        if not any(d.iterdir()):
+            d.rmdir()
+    return removed, freed
+
+
 def build_facts(path: Path) -> dict:
     """What the build of a cached artifact recorded: ``build_s`` and whatever ``build`` returned."""
     return json.loads(_key_file(path).read_text())["facts"]
 
 
+KEY = ".key.json"
+
+
 def _key_file(path: Path) -> Path:
-    return path.with_name(path.name + ".key.json")
+    return path.with_name(path.name + KEY)
+
+
+def _lock_file(path: Path) -> str:
+    return str(path) + ".lock"
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` then rename tmp to ``path``, so a crash never leaves a half file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Call ``write(tmp)`` then rename tmp to ``path``, so a crash never leaves a half file. tmp
+    has ``path``'s own name, in a hidden per-process folder beside it: some writers record the
+    file's name inside the file (a TorchScript archive's record prefix), and a per-process name
+    would make two builds of the same artifact differ."""
+    tmp_dir = path.with_name(f".{path.name}.{os.getpid()}{TMP}")
+    tmp_dir.mkdir(exist_ok=True)
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        write(tmp_dir / path.name)
+        os.replace(tmp_dir / path.name, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""``python -m r8 {convert,inspect,evaluate,quantize,calibrate,study,benchmark,download}``: the
+"""``python -m r8 {convert,inspect,evaluate,quantize,calibrate,study,benchmark,download,cache,mcu}``: the
 command-line contract. The only place, with the suite's options, where a model, a data set and
 thresholds are made from paths and flags; everything below takes them as values."""
 
@@ -90,7 +90,7 @@ def cmd_quantize(args) -> None:
         find_config(name)
     model, data = model_and_data(args)
     cal = calibration_set(data, args.calibration_size, args.calibration_seed, args.calibration, model.num_classes)
-    report = quantize_job(model, data, args.backend, args.out, cal, thresholds(args), configs=args.configs)
+    report = quantize_job(model, data, args.backend, args.out, cal, thresholds(args), configs=args.configs, mcu=args.mcu)
     best = min(report["rows"], key=lambda r: r["drop_pp"])
     out = model_dir(args.out, model)
     print(f"{model.stem}: fp32 top-1 {report['fp32_top1']:.2%}; {len(report['rows'])} rows; best {best['backend']} "
@@ -103,6 +103,45 @@ def cmd_quantize(args) -> None:
               file=sys.stderr)
     if failed:
         raise SystemExit(1)
+
+
+MCU_FIELDS = ("file", "config", "top1", "top1_perf200", "litert_top1", "bitexact_ref_kernels", "differs_ref_kernels",
+              "differs_xnnpack", "differs_xnnpack_top1", "arena_bytes", "flash_bytes", "flash", "ops", "tflm_s")
+
+
+def cmd_mcu(args) -> None:
+    from r8 import mcu
+    from r8.backends import backend
+    from r8.calibration import calibration_set
+    from r8.jobs import fp32_predictions, mcu_rows
+    from r8.render import Table, markdown
+
+    for f in args.tflite:  # a file TFLM cannot take is refused before any work
+        mcu.interpreter(f)
+    model, data = model_and_data(args)
+    tflite, cal, files = backend("tflite"), calibration_set(data, num_classes=model.num_classes), []
+    for config in tflite.default:
+        try:
+            files.append((f"{config.id}-{cal.source}", tflite.build(model, config, cal)))
+        except R8Error as e:  # e.g. a .tflite source: TFLite's quantizer needs the Keras model
+            print(f"skipped tflite-{config.id}: {e}", file=sys.stderr)
+    reference = model.reference("int8")
+    files += [(f"{reference.name} (published int8)", reference)] if reference else []
+    files += [(f.name, f) for f in args.tflite]
+    progress = not args.json
+    rows = mcu_rows(model, data, fp32_predictions(model, data, progress), files, progress)
+    if args.json:
+        print(json.dumps({"rows": [{k: r[k] for k in MCU_FIELDS if k in r} for r in rows]}))
+        return
+    print(markdown([Table(["int8 .tflite", "TFLM top-1", "perf200", "LiteRT top-1", "drop pp [95 % CI]",
+                           "= LiteRT ref. kernels", "≠ XNNPACK (outputs / top-1)", "arena B", "flash B (weights + graph)",
+                           "ops", "TFLM s"],
+                          [[r["config"], f"{r['top1']:.2%}", f"{r['top1_perf200']:.1%}" if "top1_perf200" in r else "-",
+                            f"{r['litert_top1']:.2%}", f"{r['drop_pp']:.2f} [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}]",
+                            "bit-exact" if r["bitexact_ref_kernels"] else f"{r['differs_ref_kernels']} images differ",
+                            f"{r['differs_xnnpack']} / {r['differs_xnnpack_top1']}", f"{r['arena_bytes']:,}",
+                            f"{r['flash_bytes']:,} ({r['flash']['weights']:,} + {r['flash']['graph']:,})",
+                            " ".join(r["ops"]), f"{r['tflm_s']:.0f}"] for r in rows])]))
 
 
 def cmd_calibrate(args) -> None:
@@ -174,6 +213,29 @@ def cmd_download(args) -> None:
     print(f"MLCommons model files verified in {download_mlcommons(Path(args.root) / 'mlcommons')}")
 
 
+def cmd_cache(args) -> None:
+    from collections import Counter
+
+    from r8 import cache
+
+    if args.action == "clean":
+        removed, freed = cache.clean(args.root)
+        print(f"removed {removed} artifacts ({freed / 2**20:.1f} MiB) from {args.root}")
+        return
+    rows = cache.verify(args.root)
+    bad = [r for r in rows if r["status"] in ("damaged", "missing", "unreadable")]
+    if args.json:
+        print(json.dumps({"root": str(args.root), "artifacts": rows}))
+    else:
+        counts = Counter(r["status"] for r in rows)
+        print(f"{args.root}: " + (", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "empty"))
+        for r in rows:
+            if r["status"] != "ok":
+                print(f"  {r['status']:<10} {r['path']}")
+    if bad:  # not served: rebuilt when next used; the exit status lets CI notice
+        raise SystemExit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m r8", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -224,7 +286,16 @@ def main(argv: list[str] | None = None) -> int:
                         "MLCommons list, which overlaps the test set (comparison only)")
     p.add_argument("--calibration-size", type=int, default=1000, help="training images, a multiple of the class count")
     p.add_argument("--calibration-seed", type=int, default=0)
+    p.add_argument("--mcu", action="store_true", help="also run each int8 .tflite on TFLite Micro's kernels (a row each: "
+                                                        "accuracy, agreement with LiteRT, arena and flash bytes)")
     p.set_defaults(run=cmd_quantize)
+
+    p = sub.add_parser("mcu", help="will it run on a microcontroller? the model's int8 .tflite files (and any given) "
+                                   "on TFLite Micro: top-1, agreement with LiteRT, arena (RAM) and flash bytes, ops")
+    inputs(p)
+    p.add_argument("--tflite", type=Path, nargs="+", default=[], help="more int8 .tflite files to measure")
+    p.add_argument("--json", action="store_true", help='{"rows": [...]} on stdout')
+    p.set_defaults(run=cmd_mcu)
 
     p = sub.add_parser("calibrate", help="write the calibration set (indices, seed, sha256) as .npz")
     inputs(p)
@@ -253,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("download", help="fetch and verify CIFAR-10 and the MLCommons files into a data root")
     p.add_argument("--root", type=Path, default=paths.data_dir())
     p.set_defaults(run=cmd_download)
+
+    p = sub.add_parser("cache", help="verify: check every cached artifact against the sha256 its build recorded "
+                                      "(exit 1 if any is damaged); clean: remove every artifact r8 built")
+    p.add_argument("action", choices=("verify", "clean"))
+    p.add_argument("--root", type=Path, default=paths.cache_dir(), help="the cache (default: R8_CACHE_DIR)")
+    p.add_argument("--json", action="store_true", help="verify: one JSON object on stdout")
+    p.set_defaults(run=cmd_cache)
 
     args = parser.parse_args(argv)
     from r8.console import configure

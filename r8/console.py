@@ -9,16 +9,18 @@ TensorFlow, absl and LiteRT write straight to file descriptor 2 while they start
 import logging
 import os
 import sys
+import tempfile
 import warnings
 from contextlib import contextmanager
 
 _quiet = False
+_verbose = False
 
 
 def configure(verbose: bool) -> None:
     """Called once by the CLI: quiet unless ``verbose``."""
-    global _quiet
-    _quiet = not verbose
+    global _quiet, _verbose
+    _quiet, _verbose = not verbose, verbose
     if verbose:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -44,3 +46,29 @@ def native_stderr_quiet():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+@contextmanager
+def native_output_captured():
+    """Capture what native code writes to fd 1 and 2 meanwhile (TFLM prints its allocation notes
+    and errors there from C++): the text is appended to the yielded list on exit, and echoed to
+    stderr under ``-v``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    captured: list[str] = []
+    with tempfile.TemporaryFile() as f:
+        saved = os.dup(1), os.dup(2)
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+            f.seek(0)
+            captured.append(f.read().decode(errors="replace"))
+            if _verbose and captured[0]:
+                sys.stderr.write(captured[0])

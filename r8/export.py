@@ -2,6 +2,7 @@
 reference itself (tf2onnx, NHWC input). Both get a dynamic batch dimension and are checked."""
 
 import os
+import re
 from pathlib import Path
 
 import onnx
@@ -31,7 +32,7 @@ def keras_to_onnx(h5: str | os.PathLike, path: str | os.PathLike, opset: int = O
     if Path(h5).suffix.lower() == ".tflite":  # tf2onnx reads a .tflite directly (NHWC input, as the file)
         with native_stderr_quiet():
             proto, _ = tf2onnx.convert.from_tflite(str(h5), opset=opset)
-        onnx.save(proto, str(path))
+        onnx.save(canonical_names(proto), str(path))
         return _check(path)
 
     model = load_keras_model(h5)
@@ -39,8 +40,32 @@ def keras_to_onnx(h5: str | os.PathLike, path: str | os.PathLike, opset: int = O
     spec = [tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32, name="input")]
     with native_stderr_quiet():
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
-    onnx.save(proto, str(path))
+    onnx.save(canonical_names(proto), str(path))
     _check(path)
+
+
+def canonical_names(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """tf2onnx numbers the names it makes up (``new_shape__24``) from a counter whose order
+    follows Python's per-process hash seed, so two exports of one model differ in names only:
+    renumber them in order of first use and sort the initializers, which makes the file the same
+    in every process."""
+    numbers: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        return _MADE_UP.sub(lambda m: "__" + numbers.setdefault(m[1], str(len(numbers))), name)
+
+    graph = proto.graph
+    for node in graph.node:
+        node.name = rename(node.name)
+        node.input[:] = map(rename, node.input)
+        node.output[:] = map(rename, node.output)
+    for named in (*graph.initializer, *graph.value_info, *graph.input, *graph.output):
+        named.name = rename(named.name)
+    graph.initializer.sort(key=lambda t: t.name)  # their order, too, varies from process to process
+    return proto
+
+
+_MADE_UP = re.compile(r"__(\d+)")
 
 
 def _check(path: str | os.PathLike) -> None:

@@ -19,6 +19,7 @@ from r8.backends import Backend
 from r8.cache import atomic_write, build_facts
 from r8.calibration import CalibrationSet, calibration_set
 from r8.data import Dataset
+from r8.environment import environment
 from r8.errors import R8Error
 from r8.index import write_index
 from r8.metrics import paired_drop, per_class, predict, top1
@@ -34,16 +35,18 @@ REFERENCE_BACKEND = "tflite-reference"  # the row of a model's published int8 .t
 
 
 def int8_row(backend: str, config: str, probs: np.ndarray, fp32_probs: np.ndarray, data: Dataset,
-             artifact: Path, facts: dict | None = None) -> dict:
+             artifact: Path, facts: dict | None, runner) -> dict:
     """One row of quantization.json (accuracies are fractions, the drop is in percent points),
-    paired against the fp32 predictions on the same test images."""
+    paired against the fp32 predictions on the same test images, with the environment ``runner``
+    measured it in."""
     labels = data.test.labels
     acc = top1(probs, labels)
     row = {"backend": backend, "config": config, "top1": acc}
     for name, idx in data.subsets:
         row[f"top1_{name}"] = top1(probs[idx], labels[idx])
     row.update(drop_pp=round((top1(fp32_probs, labels) - acc) * 100, 4), **paired_drop(fp32_probs, probs, labels),
-               size_bytes=artifact.stat().st_size, artifact=str(artifact), per_class=per_class(probs, labels))
+               size_bytes=artifact.stat().st_size, artifact=str(artifact), per_class=per_class(probs, labels),
+               env=environment(runner))
     for key in ("calibration_s", "quantize_s"):
         if facts and key in facts:
             row[key] = round(facts[key], 3)
@@ -55,8 +58,10 @@ def evaluate_config(model: Model, data: Dataset, backend: str, config, fp32_prob
     """Build (or reuse) one int8 artifact, evaluate it on the test images: (row, its predictions)."""
     b = backends.backend(backend)
     path = b.build(model, config, cal)
-    probs = predict(b.runner(config, path), data.test.images, progress=progress)
-    return int8_row(backend, f"{config.id}-{cal.source}", probs, fp32_probs, data, path, build_facts(path)), probs
+    runner = b.runner(config, path)
+    probs = predict(runner, data.test.images, progress=progress)
+    row = int8_row(backend, f"{config.id}-{cal.source}", probs, fp32_probs, data, path, build_facts(path), runner)
+    return {**row, "artifact_digest": b.digest(path)}, probs
 
 
 def config_row(model: Model, data: Dataset, backend: str, config, fp32_probs: np.ndarray, cal: CalibrationSet,
@@ -88,8 +93,34 @@ def reference_row(model: Model, data: Dataset, fp32_probs: np.ndarray, progress:
     path = model.reference("int8")
     if path is None:
         return None
-    probs = predict(TfliteRunner(path, name=REFERENCE_BACKEND), data.test.images, progress=progress)
-    return int8_row(REFERENCE_BACKEND, f"{path.name} (published int8)", probs, fp32_probs, data, path)
+    runner = TfliteRunner(path, name=REFERENCE_BACKEND)
+    probs = predict(runner, data.test.images, progress=progress)
+    return int8_row(REFERENCE_BACKEND, f"{path.name} (published int8)", probs, fp32_probs, data, path, None, runner)
+
+
+MCU_BACKEND = "tflite-micro"  # rows of int8 .tflite files run on TFLM's microcontroller kernels
+
+
+def mcu_rows(model: Model, data: Dataset, fp32_probs: np.ndarray, files: list[tuple[str, Path]],
+             progress: bool = True) -> list[dict]:
+    """A row per (config, int8 .tflite): top-1 on TFLM paired against fp32 like every row, and
+    what says whether it runs on a microcontroller (agreement with LiteRT's kernels, arena and
+    flash bytes, ops)."""
+    from r8 import mcu
+
+    rows = []
+    for config, path in tqdm(files, desc="TFLM (microcontroller kernels)", disable=not progress):
+        m = mcu.measure(path, data.test.images)
+        row = int8_row(MCU_BACKEND, config, m["probs"], fp32_probs, data, Path(path), None, mcu.TflmRunner)
+        rows.append({**row, "file": str(path), "litert_top1": top1(m["litert_probs"], data.test.labels),
+                     **{k: v for k, v in m.items() if not k.endswith("probs")},
+                     "arena_bytes": m["arena"]["needed"], "flash_bytes": m["flash"]["total"]})
+    return rows
+
+
+def mcu_files(rows: list[dict]) -> list[tuple[str, Path]]:
+    """(config, file) of every int8 .tflite among ``rows`` (r8's TFLite backend, the reference)."""
+    return [(r["config"], Path(r["artifact"])) for r in rows if r["backend"] in ("tflite", REFERENCE_BACKEND)]
 
 
 def backend_sqnr(model: Model, b: Backend, rows: list[dict], cal: CalibrationSet, data: Dataset) -> list[dict]:
@@ -142,7 +173,8 @@ def describe(model: Model, data: Dataset, cal: CalibrationSet | None = None) -> 
 
 
 def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal: CalibrationSet | None = None,
-                 thresholds: Thresholds = DEFAULT, progress: bool = True, configs: list[str] | None = None) -> dict:
+                 thresholds: Thresholds = DEFAULT, progress: bool = True, configs: list[str] | None = None,
+                 mcu: bool = False) -> dict:
     """Every default config of ``backend`` (or of every backend, ``all``), or just ``configs``
     (``backend/config-id``), on ``model`` and ``data``; writes OUT/<stem>/quantization.{json,md}
     and conversion.json, and the index of OUT."""
@@ -168,8 +200,11 @@ def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal:
             report["sqnr"] += backend_sqnr(model, b, rows, cal, data)
         if b.notes and rows:
             report.update(b.notes(model, cal))
+    report["reproducibility"] = {b.name: b.reproducibility for b, _ in plan if b.reproducibility}
     reference = reference_row(model, data, fp32_probs, progress)
     report["rows"] += [reference] if reference else []
+    if mcu:  # each int8 .tflite also on TFLM, the kernels of a microcontroller
+        report["rows"] += mcu_rows(model, data, fp32_probs, mcu_files(report["rows"]), progress)
     report["thresholds"] = vars(thresholds)
     report["gates"] = gates(report, thresholds)
     report["figures"] = quantization_figures(report, evaluated, fp32_probs, data, out_dir)

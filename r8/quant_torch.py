@@ -4,8 +4,10 @@ its successor). The softmax stays float in every flow: int8 probabilities can ti
 
 import copy
 import dataclasses
+import hashlib
 import time
 import warnings
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import product
@@ -228,8 +230,29 @@ def save_script(qmodel: nn.Module, path: str | Path, inputs: tuple) -> None:
 
 
 def save_export(qmodel: nn.Module, path: str | Path, inputs: tuple) -> None:
+    program = export_program(qmodel, inputs)
+    for node in program.graph.nodes:  # provenance for debugging; it holds id()s, new in every process
+        node.meta.pop("from_node", None)
     with open(path, "wb") as f:
-        torch.export.save(export_program(qmodel, inputs), f)
+        torch.export.save(program, f)
+
+
+def archive_digest(path: str | Path) -> str:
+    """sha256 of what a torch archive holds, the same for two builds of one config: its records
+    (tensors, pickled module tree, code) under their names without the archive's folder, less the
+    random ``.data/serialization_id`` torch writes into every archive, with each TorchScript code
+    record's lines sorted (TorchScript writes a module's constants in the order of a Python set,
+    which follows the process's hash seed)."""
+    h = hashlib.sha256()
+    with zipfile.ZipFile(path) as archive:
+        for record in sorted(archive.namelist(), key=lambda n: n.split("/", 1)[-1]):
+            name, data = record.split("/", 1)[-1], archive.read(record)
+            if name == ".data/serialization_id":
+                continue
+            if name.startswith("code/") and name.endswith(".py"):
+                data = b"\n".join(sorted(data.splitlines()))
+            h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
 
 
 def load_script(path: str | Path) -> nn.Module:
@@ -391,8 +414,15 @@ def runner(config: TorchConfig, path: str | Path, threads: int = 0, prefix: str 
                        threads=threads)
 
 
+REPRODUCIBILITY = (
+    "Two builds of a config in separate processes give the same tensors, module tree and predictions (tested, "
+    "by content: torch writes a random id into every archive, and TorchScript writes a module's constants in an "
+    "order that follows Python's hash seed, so the files' bytes differ). The thread count does not change what "
+    "calibration chooses; the int8 kernels (fbgemm, oneDNN) pick their code path by the CPU's ISA, which can move "
+    "top-1 by a few images between machines: compare rows by their CPU flags and engine.")
+
 BACKENDS = [
-    Backend("torch", DEFAULT_MATRIX, FULL_MATRIX, build, runner,
+    Backend("torch", DEFAULT_MATRIX, FULL_MATRIX, build, runner, digest=archive_digest, reproducibility=REPRODUCIBILITY,
             layer_sqnr=lambda model, config, cal, images: (
                 config.id, layer_sqnr(artifacts.torch_fp32(model), config, cal.images, images)),
             sqnr_for=lambda config: FLOWS_BY_NAME[config.flow].hookable,
@@ -402,5 +432,6 @@ BACKENDS = [
     Backend("torch-onnx2torch", ONNX2TORCH_MATRIX, ONNX2TORCH_MATRIX,
             lambda model, config, cal: build(model, config, cal, route="onnx2torch"),
             lambda config, path, threads=0: runner(config, path, threads, prefix="torch-onnx2torch", nhwc=True),
-            notes=lambda model, cal: {"onnx2torch_float_ops": onnx2torch_float_ops(model, cal)}),
+            notes=lambda model, cal: {"onnx2torch_float_ops": onnx2torch_float_ops(model, cal)},
+            digest=archive_digest, reproducibility=REPRODUCIBILITY),
 ]

@@ -13,6 +13,24 @@ from r8.cache import atomic_write
 from r8.render import Figure, Heading, Para, Table, markdown
 
 
+def reproducibility_blocks(report: dict) -> list:
+    """Where each row was measured (CPU, ISA flags, threads, engine, versions) and what each
+    backend's artifacts and predictions depend on besides the config."""
+    from r8.environment import summary
+
+    envs = {}  # one line per distinct environment, with the backends measured in it
+    for r in report["rows"]:
+        if "env" in r:
+            envs.setdefault(summary(r["env"]), []).append(r["backend"])
+    versions = next((r["env"]["versions"] for r in report["rows"] if "env" in r), {})
+    if not envs:
+        return []
+    return [Heading(1, "Where these numbers were measured"),
+            Table(["environment", "rows"], [[env, ", ".join(dict.fromkeys(b))] for env, b in envs.items()]),
+            Para("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."),
+            *[Para(f"**{name}**: {text}") for name, text in report.get("reproducibility", {}).items()]]
+
+
 def quantization_blocks(report: dict) -> list:
     cal, classes = report["calibration"], report["classes"]
     rows = []
@@ -41,6 +59,7 @@ def quantization_blocks(report: dict) -> list:
     ]
     for title, name in report.get("figures", {}).items():
         blocks += [Heading(1, title), Figure(title, name)]
+    blocks += reproducibility_blocks(report)
     if "onnx2torch_float_ops" in report:
         ops = report["onnx2torch_float_ops"]
         blocks += [Heading(1, "Why the onnx2torch route is not the default"), Para(

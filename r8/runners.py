@@ -124,7 +124,7 @@ class OnnxRunner:
         options.intra_op_num_threads = threads  # 0: ORT's default
         options.inter_op_num_threads = 1  # a single chain of ops: parallelism is within ops
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.name = name
+        self.name, self.threads = name, threads
         inp = self.session.get_inputs()[0]
         self.input_name, self.dims, self.integer = inp.name, inp.shape, inp.type == "tensor(uint8)"
         self.nchw = {}  # sample shape -> whether the model takes it as NCHW: decided once, not per call
@@ -143,19 +143,22 @@ class TfliteRunner:
     int8 model: pixel - 128)."""
 
     def __init__(self, path: str | os.PathLike, name: str = "tflite", threads: int | None = None,
-                 interpreter: str | None = None):
+                 interpreter: str | None = None, reference_kernels: bool = False):
         if not Path(path).is_file():
             raise R8Error(f"{path}: file not found")
         self.engine = interpreter or ("litert" if importlib.util.find_spec("ai_edge_litert") else "tf.lite")
         if self.engine == "litert":
-            from ai_edge_litert.interpreter import Interpreter
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType
         else:
             from r8.keras_ref import import_tensorflow
 
-            Interpreter = import_tensorflow().lite.Interpreter
+            Interpreter, OpResolverType = import_tensorflow().lite.Interpreter, import_tensorflow().lite.experimental.OpResolverType
+        # reference_kernels: TFLite's plain C++ kernels (BUILTIN_REF), the ones TFLM shares, not XNNPACK
+        resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO
         with native_stderr_quiet():  # LiteRT announces its XNNPACK delegate on fd 2
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self.name, self.batch = name, None
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+        self.engine += "-reference-kernels" if reference_kernels else ""
+        self.name, self.batch, self.threads = name, None, threads or 0
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 
@@ -172,16 +175,25 @@ class TfliteRunner:
         scale, zero = self.output["quantization"]
         return (y.astype(np.float32) - zero) * scale if self.output["dtype"] != np.float32 else y
 
+    def raw(self, images: np.ndarray) -> np.ndarray:
+        """The output tensor as the model computes it (int8 for an int8 model)."""
+        self.predict(images)
+        return self.interpreter.get_tensor(self.output["index"]).copy()
+
     def quantize_input(self, images: np.ndarray) -> np.ndarray:
-        """uint8 pixels as the model's input. int8 with scale 1, zero point -128 (pixel - 128) is
-        the uint8 byte with its top bit flipped: no float round trip."""
-        scale, zero = self.input["quantization"]
-        if self.input["dtype"] == np.int8 and (scale, zero) == (1.0, -128) and images.dtype == np.uint8:
-            return (images ^ np.uint8(0x80)).view(np.int8)
-        if self.input["dtype"] == np.float32:
-            return images.astype(np.float32)
-        info = np.iinfo(self.input["dtype"])
-        return np.clip(np.round(images.astype(np.float32) / scale + zero), info.min, info.max).astype(self.input["dtype"])
+        return integer_input(images, self.input["dtype"], *self.input["quantization"])
+
+
+def integer_input(images: np.ndarray, dtype, scale: float, zero: int) -> np.ndarray:
+    """uint8 pixels as an int8 model's input (a float model's: as float). int8 with scale 1, zero
+    point -128 (pixel - 128, the MLCommons models) is the uint8 byte with its top bit flipped: no
+    float round trip."""
+    if dtype == np.int8 and (scale, zero) == (1.0, -128) and images.dtype == np.uint8:
+        return (images ^ np.uint8(0x80)).view(np.int8)
+    if dtype == np.float32:
+        return images.astype(np.float32)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(images.astype(np.float32) / scale + zero), info.min, info.max).astype(dtype)
 
 
 class OpenVinoRunner:
@@ -197,7 +209,7 @@ class OpenVinoRunner:
         self.config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
-        self.path, self.name, self.request, self.dtype = path, name, None, None
+        self.path, self.name, self.request, self.dtype, self.threads = path, name, None, None, threads
 
     def _compile(self, images: np.ndarray) -> None:
         import openvino as ov

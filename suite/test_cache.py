@@ -3,10 +3,16 @@ the sha256 its build recorded; a damaged artifact or key file means a rebuild, n
 served file."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
+from cli_run import r8
 
-from r8.cache import build_once
+from r8.cache import build_once, verify
 
 
 @pytest.fixture
@@ -52,3 +58,68 @@ def test_a_truncated_artifact_is_rebuilt(cache):
     path = get()
     path.write_bytes(path.read_bytes()[:100])
     assert get().stat().st_size == 256 * 64 and len(builds) == 2
+
+
+# A builder in its own process: writes part of the artifact, says so, waits, writes the rest.
+BUILDER = """
+import hashlib, os, sys, time
+from pathlib import Path
+from r8.cache import build_once
+
+started, pause, log = Path(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
+
+def build(tmp):
+    with log.open("a") as f:
+        f.write(f"{os.getpid()}\\n")
+    with open(tmp, "wb") as f:
+        f.write(b"built by %d: " % os.getpid())
+        f.flush()
+        started.touch()
+        time.sleep(pause)
+        f.write(bytes(range(256)) * 64)
+
+print(hashlib.sha256(build_once("m/model.bin", {"model": "abc"}, build).read_bytes()).hexdigest())
+"""
+
+
+def builder(tmp_path, pause: float) -> subprocess.Popen:
+    started = tmp_path / f"started-{time.monotonic_ns()}"
+    proc = subprocess.Popen([sys.executable, "-c", BUILDER, started, str(pause), tmp_path / "builds.log"],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "R8_CACHE_DIR": str(tmp_path / "cache")})
+    deadline = time.monotonic() + 60
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
+def test_a_build_killed_midway_leaves_nothing_and_the_next_run_completes(tmp_path):
+    proc = builder(tmp_path, pause=600)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-build: half the artifact is written to its temporary file
+    proc.wait()
+    artifact = tmp_path / "cache" / "m" / "model.bin"
+    assert not artifact.exists() and not artifact.with_name("model.bin.key.json").exists()
+    assert [r["status"] for r in verify(tmp_path / "cache")] == ["leftover"]  # the killed build's folder
+
+    assert builder(tmp_path, pause=0).wait() == 0
+    assert artifact.read_bytes().endswith(bytes(range(256)) * 64)
+    assert [r["status"] for r in verify(tmp_path / "cache")] == ["ok"]  # the leftover went with the rebuild
+
+
+def test_two_processes_building_one_artifact_build_it_once(tmp_path):
+    procs = [builder(tmp_path, pause=1.0) for _ in range(2)]  # the second starts while the first builds
+    digests = {proc.communicate()[0].strip() for proc in procs}
+    builds = (tmp_path / "builds.log").read_text().split()
+    assert len(builds) == 1 and len(digests) == 1  # one build; both were handed its bytes
+
+
+def test_cache_verify_and_clean_from_the_command_line(cache, tmp_path):
+    get, _ = cache
+    path = get()
+    assert r8("cache", "verify", "--root", tmp_path).stdout.startswith(f"{tmp_path}: 1 ok")
+    path.write_bytes(b"tampered")
+    verdict = r8("cache", "verify", "--root", tmp_path, "--json", check=False)
+    assert verdict.returncode == 1
+    assert json.loads(verdict.stdout)["artifacts"] == [{"path": str(path), "status": "damaged"}]
+    (tmp_path / "mine.txt").write_text("not r8's")
+    assert "removed 1 artifacts" in r8("cache", "clean", "--root", tmp_path).stdout
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["mine.txt"]  # what r8 did not build stays

@@ -12,6 +12,7 @@ import io
 import json
 import shutil
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import h5py
@@ -125,8 +126,10 @@ def bases(tmp_path_factory):
 FRONT_ENDS = ["h5-keras2-ic01", "h5-keras3-dscnn", "keras-dscnn", "tflite-ic01"]
 
 
-def _check_front_end(base: Path, damage, folder: Path, examples: int) -> None:
-    out = folder / f"damaged{base.suffix}"
+def _check_front_end(base: Path, damage, folder: Path, examples: int) -> Counter:
+    """Outcomes of ``examples`` damaged copies: refused (R8Error naming the file) or converted and
+    run; anything else fails the test."""
+    out, outcomes = folder / f"damaged{base.suffix}", Counter()
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
@@ -137,18 +140,23 @@ def _check_front_end(base: Path, damage, folder: Path, examples: int) -> None:
             model = convert(out)
         except R8Error as e:
             assert str(out) in str(e)
+            outcomes["refused"] += 1
             return
         model(*example_inputs(model, 1))  # converted: it must also run
+        outcomes["converted and ran"] += 1
 
     case()
+    return outcomes
 
 
 @pytest.mark.parametrize("front_end", FRONT_ENDS)
-def test_damaged_files_are_refused_or_converted(front_end, bases, tmp_path):
-    _check_front_end(*bases[front_end], tmp_path, examples=100)
+def test_damaged_files_are_refused_or_converted(front_end, bases, tmp_path, report):
+    outcomes = _check_front_end(*bases[front_end], tmp_path, examples=100)
+    report(f"damaged {front_end} files", dict(outcomes))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("front_end", FRONT_ENDS)
-def test_damaged_files_thousand_cases(front_end, bases, tmp_path):
-    _check_front_end(*bases[front_end], tmp_path, examples=1000)
+def test_damaged_files_thousand_cases(front_end, bases, tmp_path, report):
+    outcomes = _check_front_end(*bases[front_end], tmp_path, examples=1000)
+    report(f"damaged {front_end} files (slow)", dict(outcomes))

@@ -9,6 +9,7 @@ images is 1 pp: one image is 0.28 pp there.
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,40 @@ def test_full_default_matrix_on_other_models(trained, tmp_path):
     name, path, data = trained
     done = r8("quantize", "--model", str(path), "--data", data, "--out", str(tmp_path), *THRESHOLDS[name], check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _two_fresh_runs(tmp_path, model: Path, data: str, thresholds: list[str]) -> list[dict]:
+    """``quantize`` of every default config, twice at once, each in its own process and empty cache."""
+    procs = [subprocess.Popen([sys.executable, "-m", "r8", "quantize", "--model", model, "--data", data,
+                               "--out", tmp_path / f"out{i}", *thresholds], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "R8_CACHE_DIR": str(tmp_path / f"cache{i}")})
+             for i in (0, 1)]
+    for proc in procs:
+        assert proc.wait() == 0, proc.stderr.read()[-2000:]
+    return [json.loads((tmp_path / f"out{i}" / model.stem / "quantization.json").read_text()) for i in (0, 1)]
+
+
+def assert_same_numbers(runs: list[dict], report, name: str) -> None:
+    """Every row of one run is in the other with the same artifact (the backend's digest: bytes,
+    or content where the format writes random bytes) and the same top-1, per class and discordant
+    pairs; every backend that took the model is covered."""
+    first, second = ({(r["backend"], r["config"]): r for r in run["rows"]} for run in runs)
+    assert first.keys() == second.keys()
+    assert {b for b, _ in first} >= set(registry()) - {s["backend"] for s in runs[0]["skipped"]}
+    for key, row in first.items():
+        other = second[key]
+        assert row.get("artifact_digest") == other.get("artifact_digest"), key
+        assert (row["top1"], row["per_class"], row["discordant"]) == (other["top1"], other["per_class"], other["discordant"]), key
+    report(f"{name}: two fresh builds in separate processes", f"{len(first)} rows, artifacts and top-1 identical")
+
+
+@pytest.mark.accuracy
+def test_two_fresh_builds_give_the_same_artifacts_and_numbers(trained_ci, tmp_path, report):
+    """#18: the same command gives the same numbers (every default config of every backend)."""
+    name, path, data = trained_ci
+    assert_same_numbers(_two_fresh_runs(tmp_path, path, data, THRESHOLDS[name]), report, name)
+
+
+@pytest.mark.slow
+def test_two_fresh_builds_of_ic01_give_the_same_artifacts_and_numbers(h5_path, tmp_path, report):
+    assert_same_numbers(_two_fresh_runs(tmp_path, Path(h5_path), "cifar10", []), report, "IC01")

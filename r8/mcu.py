@@ -1,0 +1,202 @@
+"""Will it run on a microcontroller? An int8 ``.tflite`` on TensorFlow Lite for Microcontrollers
+(TFLM, the ``tflite-micro`` package: the reference kernels an MCU build runs): its outputs on a
+data set (cached, one process per core), how they compare with LiteRT's reference and default
+(XNNPACK) kernels, the arena (RAM) it needs, its flash bytes and its ops (issue #19)."""
+
+import hashlib
+import multiprocessing
+import os
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from r8.cache import build_once, sha256
+from r8.console import native_output_captured
+from r8.errors import R8Error
+from r8.runners import TfliteRunner, integer_input
+
+ARENA_LIMIT = 64 << 20  # the bisection's upper bound: no MCU has more SRAM than this
+CHUNK = 250  # images per task of the parallel TFLM run
+
+
+def _model(path: Path):
+    """The flatbuffer of an int8 .tflite; R8Error naming the file for anything else."""
+    import tflite
+
+    buf = path.read_bytes() if path.is_file() else None
+    if buf is None:
+        raise R8Error(f"{path}: file not found")
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise R8Error(f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier)")
+    try:
+        model = tflite.Model.GetRootAsModel(buf, 0)
+        graph = model.Subgraphs(0)
+        kind = graph.Tensors(int(graph.InputsAsNumpy()[0])).Type()
+    except Exception as e:  # a damaged flatbuffer: the bindings read past its end
+        raise R8Error(f"{path}: not a readable TFLite model ({type(e).__name__}: {e})") from None
+    if kind != tflite.TensorType.INT8:
+        raise R8Error(f"{path}: its input is not int8 (a float model?); TFLM's MCU kernels run int8 models: "
+                      "quantize it first (python -m r8 quantize --backend tflite)")
+    return model
+
+
+def ops(path: str | os.PathLike) -> list[str]:
+    """The builtin ops a .tflite uses, in order of first use."""
+    from tflite.utils import BUILTIN_OPCODE2NAME
+
+    model = _model(Path(path))
+    graph, used = model.Subgraphs(0), {}
+    for n in range(graph.OperatorsLength()):
+        code = model.OperatorCodes(graph.Operators(n).OpcodeIndex())
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        used[BUILTIN_OPCODE2NAME.get(builtin, f"opcode {builtin}")] = None
+    return list(used)
+
+
+def flash_bytes(path: str | os.PathLike) -> dict:
+    """What the model takes in flash: the file, split into weights (its buffers' data) and the
+    graph (everything else: tensors, ops, quantization parameters, the flatbuffer's tables)."""
+    model, total = _model(Path(path)), Path(path).stat().st_size
+    weights = sum(model.Buffers(i).DataLength() for i in range(model.BuffersLength()))
+    return {"total": total, "weights": weights, "graph": total - weights}
+
+
+def interpreter(path: str | os.PathLike, arena_size: int | None = None):
+    """A TFLM interpreter of an int8 .tflite, its C++ prints kept off the console (shown under
+    -v); R8Error naming the file and the op TFLM lacks, or that the arena is too small."""
+    from tflite_micro import runtime
+
+    _model(Path(path))
+    with native_output_captured() as printed:
+        try:
+            return runtime.Interpreter.from_file(str(path), arena_size=arena_size)
+        except RuntimeError as e:
+            failure = e
+    missing = re.search(r"Didn't find op for builtin opcode '(\w+)'", printed[0])
+    if missing:
+        raise R8Error(f"{path}: op {missing[1]} is not a TFLM builtin: this model cannot run on TFLite Micro")
+    raise R8Error(f"{path}: TFLM cannot allocate it ({failure}; {' '.join(printed[0].split())[:300]})")
+
+
+def _runs(path: Path, arena_size: int) -> bool:
+    """Whether TFLM allocates and invokes the model in an arena of ``arena_size`` bytes."""
+    try:
+        it = interpreter(path, arena_size)
+    except R8Error as e:
+        if "cannot allocate" in str(e):
+            return False
+        raise
+    details = it.get_input_details(0)
+    with native_output_captured():
+        it.set_input(np.zeros(details["shape"], details["dtype"]), 0)
+        it.invoke()
+    return True
+
+
+def arena_bytes(path: str | os.PathLike) -> dict:
+    """The smallest arena (bytes) in which TFLM allocates and invokes the model, by bisection,
+    and what TFLM's recording allocator reports using in an ample arena (the two should agree)."""
+    path = Path(path)
+    hi = max(4096, path.stat().st_size)
+    while not _runs(path, hi):
+        hi *= 2
+        if hi > ARENA_LIMIT:
+            raise R8Error(f"{path}: TFLM does not run it within {ARENA_LIMIT:,} bytes of arena")
+    lo = 0  # lo fails (or is 0), hi runs
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _runs(path, mid) else (mid, hi)
+    it = interpreter(path, 2 * hi)
+    with native_output_captured() as printed:
+        it.print_allocations()
+    recorded = {k: int(v) for k, v in re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", printed[0])}
+    return {"needed": hi, "recorded": recorded}
+
+
+def _tflm_outputs(path: str, images: np.ndarray) -> np.ndarray:
+    """TFLM's int8 outputs, one image per invoke (an MCU model's batch is 1)."""
+    it = interpreter(path)
+    details = it.get_input_details(0)
+    q = details["quantization_parameters"]
+    x = integer_input(images, details["dtype"], float(q["scales"][0]), int(q["zero_points"][0]))
+    out = []
+    with native_output_captured():
+        for i in range(len(x)):
+            it.set_input(x[i:i + 1], 0)
+            it.invoke()
+            out.append(it.get_output(0).copy())
+    return np.concatenate(out)
+
+
+def _litert_outputs(path: str, images: np.ndarray, reference_kernels: bool) -> np.ndarray:
+    runner = TfliteRunner(path, threads=1, reference_kernels=reference_kernels)
+    return np.concatenate([runner.raw(images[i:i + CHUNK]) for i in range(0, len(images), CHUNK)])
+
+
+def _parallel(fn, path: Path, images: np.ndarray, *args) -> np.ndarray:
+    """``fn(path, chunk, *args)`` over chunks of ``images``, one process per core (spawned: the
+    parent may hold torch's threads, which do not survive a fork)."""
+    chunks = [images[i:i + CHUNK] for i in range(0, len(images), CHUNK)]
+    with ProcessPoolExecutor(os.cpu_count(), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return np.concatenate(list(pool.map(fn, *zip(*[(str(path), c, *args) for c in chunks]))))
+
+
+ENGINES = {"tflm": lambda path, images: _parallel(_tflm_outputs, path, images),
+           "litert-reference-kernels": lambda path, images: _parallel(_litert_outputs, path, images, True),
+           "litert": lambda path, images: _litert_outputs(str(path), images, False)}
+
+
+def outputs(path: str | os.PathLike, images: np.ndarray, engine: str) -> tuple[np.ndarray, float]:
+    """(int8 outputs of ``engine`` on ``images``, the seconds the run took), built once into the cache."""
+    path = Path(path)
+    digest = sha256(path)
+    images_sha = hashlib.sha256(np.ascontiguousarray(images).data).hexdigest()
+
+    def build(tmp: Path) -> dict:
+        start = time.perf_counter()
+        with open(tmp, "wb") as f:
+            np.save(f, ENGINES[engine](path, images))
+        return {"seconds": time.perf_counter() - start}
+
+    cached = build_once(f"mcu/{digest[:16]}-{images_sha[:12]}-{engine}.npy", {"tflite": digest, "images": images_sha},
+                        build)
+    from r8.cache import build_facts
+
+    return np.load(cached), build_facts(cached)["seconds"]
+
+
+def dequantize(path: str | os.PathLike, raw: np.ndarray) -> np.ndarray:
+    """int8 outputs as the probabilities they stand for (the output tensor's scale, zero point)."""
+    it = interpreter(path)
+    q = it.get_output_details(0)["quantization_parameters"]
+    return (raw.astype(np.float32) - int(q["zero_points"][0])) * float(q["scales"][0])
+
+
+def measure(path: str | os.PathLike, images: np.ndarray) -> dict:
+    """Everything the MCU row of a .tflite says but accuracy: TFLM's outputs and probabilities on
+    ``images``, agreement with LiteRT's kernels, arena, flash and ops."""
+    tflm, tflm_s = outputs(path, images, "tflm")
+    ref, _ = outputs(path, images, "litert-reference-kernels")
+    xnn, _ = outputs(path, images, "litert")
+    differs = lambda other: int((tflm != other).any(axis=1).sum())  # noqa: E731
+    return {"probs": dequantize(path, tflm), "litert_probs": dequantize(path, xnn), "tflm_s": round(tflm_s, 1),
+            "bitexact_ref_kernels": differs(ref) == 0, "differs_ref_kernels": differs(ref),
+            "differs_xnnpack": differs(xnn), "differs_xnnpack_top1": int((tflm.argmax(1) != xnn.argmax(1)).sum()),
+            "arena": arena_bytes(path), "flash": flash_bytes(path), "ops": ops(path)}
+
+
+class TflmRunner:
+    """An int8 .tflite on TFLM, with the one ``predict`` interface of :mod:`r8.runners` (one
+    process, one image per invoke; :func:`outputs` runs a data set across cores and caches it)."""
+
+    threads, engine = 1, "tflite-micro"
+
+    def __init__(self, path: str | os.PathLike, name: str = "tflite-micro"):
+        self.path, self.name = str(path), name
+        interpreter(path)  # refuse a model TFLM cannot run now, with the reason
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return dequantize(self.path, _tflm_outputs(self.path, images))
