@@ -21,13 +21,14 @@ def tests(session):
 
 @nox.session
 def quantize(session):
-    """Main job: convert, export, calibrate, quantize every default config, evaluate, report."""
+    """Main job: convert, export, calibrate, quantize every default config, evaluate, run each
+    int8 .tflite on TFLite Micro, report."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "r8", "download")  # a no-op where R8_DATA_DIR is already verified
     model = session.posargs[session.posargs.index("--model") + 1] if "--model" in session.posargs else None
     session.run("python", "-m", "r8", "convert", *(("--model", model) if model else ()), "-o",
                 f"reports/{model.rsplit('/', 1)[-1].rsplit('.', 1)[0] if model else 'pretrainedResnet'}.pt")
-    session.run("python", "-m", "r8", "quantize", "--out", "reports", *session.posargs)
+    session.run("python", "-m", "r8", "quantize", "--mcu", "--out", "reports", *session.posargs)
 
 
 @nox.session

@@ -3,6 +3,7 @@ command-line contract. The only place, with the suite's options, where a model, 
 thresholds are made from paths and flags; everything below takes them as values."""
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -106,18 +107,17 @@ def cmd_quantize(args) -> None:
 
 
 MCU_FIELDS = ("file", "config", "top1", "top1_perf200", "litert_top1", "bitexact_ref_kernels", "differs_ref_kernels",
-              "differs_xnnpack", "differs_xnnpack_top1", "arena_bytes", "flash_bytes", "flash", "ops", "tflm_s")
+              "ref_kernels_first_differ_at", "differs_xnnpack", "differs_xnnpack_top1", "arena_bytes", "arena", "flash_bytes",
+              "flash", "ops", "tflm_s")
 
 
-def cmd_mcu(args) -> None:
-    from r8 import mcu
+def _mcu_rows(args) -> list[dict]:
+    """The MCU rows of the model's TFLite int8 configs (built if needed), its published int8
+    .tflite and the files given."""
     from r8.backends import backend
     from r8.calibration import calibration_set
     from r8.jobs import fp32_predictions, mcu_rows
-    from r8.render import Table, markdown
 
-    for f in args.tflite:  # a file TFLM cannot take is refused before any work
-        mcu.interpreter(f)
     model, data = model_and_data(args)
     tflite, cal, files = backend("tflite"), calibration_set(data, num_classes=model.num_classes), []
     for config in tflite.default:
@@ -129,19 +129,22 @@ def cmd_mcu(args) -> None:
     files += [(f"{reference.name} (published int8)", reference)] if reference else []
     files += [(f.name, f) for f in args.tflite]
     progress = not args.json
-    rows = mcu_rows(model, data, fp32_predictions(model, data, progress), files, progress)
+    return [{**r, "model": model.stem} for r in mcu_rows(model, data, fp32_predictions(model, data, progress), files, progress)]
+
+
+def cmd_mcu(args) -> None:
+    from r8 import mcu
+    from r8.render import markdown
+    from r8.report import mcu_blocks
+
+    for f in args.tflite:  # a file TFLM cannot take is refused before any work
+        mcu.interpreter(f)
+    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # stdout: the JSON alone
+        rows = _mcu_rows(args)
     if args.json:
         print(json.dumps({"rows": [{k: r[k] for k in MCU_FIELDS if k in r} for r in rows]}))
         return
-    print(markdown([Table(["int8 .tflite", "TFLM top-1", "perf200", "LiteRT top-1", "drop pp [95 % CI]",
-                           "= LiteRT ref. kernels", "≠ XNNPACK (outputs / top-1)", "arena B", "flash B (weights + graph)",
-                           "ops", "TFLM s"],
-                          [[r["config"], f"{r['top1']:.2%}", f"{r['top1_perf200']:.1%}" if "top1_perf200" in r else "-",
-                            f"{r['litert_top1']:.2%}", f"{r['drop_pp']:.2f} [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}]",
-                            "bit-exact" if r["bitexact_ref_kernels"] else f"{r['differs_ref_kernels']} images differ",
-                            f"{r['differs_xnnpack']} / {r['differs_xnnpack_top1']}", f"{r['arena_bytes']:,}",
-                            f"{r['flash_bytes']:,} ({r['flash']['weights']:,} + {r['flash']['graph']:,})",
-                            " ".join(r["ops"]), f"{r['tflm_s']:.0f}"] for r in rows])]))
+    print(markdown(mcu_blocks(rows)))
 
 
 def cmd_calibrate(args) -> None:

@@ -67,9 +67,29 @@ def sections(out_dir: Path) -> list[tuple[str, str, list]]:
     return out
 
 
+MCU_FIGURE = "mcu.png"
+
+
+def microcontroller(out_root: Path) -> list:
+    """Every model's int8 .tflite files on TFLite Micro (rows of its quantization.json made by
+    ``quantize --mcu``), with the RAM / flash chart (written beside the index)."""
+    from r8.report import boards_note, mcu_blocks, mcu_figure
+
+    rows = [{**r, "model": d.name} for d in model_dirs(out_root)
+            for r in (_load(d / "quantization.json") or {}).get("rows", []) if "arena_bytes" in r]
+    if not rows:
+        return [Para("Not run yet: `python -m r8 quantize --mcu` (or `nox -s quantize`) adds the rows.")]
+    mcu_figure(rows, out_root / MCU_FIGURE)
+    return [*mcu_blocks(rows), Figure("RAM and flash per int8 .tflite against common MLPerf Tiny boards", MCU_FIGURE),
+            boards_note()]
+
+
 def parts(out_root: Path) -> list[tuple[int, str, str, list]]:
-    """(heading level, title, provenance, blocks): the overview, then each model and its reports."""
-    out = [(2, "Models", "Every model measured into this folder; each links to its section below.", overview(out_root))]
+    """(heading level, title, provenance, blocks): the overview, the microcontroller table, then
+    each model and its reports."""
+    out = [(2, "Models", "Every model measured into this folder; each links to its section below.", overview(out_root)),
+           (2, "On a microcontroller", "Will each int8 model run on an MCU? TFLite Micro's kernels, RAM and flash.",
+            microcontroller(out_root))]
     for d in model_dirs(out_root):
         out.append((2, f"Model {d.name}", f"Reports in {d.name}/.", []))
         out += [(3, title, provenance, blocks) for title, provenance, blocks in sections(d)]

@@ -112,7 +112,9 @@ def mcu_rows(model: Model, data: Dataset, fp32_probs: np.ndarray, files: list[tu
     for config, path in tqdm(files, desc="TFLM (microcontroller kernels)", disable=not progress):
         m = mcu.measure(path, data.test.images)
         row = int8_row(MCU_BACKEND, config, m["probs"], fp32_probs, data, Path(path), None, mcu.TflmRunner)
+        vs_litert = paired_drop(m["litert_probs"], m["probs"], data.test.labels)["drop_ci95_pp"]
         rows.append({**row, "file": str(path), "litert_top1": top1(m["litert_probs"], data.test.labels),
+                     "vs_litert_ci95_pp": vs_litert,
                      **{k: v for k, v in m.items() if not k.endswith("probs")},
                      "arena_bytes": m["arena"]["needed"], "flash_bytes": m["flash"]["total"]})
     return rows
@@ -153,6 +155,28 @@ def gates(report: dict, thresholds: Thresholds) -> list[dict]:
         if drops:
             out.append({"gate": f"best int8 drop pp {b.name}", "threshold": thresholds.best_drop_pp,
                         "value": min(drops), "passed": min(drops) <= thresholds.best_drop_pp})
+    return out + mcu_gates(report["rows"])
+
+
+MCU_MARGIN = 1.05  # issue #19: r8's arena and flash within 5 % of the published int8 model's
+
+
+def mcu_gates(rows: list[dict]) -> list[dict]:
+    """On r8's best int8 .tflite run on TFLM (where ``quantize --mcu`` ran): its top-1 is LiteRT's
+    within the paired 95 % interval, and (where the model has a published int8 .tflite) its arena
+    and flash are within 5 % of that model's."""
+    mcu = [r for r in rows if r["backend"] == MCU_BACKEND]
+    ours = [r for r in mcu if r["config"] in {x["config"] for x in rows if x["backend"] == "tflite"}]
+    if not ours:
+        return []
+    best = min(ours, key=lambda r: r["drop_pp"])
+    lo, hi = best["vs_litert_ci95_pp"]
+    out = [{"gate": f"TFLM top-1 = LiteRT's, {best['config']} (pp, 95 % CI)", "threshold": "0 in CI",
+            "value": best["top1"] * 100 - best["litert_top1"] * 100, "passed": lo <= 0 <= hi}]
+    for ref in (r for r in mcu if r["config"].endswith("(published int8)")):
+        out += [{"gate": f"TFLM {what} bytes, {best['config']}", "threshold": round(MCU_MARGIN * ref[key]),
+                 "value": best[key], "passed": best[key] <= MCU_MARGIN * ref[key]}
+                for what, key in (("arena", "arena_bytes"), ("flash", "flash_bytes"))]
     return out
 
 

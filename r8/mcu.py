@@ -64,6 +64,25 @@ def flash_bytes(path: str | os.PathLike) -> dict:
     return {"total": total, "weights": weights, "graph": total - weights}
 
 
+def peak_activation_bytes(path: str | os.PathLike) -> int:
+    """The most bytes of activations any op of the graph needs live at once, in the file's op
+    order: its inputs and outputs, and every tensor made earlier and read later. A layer-by-layer
+    runtime cannot plan below it (TFLM's arena head is this plus alignment); in a residual block
+    the block's input, the first conv's output and the second's are all live during the second."""
+    model = _model(Path(path))
+    graph = model.Subgraphs(0)
+    constant = {i for i in range(graph.TensorsLength()) if model.Buffers(graph.Tensors(i).Buffer()).DataLength()}
+    size = lambda i: int(np.prod(graph.Tensors(i).ShapeAsNumpy())) * (4 if graph.Tensors(i).Type() == 2 else 1)  # noqa: E731
+    ops = [graph.Operators(n) for n in range(graph.OperatorsLength())]
+    reads = [{int(i) for i in op.InputsAsNumpy() if i >= 0} - constant for op in ops]
+    writes = [{int(i) for i in op.OutputsAsNumpy()} for op in ops]
+    last_read = {i: n for n, r in enumerate(reads) for i in r}
+    last_read.update({int(i): len(ops) for i in graph.OutputsAsNumpy()})
+    made = {int(i): -1 for i in graph.InputsAsNumpy()}
+    made.update({i: n for n, w in enumerate(writes) for i in w})
+    return max(sum(size(i) for i in made if made[i] <= n <= last_read.get(i, made[i])) for n in range(len(ops)))
+
+
 def interpreter(path: str | os.PathLike, arena_size: int | None = None):
     """A TFLM interpreter of an int8 .tflite, its C++ prints kept off the console (shown under
     -v); R8Error naming the file and the op TFLM lacks, or that the arena is too small."""
@@ -168,6 +187,41 @@ def outputs(path: str | os.PathLike, images: np.ndarray, engine: str) -> tuple[n
     return np.load(cached), build_facts(cached)["seconds"]
 
 
+def first_differing_ops(path: str | os.PathLike, images: np.ndarray) -> dict:
+    """Where TFLM and LiteRT's reference kernels part, image by image: op -> {"images": how many
+    images first differ at its output, "max_lsb": by how much at most}. Every tensor is kept in
+    both interpreters (TFLM's kPreserveAllTensors, LiteRT's preserve_all_tensors), so each op's
+    output is compared where both ran it on the same inputs."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from tflite_micro import runtime
+
+    path = str(path)
+    with native_output_captured():
+        micro = runtime.Interpreter.from_file(path, arena_size=ARENA_LIMIT // 16,
+                                              intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+        ref = Interpreter(model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                          experimental_preserve_all_tensors=True)
+        ref.allocate_tensors()
+    detail = ref.get_input_details()[0]
+    x = integer_input(images, detail["dtype"], *detail["quantization"])
+    found: dict[str, dict] = {}
+    for i in range(len(x)):
+        with native_output_captured():
+            micro.set_input(x[i:i + 1], 0)
+            micro.invoke()
+        ref.set_tensor(detail["index"], x[i:i + 1])
+        ref.invoke()
+        for op in ref._get_ops_details():  # in execution order
+            out = op["outputs"][0]
+            a, b = ref.get_tensor(out).astype(np.int32), micro.GetTensor(out, 0)["tensor_data"].astype(np.int32)
+            if not np.array_equal(a, b.reshape(a.shape)):
+                entry = found.setdefault(op["op_name"], {"images": 0, "max_lsb": 0})
+                entry["images"] += 1
+                entry["max_lsb"] = max(entry["max_lsb"], int(np.abs(a - b.reshape(a.shape)).max()))
+                break
+    return found
+
+
 def dequantize(path: str | os.PathLike, raw: np.ndarray) -> np.ndarray:
     """int8 outputs as the probabilities they stand for (the output tensor's scale, zero point)."""
     it = interpreter(path)
@@ -182,10 +236,13 @@ def measure(path: str | os.PathLike, images: np.ndarray) -> dict:
     ref, _ = outputs(path, images, "litert-reference-kernels")
     xnn, _ = outputs(path, images, "litert")
     differs = lambda other: int((tflm != other).any(axis=1).sum())  # noqa: E731
+    parted = (tflm != ref).any(axis=1)
     return {"probs": dequantize(path, tflm), "litert_probs": dequantize(path, xnn), "tflm_s": round(tflm_s, 1),
             "bitexact_ref_kernels": differs(ref) == 0, "differs_ref_kernels": differs(ref),
+            "ref_kernels_first_differ_at": first_differing_ops(path, images[parted]),
             "differs_xnnpack": differs(xnn), "differs_xnnpack_top1": int((tflm.argmax(1) != xnn.argmax(1)).sum()),
-            "arena": arena_bytes(path), "flash": flash_bytes(path), "ops": ops(path)}
+            "arena": {**arena_bytes(path), "peak_activations": peak_activation_bytes(path)},
+            "flash": flash_bytes(path), "ops": ops(path)}
 
 
 class TflmRunner:

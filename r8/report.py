@@ -127,6 +127,63 @@ def sqnr_figure(sqnr: list[dict], path: Path) -> None:
     _save(fig, path, dpi=110)
 
 
+# Memory of common MLPerf Tiny boards (bytes): the lines of the microcontroller chart.
+# NUCLEO-L4R5ZI: STMicroelectronics' STM32L4R5xx datasheet (DS12023): 640 KB SRAM, 2 MB flash;
+# it is MLPerf Tiny's reference board. Arduino Nano 33 BLE Sense: Nordic's nRF52840 Product
+# Specification: 256 KB RAM, 1 MB flash.
+BOARDS = {"NUCLEO-L4R5ZI (STM32L4R5ZI)": (640 << 10, 2 << 20), "Arduino Nano 33 BLE Sense (nRF52840)": (256 << 10, 1 << 20)}
+
+
+def mcu_blocks(rows: list[dict]) -> list:
+    """The table of every int8 .tflite run on TFLite Micro (rows of quantization.json, each with
+    its model): accuracy, agreement with LiteRT's kernels, arena and flash bytes, ops."""
+    table = []
+    for r in rows:
+        parted = ", ".join(f"{op} ({d['images']} images, ≤ {d['max_lsb']} LSB)" for op, d in r["ref_kernels_first_differ_at"].items())
+        table.append([r["model"], r["config"], f"{r['top1']:.2%}", f"{r['top1_perf200']:.1%}" if "top1_perf200" in r else "-",
+                      f"{r['litert_top1']:.2%}", f"{r['drop_pp']:.2f} [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}]",
+                      "bit-exact" if r["bitexact_ref_kernels"] else f"{r['differs_ref_kernels']} differ, first at {parted}",
+                      f"{r['differs_xnnpack']} / {r['differs_xnnpack_top1']}",
+                      f"{r['arena_bytes']:,} ({r['arena'].get('peak_activations', 0):,})",
+                      f"{r['flash']['total']:,} ({r['flash']['weights']:,} + {r['flash']['graph']:,})",
+                      " ".join(r["ops"]), f"{r['tflm_s']:.0f}"])
+    head = ["model", "int8 .tflite", "TFLM top-1", "perf200", "LiteRT top-1", "drop pp [95 % CI]", "vs LiteRT reference kernels",
+            "≠ XNNPACK", "arena B (peak activations)", "flash B (weights + graph)", "ops", "TFLM s"]
+    return [Para("Each int8 .tflite on TensorFlow Lite for Microcontrollers (the `tflite-micro` package: the reference "
+                 "kernels an MCU build runs), over the test images; the drop is against the model's fp32, as in every "
+                 "row. Reference kernels: LiteRT's BUILTIN_REF kernels, compared output by output; where they part, "
+                 "the first op whose output differs. XNNPACK: LiteRT's default kernels (outputs / top-1 that differ). "
+                 "Arena: the smallest that allocates and invokes (bisection); in brackets the most activation bytes "
+                 "live at once, which no layer-by-layer runtime plans below. Flash: the file, weights + graph."),
+            Table(head, table)]
+
+
+def boards_note() -> Para:
+    return Para("Board lines in the chart: " + "; ".join(f"{name} {ram >> 10} KiB RAM, {flash >> 20} MiB flash"
+                                                        for name, (ram, flash) in BOARDS.items())
+                + " (STM32L4R5xx datasheet DS12023; nRF52840 Product Specification).")
+
+
+def mcu_figure(rows: list[dict], path: Path) -> None:
+    """RAM (arena) and flash per int8 .tflite, the published references hatched, against the
+    memory of common MLPerf Tiny boards."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 2.2))
+    labels = [f"{r['model']}: {r['config']}"[:48] for r in rows]
+    for ax, (what, key, board) in zip(axes, (("RAM: arena", "arena_bytes", 0), ("flash", "flash_bytes", 1))):
+        bars = ax.barh(range(len(rows)), [r[key] / 1024 for r in rows], color="tab:blue")
+        for bar, r in zip(bars, rows):
+            if "published" in r["config"]:
+                bar.set(color="tab:gray", hatch="//")
+        for (name, sizes), style in zip(BOARDS.items(), ("--", ":")):
+            ax.axvline(sizes[board] / 1024, color="tab:red", linestyle=style, label=f"{name}: {sizes[board] >> 10} KiB")
+        ax.set_xscale("log")
+        ax.set_yticks(range(len(rows)), labels if board == 0 else [""] * len(rows), fontsize=7)
+        ax.set(xlabel="KiB (log scale)", title=what)
+        ax.legend(fontsize=6, loc="lower right")
+    _save(fig, path, dpi=110)
+
+
 def _write(report: dict, blocks: list, out_dir: Path, stem: str, title: str) -> tuple[Path, Path]:
     """``stem.json`` (the contract outside checks read) and ``stem.md`` rendered from the same
     blocks as the HTML index, each written atomically."""

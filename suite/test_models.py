@@ -64,15 +64,10 @@ def trained_ci(request):
     return (request.param, *_trained(request.param))
 
 
-@pytest.mark.accuracy
-def test_quantize_any_model_and_data(trained, tmp_path, report):
-    """``quantize --model M --data D``: one config per backend, the gates at the model's thresholds,
-    its reports under OUT/<stem>/ and the model in OUT/index.html."""
-    name, path, data = trained
-    done = r8("quantize", "--model", str(path), "--data", data, "--out", str(tmp_path), "--configs",
-              *ONE_PER_BACKEND, *THRESHOLDS[name], check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    q = json.loads((tmp_path / path.stem / "quantization.json").read_text())
+def check_quantize_outputs(name: str, path: Path, data: str, out: Path, report) -> dict:
+    """What ``quantize --model M --data D --out OUT`` must leave: the model's reports under
+    OUT/<stem>/, every gate passed at the model's thresholds, and the model in OUT/index.html."""
+    q = json.loads((out / path.stem / "quantization.json").read_text())
     assert q["model"]["sha256"] == sha256(path) and q["data"]["name"] == Path(data).stem
     refused = {s["backend"]: s["reason"] for s in q["skipped"]}
     # every backend takes them, except the onnx2torch fallback route: for the digits CNN tf2onnx
@@ -86,9 +81,22 @@ def test_quantize_any_model_and_data(trained, tmp_path, report):
                f"95 % CI [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}])")
     report(f"{name}: fp32 top-1 (torch)", f"{q['fp32_top1']:.2%}")
     assert q["gates"] and all(g["passed"] for g in q["gates"])
-    conversion = json.loads((tmp_path / path.stem / "conversion.json").read_text())
+    conversion = json.loads((out / path.stem / "conversion.json").read_text())
     assert conversion["max_abs_diff"] <= 1e-5 and conversion["agreement"] == 1.0
-    assert f"Model {path.stem}" in (tmp_path / "index.html").read_text()
+    assert f"Model {path.stem}" in (out / "index.html").read_text()
+    return q
+
+
+@pytest.mark.accuracy
+@pytest.mark.parametrize("name", ["cifar_cnn", pytest.param("digits", marks=pytest.mark.slow)])
+def test_quantize_any_model_and_data(name, tmp_path, report):
+    """``quantize --model M --data D``: one config per backend (in CI the digits model runs every
+    default config instead, twice, in the reproducibility test below, with the same checks)."""
+    path, data = _trained(name)
+    done = r8("quantize", "--model", str(path), "--data", data, "--out", str(tmp_path), "--configs",
+              *ONE_PER_BACKEND, *THRESHOLDS[name], check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    check_quantize_outputs(name, path, data, tmp_path, report)
 
 
 @pytest.mark.accuracy
@@ -156,7 +164,9 @@ def assert_same_numbers(runs: list[dict], report, name: str) -> None:
 def test_two_fresh_builds_give_the_same_artifacts_and_numbers(trained_ci, tmp_path, report):
     """#18: the same command gives the same numbers (every default config of every backend)."""
     name, path, data = trained_ci
-    assert_same_numbers(_two_fresh_runs(tmp_path, path, data, THRESHOLDS[name]), report, name)
+    runs = _two_fresh_runs(tmp_path, path, data, THRESHOLDS[name])
+    check_quantize_outputs(name, path, data, tmp_path / "out0", report)
+    assert_same_numbers(runs, report, name)
 
 
 @pytest.mark.slow
