@@ -53,6 +53,7 @@ def environment(runner) -> dict:
 
 def summary(env: dict) -> str:
     """One line: ``AMD EPYC (avx2, avx512_vnni; 2 cores), 2 threads, engine x86``."""
-    threads = f"{env['threads']} threads" if env.get("threads") else "the runtime's default threads"
+    threads = (f"{env['threads']} thread{'s' * (env['threads'] > 1)}" if env.get("threads")
+               else "the runtime's default threads")
     return (f"{env['cpu']} ({', '.join(env['isa']) or 'no AVX2'}; {env['cores']} cores), {threads}"
             + (f", engine {env['engine']}" if env.get("engine") else ""))

@@ -111,6 +111,7 @@ def mcu_rows(model: Model, data: Dataset, fp32_probs: np.ndarray, files: list[tu
     rows = []
     for config, path in tqdm(files, desc="TFLM (microcontroller kernels)", disable=not progress):
         m = mcu.measure(path, data.test.images)
+        # the environment of TflmRunner's class: TFLM ran in one single-threaded process per core
         row = int8_row(MCU_BACKEND, config, m["probs"], fp32_probs, data, Path(path), None, mcu.TflmRunner)
         vs_litert = paired_drop(m["litert_probs"], m["probs"], data.test.labels)["drop_ci95_pp"]
         rows.append({**row, "file": str(path), "litert_top1": top1(m["litert_probs"], data.test.labels),

@@ -17,6 +17,7 @@ from r8.cache import build_once, sha256
 from r8.console import native_output_captured
 from r8.errors import R8Error
 from r8.runners import TfliteRunner, integer_input
+from r8.tflite_read import flatbuffer
 
 ARENA_LIMIT = 64 << 20  # the bisection's upper bound: no MCU has more SRAM than this
 CHUNK = 250  # images per task of the parallel TFLM run
@@ -26,13 +27,8 @@ def _model(path: Path):
     """The flatbuffer of an int8 .tflite; R8Error naming the file for anything else."""
     import tflite
 
-    buf = path.read_bytes() if path.is_file() else None
-    if buf is None:
-        raise R8Error(f"{path}: file not found")
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise R8Error(f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier)")
+    model = flatbuffer(path)
     try:
-        model = tflite.Model.GetRootAsModel(buf, 0)
         graph = model.Subgraphs(0)
         kind = graph.Tensors(int(graph.InputsAsNumpy()[0])).Type()
     except Exception as e:  # a damaged flatbuffer: the bindings read past its end

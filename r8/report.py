@@ -144,7 +144,7 @@ def mcu_blocks(rows: list[dict]) -> list:
                       f"{r['litert_top1']:.2%}", f"{r['drop_pp']:.2f} [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}]",
                       "bit-exact" if r["bitexact_ref_kernels"] else f"{r['differs_ref_kernels']} differ, first at {parted}",
                       f"{r['differs_xnnpack']} / {r['differs_xnnpack_top1']}",
-                      f"{r['arena_bytes']:,} ({r['arena'].get('peak_activations', 0):,})",
+                      f"{r['arena_bytes']:,}" + (f" ({r['arena']['peak_activations']:,})" if "peak_activations" in r["arena"] else ""),
                       f"{r['flash']['total']:,} ({r['flash']['weights']:,} + {r['flash']['graph']:,})",
                       " ".join(r["ops"]), f"{r['tflm_s']:.0f}"])
     head = ["model", "int8 .tflite", "TFLM top-1", "perf200", "LiteRT top-1", "drop pp [95 % CI]", "vs LiteRT reference kernels",
@@ -165,22 +165,21 @@ def boards_note() -> Para:
 
 
 def mcu_figure(rows: list[dict], path: Path) -> None:
-    """RAM (arena) and flash per int8 .tflite, the published references hatched, against the
+    """RAM (arena) and flash per int8 .tflite, the published references in gray, against the
     memory of common MLPerf Tiny boards."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 2.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.4 * len(rows) + 2))
     labels = [f"{r['model']}: {r['config']}"[:48] for r in rows]
     for ax, (what, key, board) in zip(axes, (("RAM: arena", "arena_bytes", 0), ("flash", "flash_bytes", 1))):
-        bars = ax.barh(range(len(rows)), [r[key] / 1024 for r in rows], color="tab:blue")
-        for bar, r in zip(bars, rows):
-            if "published" in r["config"]:
-                bar.set(color="tab:gray", hatch="//")
+        kib = [r[key] / 1024 for r in rows]
+        ax.barh(range(len(rows)), kib, color=["tab:gray" if "published" in r["config"] else "tab:blue" for r in rows])
+        for y, v in enumerate(kib):
+            ax.text(v, y, f" {v:,.0f}", va="center", fontsize=7)
         for (name, sizes), style in zip(BOARDS.items(), ("--", ":")):
-            ax.axvline(sizes[board] / 1024, color="tab:red", linestyle=style, label=f"{name}: {sizes[board] >> 10} KiB")
-        ax.set_xscale("log")
+            ax.axvline(sizes[board] / 1024, color="tab:red", linestyle=style, label=f"{name}: {sizes[board] >> 10:,} KiB")
         ax.set_yticks(range(len(rows)), labels if board == 0 else [""] * len(rows), fontsize=7)
-        ax.set(xlabel="KiB (log scale)", title=what)
-        ax.legend(fontsize=6, loc="lower right")
+        ax.set(xlabel="KiB (gray: published int8 model)", title=what, xlim=(0, 1.05 * max(s[board] for s in BOARDS.values()) / 1024))
+        ax.legend(fontsize=6, loc="center right")
     _save(fig, path, dpi=110)
 
 

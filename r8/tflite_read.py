@@ -81,20 +81,26 @@ def _shape(tensor) -> tuple:
     return () if isinstance(shape, int) else tuple(int(d) for d in shape)
 
 
-def read_tflite(path: str | os.PathLike) -> TfliteGraph:
-    """The graph of a float ``.tflite``; R8Error naming the file for anything else (not a
-    flatbuffer, an int8 model, several subgraphs, a custom op)."""
+def flatbuffer(path: Path):
+    """The ``tflite.Model`` of a .tflite file; R8Error naming the file if it is not one."""
     import tflite
-    from tflite.utils import BUILTIN_OPCODE2NAME
 
-    path = Path(path)
     if not path.is_file():
         raise R8Error(f"{path}: file not found")
     buf = path.read_bytes()
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise R8Error(f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier)")
+    return tflite.Model.GetRootAsModel(buf, 0)
+
+
+def read_tflite(path: str | os.PathLike) -> TfliteGraph:
+    """The graph of a float ``.tflite``; R8Error naming the file for anything else (not a
+    flatbuffer, an int8 model, several subgraphs, a custom op)."""
+    from tflite.utils import BUILTIN_OPCODE2NAME
+
+    path = Path(path)
+    model = flatbuffer(path)
     try:
-        model = tflite.Model.GetRootAsModel(buf, 0)
         if model.SubgraphsLength() != 1:
             raise R8Error(f"{path}: has {model.SubgraphsLength()} subgraphs; r8 converts single-graph models")
         graph = model.Subgraphs(0)

@@ -19,49 +19,21 @@ import trained_models  # suite/: the trainers, also a script
 from cli_run import r8
 
 from r8.backends import registry
-from r8.cache import build_once, sha256
+from r8.cache import sha256
 
-SUITE = Path(__file__).resolve().parent
-# model -> (data argument, thresholds)
-THRESHOLDS = {"cifar_cnn": ["--min-top1", "0.65", "--max-drop-pp", "5", "--best-drop-pp", "0.5"],
-              "digits": ["--min-top1", "0.95", "--max-drop-pp", "5", "--best-drop-pp", "1.0"]}
 ONE_PER_BACKEND = [f"{b.name}/{b.default[0].id}" for b in registry().values()]
-
-
-def _written_as(suffix: str, write):
-    """A build for ``build_once`` whose writer insists on a file suffix (Keras's .h5, numpy's .npz)."""
-    def build(tmp: Path):
-        target = tmp.with_name(tmp.name + suffix)
-        facts = write(target)
-        target.rename(tmp)
-        return facts
-    return build
-
-
-def _trained(name: str) -> tuple[Path, str]:
-    """(model file, --data) of a trained model, built once into the cache."""
-    from r8.data import load_dataset
-
-    inputs = {"trainer": sha256(SUITE / "trained_models.py")}
-    if name == "cifar_cnn":
-        data = load_dataset("cifar10")
-        train = _written_as(".h5", lambda out: {"keras_top1": trained_models.train_cifar_cnn(out, data)})
-        return build_once("trained/cifar_cnn.h5", {**inputs, "data": data.sha256}, train), "cifar10"
-    npz = build_once("trained/digits.npz", inputs, _written_as(".npz", trained_models.write_digits_npz))
-    train = _written_as(".h5", lambda out: {"keras_top1": trained_models.train_digits(out, load_dataset(npz))})
-    return build_once("trained/digits.h5", {**inputs, "data": sha256(npz)}, train), str(npz)
 
 
 @pytest.fixture(scope="session", params=["cifar_cnn", "digits"])
 def trained(request):
-    return (request.param, *_trained(request.param))
+    return (request.param, *trained_models.cached(request.param))
 
 
 @pytest.fixture(scope="session", params=[pytest.param("cifar_cnn", marks=pytest.mark.slow), "digits"])
 def trained_ci(request):
     """As ``trained``, the CIFAR-10 CNN under `slow`: its 10k test images make these runs long,
     and CI's gate keeps within about 10 minutes; the digits model runs every pipeline path in CI."""
-    return (request.param, *_trained(request.param))
+    return (request.param, *trained_models.cached(request.param))
 
 
 def check_quantize_outputs(name: str, path: Path, data: str, out: Path, report) -> dict:
@@ -92,9 +64,9 @@ def check_quantize_outputs(name: str, path: Path, data: str, out: Path, report) 
 def test_quantize_any_model_and_data(name, tmp_path, report):
     """``quantize --model M --data D``: one config per backend (in CI the digits model runs every
     default config instead, twice, in the reproducibility test below, with the same checks)."""
-    path, data = _trained(name)
+    path, data = trained_models.cached(name)
     done = r8("quantize", "--model", str(path), "--data", data, "--out", str(tmp_path), "--configs",
-              *ONE_PER_BACKEND, *THRESHOLDS[name], check=False)
+              *ONE_PER_BACKEND, *trained_models.THRESHOLDS[name], check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     check_quantize_outputs(name, path, data, tmp_path, report)
 
@@ -116,7 +88,7 @@ def test_plugin_gates_from_outside_the_repository(trained_ci, tmp_path):
     name, path, data = trained_ci
     base = [sys.executable, "-m", "pytest", "--pyargs", "r8.gates", "-p", "no:cacheprovider", "-m", "accuracy",
             "-k", "parity or fp32_top1 or qdq-u8s8-perchannel-minmax", "--r8-model", str(path), "--r8-data", data, "-v"]
-    done = subprocess.run([*base, *[a.replace("--", "--r8-", 1) if a.startswith("--") else a for a in THRESHOLDS[name]]],
+    done = subprocess.run([*base, *[a.replace("--", "--r8-", 1) if a.startswith("--") else a for a in trained_models.THRESHOLDS[name]]],
                           cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:]
     assert f"test_int8_drop[{path.stem}-ort-qdq-u8s8-perchannel-minmax] PASSED" in done.stdout
@@ -131,7 +103,7 @@ def test_plugin_gates_from_outside_the_repository(trained_ci, tmp_path):
 @pytest.mark.slow
 def test_full_default_matrix_on_other_models(trained, tmp_path):
     name, path, data = trained
-    done = r8("quantize", "--model", str(path), "--data", data, "--out", str(tmp_path), *THRESHOLDS[name], check=False)
+    done = r8("quantize", "--model", str(path), "--data", data, "--out", str(tmp_path), *trained_models.THRESHOLDS[name], check=False)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -164,7 +136,7 @@ def assert_same_numbers(runs: list[dict], report, name: str) -> None:
 def test_two_fresh_builds_give_the_same_artifacts_and_numbers(trained_ci, tmp_path, report):
     """#18: the same command gives the same numbers (every default config of every backend)."""
     name, path, data = trained_ci
-    runs = _two_fresh_runs(tmp_path, path, data, THRESHOLDS[name])
+    runs = _two_fresh_runs(tmp_path, path, data, trained_models.THRESHOLDS[name])
     check_quantize_outputs(name, path, data, tmp_path / "out0", report)
     assert_same_numbers(runs, report, name)
 

@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 
 SEED = 0
+# the gates' thresholds per model, set from what each reaches (see suite/test_models.py)
+THRESHOLDS = {"cifar_cnn": ["--min-top1", "0.65", "--max-drop-pp", "5", "--best-drop-pp", "0.5"],
+              "digits": ["--min-top1", "0.95", "--max-drop-pp", "5", "--best-drop-pp", "1.0"]}
 CIFAR_EPOCHS = 3
 
 
@@ -82,6 +85,31 @@ def train_digits(out: Path, data) -> float:
     model.fit(data.train.images.astype(np.float32), data.train.labels, batch_size=32, epochs=40, verbose=0)
     model.save(out)
     return float(model.evaluate(data.test.images.astype(np.float32), data.test.labels, verbose=0)[1])
+
+
+def _written_as(suffix: str, write):
+    """A build for ``build_once`` whose writer insists on a file suffix (Keras's .h5, numpy's .npz)."""
+    def build(tmp: Path):
+        target = tmp.with_name(tmp.name + suffix)
+        facts = write(target)
+        target.rename(tmp)
+        return facts
+    return build
+
+
+def cached(name: str) -> tuple[Path, str]:
+    """(model file, --data) of a trained model, built once into R8_CACHE_DIR (the suite's)."""
+    from r8.cache import build_once, sha256
+    from r8.data import load_dataset
+
+    inputs = {"trainer": sha256(Path(__file__))}
+    if name == "cifar_cnn":
+        data = load_dataset("cifar10")
+        train = _written_as(".h5", lambda out: {"keras_top1": train_cifar_cnn(out, data)})
+        return build_once("trained/cifar_cnn.h5", {**inputs, "data": data.sha256}, train), "cifar10"
+    npz = build_once("trained/digits.npz", inputs, _written_as(".npz", write_digits_npz))
+    train = _written_as(".h5", lambda out: {"keras_top1": train_digits(out, load_dataset(npz))})
+    return build_once("trained/digits.h5", {**inputs, "data": sha256(npz)}, train), str(npz)
 
 
 def main() -> None:
