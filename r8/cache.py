@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from functools import cache
 from pathlib import Path
@@ -63,8 +64,11 @@ def build_once(name: str, inputs: dict, build: Callable[[Path], dict | None]) ->
     key = {"code": code_hash(), **inputs}
     key_file = _key_file(path)
     with FileLock(_lock_file(path)):
-        if _intact(path, key_file, key):
+        status = _check(path, key_file, key)
+        if status == "ok":
             return path
+        if status in ("damaged", "unreadable"):  # said once: the rebuild below replaces it
+            print(f"r8: warning: {path}: {status} ({_PROBLEMS[status]}); rebuilding it", file=sys.stderr)
         _remove_leftovers(path)
         facts = {}
         start = time.perf_counter()
@@ -74,17 +78,33 @@ def build_once(name: str, inputs: dict, build: Callable[[Path], dict | None]) ->
     return path
 
 
-def _intact(path: Path, key_file: Path, key: dict) -> bool:
-    """Whether the cached artifact was built from ``key`` and is still, byte for byte, what that
-    build wrote (its sha256 is in the key file): a damaged, edited or truncated artifact, or an
-    unreadable key file, means a rebuild, never a served file."""
-    if not (path.is_file() and key_file.is_file()):
-        return False
+_PROBLEMS = {"damaged": "its bytes are not what its build recorded",
+             "unreadable": "its record is missing or damaged"}
+
+
+def _check(path: Path, key_file: Path, key: dict) -> str:
+    """``ok`` if the cached artifact was built from ``key`` and is still, byte for byte, what that
+    build wrote (its sha256 is in the key file); else ``absent``, ``stale`` (built from other
+    inputs or code), ``damaged`` (edited or truncated) or ``unreadable`` (its record): a rebuild,
+    never a served file."""
+    if not path.is_file():
+        return "absent"
+    record = _record(key_file)
+    if record is None:
+        return "unreadable"
+    if record["key"] != key:
+        return "stale"
+    return "ok" if record["sha256"] == sha256(path) else "damaged"
+
+
+def _record(key_file: Path) -> dict | None:
+    """What a build recorded (``key``, ``sha256``, ``facts``), or None if the file is missing or damaged."""
     try:
         record = json.loads(key_file.read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and record.get("key") == key and record.get("sha256") == sha256(path)
+        return None
+    ok = isinstance(record, dict) and isinstance(record.get("key"), dict) and isinstance(record.get("sha256"), str)
+    return record if ok else None
 
 
 TMP = ".tmp"  # suffix of atomic_write's per-process folders
@@ -121,16 +141,14 @@ def verify(root: Path | None = None) -> list[dict]:
 
 
 def _status(path: Path, key_file: Path) -> str:
-    try:
-        record = json.loads(key_file.read_text())
-        recorded_sha, code = record["sha256"], record["key"]["code"]
-    except (OSError, ValueError, TypeError, KeyError):
+    record = _record(key_file)
+    if record is None:
         return "unreadable"
     if not path.is_file():
         return "missing"
-    if sha256(path) != recorded_sha:
+    if sha256(path) != record["sha256"]:
         return "damaged"
-    return "ok" if code == code_hash() else "stale"
+    return "ok" if record["key"].get("code") == code_hash() else "stale"
 
 
 def clean(root: Path | None = None) -> tuple[int, int]:

@@ -32,17 +32,19 @@ def test_an_intact_artifact_is_reused(cache):
     assert get().read_bytes() == get().read_bytes() and len(builds) == 1
 
 
-def test_a_flipped_byte_is_rebuilt_not_served(cache):
+def test_a_flipped_byte_is_rebuilt_not_served(cache, capsys):
     get, builds = cache
     path = get()
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one byte in the middle: the file still has its size and format
     path.write_bytes(bytes(data))
     assert get().read_bytes() == bytes(range(256)) * 64 and len(builds) == 2
+    get()  # rebuilt once: the warning is not repeated
+    assert capsys.readouterr().err.count(f"r8: warning: {path}: damaged") == 1
 
 
 @pytest.mark.parametrize("damage", ["not-json", "empty", "a-list", "no-sha256"])
-def test_a_damaged_key_file_means_a_rebuild(cache, damage):
+def test_a_damaged_key_file_means_a_rebuild(cache, damage, capsys):
     get, builds = cache
     path = get()
     key_file = path.with_name(path.name + ".key.json")
@@ -51,6 +53,7 @@ def test_a_damaged_key_file_means_a_rebuild(cache, damage):
                          "no-sha256": json.dumps({"key": record["key"]})}[damage])
     get()
     assert len(builds) == 2 and json.loads(key_file.read_text())["sha256"] == record["sha256"]
+    assert f"r8: warning: {path}: unreadable" in capsys.readouterr().err
 
 
 def test_a_truncated_artifact_is_rebuilt(cache):
