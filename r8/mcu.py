@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from r8.cache import build_once, sha256
+from r8.cache import build_facts, build_once, sha256
 from r8.console import native_output_captured
 from r8.errors import R8Error
 from r8.runners import TfliteRunner, integer_input
-from r8.tflite_read import flatbuffer
+from r8.tflite_read import DTYPES, flatbuffer
 
 ARENA_LIMIT = 64 << 20  # the bisection's upper bound: no MCU has more SRAM than this
 CHUNK = 250  # images per task of the parallel TFLM run
@@ -63,12 +63,12 @@ def flash_bytes(path: str | os.PathLike) -> dict:
 def peak_activation_bytes(path: str | os.PathLike) -> int:
     """The most bytes of activations any op of the graph needs live at once, in the file's op
     order: its inputs and outputs, and every tensor made earlier and read later. A layer-by-layer
-    runtime cannot plan below it (TFLM's arena head is this plus alignment); in a residual block
+    runtime cannot plan below it (TFLM's arena head, measured: equal to it); in a residual block
     the block's input, the first conv's output and the second's are all live during the second."""
     model = _model(Path(path))
     graph = model.Subgraphs(0)
     constant = {i for i in range(graph.TensorsLength()) if model.Buffers(graph.Tensors(i).Buffer()).DataLength()}
-    size = lambda i: int(np.prod(graph.Tensors(i).ShapeAsNumpy())) * (4 if graph.Tensors(i).Type() == 2 else 1)  # noqa: E731
+    size = lambda i: int(np.prod(graph.Tensors(i).ShapeAsNumpy())) * np.dtype(DTYPES[graph.Tensors(i).Type()]).itemsize  # noqa: E731
     ops = [graph.Operators(n) for n in range(graph.OperatorsLength())]
     reads = [{int(i) for i in op.InputsAsNumpy() if i >= 0} - constant for op in ops]
     writes = [{int(i) for i in op.OutputsAsNumpy()} for op in ops]
@@ -79,15 +79,17 @@ def peak_activation_bytes(path: str | os.PathLike) -> int:
     return max(sum(size(i) for i in made if made[i] <= n <= last_read.get(i, made[i])) for n in range(len(ops)))
 
 
-def interpreter(path: str | os.PathLike, arena_size: int | None = None):
+def interpreter(path: str | os.PathLike, arena_size: int | None = None, preserve_all_tensors: bool = False):
     """A TFLM interpreter of an int8 .tflite, its C++ prints kept off the console (shown under
-    -v); R8Error naming the file and the op TFLM lacks, or that the arena is too small."""
+    -v); R8Error naming the file and the op TFLM lacks, or that the arena is too small.
+    ``preserve_all_tensors`` keeps every intermediate tensor readable (``GetTensor``)."""
     from tflite_micro import runtime
 
     _model(Path(path))
+    config = runtime.InterpreterConfig.kPreserveAllTensors if preserve_all_tensors else runtime.InterpreterConfig.kAllocationRecording
     with native_output_captured() as printed:
         try:
-            return runtime.Interpreter.from_file(str(path), arena_size=arena_size)
+            return runtime.Interpreter.from_file(str(path), arena_size=arena_size, intrepreter_config=config)
         except RuntimeError as e:
             failure = e
     missing = re.search(r"Didn't find op for builtin opcode '(\w+)'", printed[0])
@@ -178,8 +180,6 @@ def outputs(path: str | os.PathLike, images: np.ndarray, engine: str) -> tuple[n
 
     cached = build_once(f"mcu/{digest[:16]}-{images_sha[:12]}-{engine}.npy", {"tflite": digest, "images": images_sha},
                         build)
-    from r8.cache import build_facts
-
     return np.load(cached), build_facts(cached)["seconds"]
 
 
@@ -189,13 +189,10 @@ def first_differing_ops(path: str | os.PathLike, images: np.ndarray) -> dict:
     both interpreters (TFLM's kPreserveAllTensors, LiteRT's preserve_all_tensors), so each op's
     output is compared where both ran it on the same inputs."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    from tflite_micro import runtime
 
-    path = str(path)
+    micro = interpreter(path, ARENA_LIMIT, preserve_all_tensors=True)
     with native_output_captured():
-        micro = runtime.Interpreter.from_file(path, arena_size=ARENA_LIMIT // 16,
-                                              intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
-        ref = Interpreter(model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+        ref = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
                           experimental_preserve_all_tensors=True)
         ref.allocate_tensors()
     detail = ref.get_input_details()[0]

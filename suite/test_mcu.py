@@ -175,10 +175,8 @@ def test_fully_connected_parts_by_rounding_mode(reference, cifar10):
     int8 input, weights and bias, TFLM's output is the twice-rounded requantization and LiteRT's
     the once-rounded one, on every one of the first 100 test images."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    from tflite_micro import runtime
 
-    micro = runtime.Interpreter.from_file(str(reference), arena_size=1 << 20,
-                                          intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    micro = mcu.interpreter(reference, 1 << 20, preserve_all_tensors=True)
     ref = Interpreter(model_path=str(reference), experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
                       experimental_preserve_all_tensors=True)
     ref.allocate_tensors()
