@@ -41,12 +41,9 @@ def versions() -> dict:
 
 def environment(runner) -> dict:
     """The environment a runner's predictions were measured in: the machine, the runner's
-    threads (0: the runtime's default) and engine, and the package versions."""
-    threads = getattr(runner, "threads", 0) or 0
-    if not threads and type(runner).__name__ == "TorchRunner":
-        import torch
-
-        threads = torch.get_num_threads()  # torch's default is known: record it
+    threads (0: the runtime's default, where the runtime does not say it) and engine, and the
+    package versions."""
+    threads = getattr(runner, "threads", 0) or getattr(runner, "default_threads", lambda: 0)()
     engine = getattr(runner, "engine", None)
     return {**machine(), "threads": threads, **({"engine": engine} if engine else {}), "versions": versions()}
 

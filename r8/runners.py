@@ -87,6 +87,11 @@ class TorchRunner:
         self.module, self.name, self.engine, self.nhwc = module.to(self.device), name, engine, nhwc
         self.threads = threads  # torch's thread count is process-wide: set on each call (0: leave it)
 
+    @staticmethod
+    def default_threads() -> int:
+        """The threads torch uses when the runner leaves them (``threads=0``)."""
+        return torch.get_num_threads()
+
     def predict(self, images: np.ndarray) -> np.ndarray:
         if self.threads and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)

@@ -53,6 +53,10 @@ def check_quantize_outputs(name: str, path: Path, data: str, out: Path, report) 
                f"95 % CI [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}])")
     report(f"{name}: fp32 top-1 (torch)", f"{q['fp32_top1']:.2%}")
     assert q["gates"] and all(g["passed"] for g in q["gates"])
+    for r in q["rows"]:  # #18: where each number was measured
+        assert {"cpu", "isa", "cores", "threads", "versions"} <= set(r["env"]) and "torch" in r["env"]["versions"]
+    assert {r["env"]["engine"] for r in q["rows"] if r["backend"] == "torch"} <= {"x86", "fbgemm", "onednn"}
+    assert "Where these numbers were measured" in (out / path.stem / "quantization.md").read_text()
     conversion = json.loads((out / path.stem / "conversion.json").read_text())
     assert conversion["max_abs_diff"] <= 1e-5 and conversion["agreement"] == 1.0
     assert f"Model {path.stem}" in (out / "index.html").read_text()
