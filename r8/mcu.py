@@ -17,7 +17,7 @@ from r8.cache import build_facts, build_once, sha256
 from r8.console import native_output_captured
 from r8.errors import R8Error
 from r8.runners import TfliteRunner, integer_input
-from r8.tflite_read import DTYPES, flatbuffer
+from r8.tflite_read import DTYPES, flatbuffer, op_name
 
 ARENA_LIMIT = 64 << 20  # the bisection's upper bound: no MCU has more SRAM than this
 CHUNK = 250  # images per task of the parallel TFLM run
@@ -41,15 +41,9 @@ def _model(path: Path):
 
 def ops(path: str | os.PathLike) -> list[str]:
     """The builtin ops a .tflite uses, in order of first use."""
-    from tflite.utils import BUILTIN_OPCODE2NAME
-
     model = _model(Path(path))
-    graph, used = model.Subgraphs(0), {}
-    for n in range(graph.OperatorsLength()):
-        code = model.OperatorCodes(graph.Operators(n).OpcodeIndex())
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        used[BUILTIN_OPCODE2NAME.get(builtin, f"opcode {builtin}")] = None
-    return list(used)
+    graph = model.Subgraphs(0)
+    return list(dict.fromkeys(op_name(model, graph.Operators(n)) for n in range(graph.OperatorsLength())))
 
 
 def flash_bytes(path: str | os.PathLike) -> dict:

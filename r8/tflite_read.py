@@ -93,10 +93,19 @@ def flatbuffer(path: Path):
     return tflite.Model.GetRootAsModel(buf, 0)
 
 
+def op_name(model, op) -> str:
+    """The builtin name of an operator (``CONV_2D``; ``CUSTOM (name)`` for a custom op)."""
+    from tflite.utils import BUILTIN_OPCODE2NAME
+
+    code = model.OperatorCodes(op.OpcodeIndex())
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())  # see the schema's comment on both
+    kind = BUILTIN_OPCODE2NAME.get(builtin, f"opcode {builtin}")
+    return f"CUSTOM ({code.CustomCode().decode(errors='replace')})" if kind == "CUSTOM" else kind
+
+
 def read_tflite(path: str | os.PathLike) -> TfliteGraph:
     """The graph of a float ``.tflite``; R8Error naming the file for anything else (not a
     flatbuffer, an int8 model, several subgraphs, a custom op)."""
-    from tflite.utils import BUILTIN_OPCODE2NAME
 
     path = Path(path)
     model = flatbuffer(path)
@@ -117,11 +126,7 @@ def read_tflite(path: str | os.PathLike) -> TfliteGraph:
         shapes = {names[i]: _shape(tensors[i])[1:] for i in ins}
         for n in range(graph.OperatorsLength()):
             op = graph.Operators(n)
-            code = model.OperatorCodes(op.OpcodeIndex())
-            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())  # see the schema's comment on both
-            kind = BUILTIN_OPCODE2NAME.get(builtin, f"opcode {builtin}")
-            if kind == "CUSTOM":
-                kind = f"CUSTOM ({code.CustomCode().decode(errors='replace')})"
+            kind = op_name(model, op)
             outputs = [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
             if len(outputs) != 1:
                 raise R8Error(f"{path}: op {n} ({kind}) has {len(outputs)} outputs; r8 converts single-output ops")
