@@ -49,5 +49,9 @@ TORCH_ROUTES = {"h5": torch_fp32, "onnx2torch": onnx2torch_fp32}  # route -> fp3
 
 
 def onnx2torch_program(model: Model) -> Path:
-    return build_once(name(model, "onnx2torch.pt"), key(model),
-                      lambda tmp: save_program(onnx2torch_fp32(model), tmp))
+    from r8.onnx_route import route_limit
+
+    def build(tmp: Path) -> None:
+        with route_limit(model.path, "saved with torch.export"):
+            save_program(onnx2torch_fp32(model), tmp)
+    return build_once(name(model, "onnx2torch.pt"), key(model), build)

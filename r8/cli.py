@@ -42,14 +42,15 @@ def cmd_convert(args) -> None:
         import tempfile
 
         from r8.export import keras_to_onnx
-        from r8.onnx_route import onnx_to_torch
+        from r8.onnx_route import onnx_to_torch, route_limit
 
         with tempfile.TemporaryDirectory() as tmp:
             keras_to_onnx(args.model, Path(tmp) / "model.onnx")
             model = onnx_to_torch(Path(tmp) / "model.onnx")
+        with route_limit(args.model, "saved with torch.export"):
+            out, state = save(model, args.out)
     else:
-        model = convert(args.model)
-    out, state = save(model, args.out)
+        out, state = save(convert(args.model), args.out)
     print(f"wrote {out} and {state}")
 
 

@@ -8,13 +8,14 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import fx, nn
 
 from r8.cache import atomic_write
 from r8.errors import MAX_ELEMENTS, R8Error
-from r8.keras_h5 import read_h5, read_keras
-from r8.layers import CONVERTERS, SUPPORTED
+from r8.keras_h5 import KerasLayer, read_h5, read_keras
+from r8.layers import CONVERTERS, SUPPORTED, check_config_read
 
 CONTRACT = """A Keras or TFLite model converted to PyTorch by r8.
 
@@ -100,7 +101,7 @@ def _check_sizes(layer) -> None:
     """A Keras layer's declared sizes are whole numbers in a sane range (a damaged file may say
     filters=10**9: refused before torch allocates it)."""
     for key in SIZE_KEYS:
-        value = layer.config.get(key)
+        value = dict.get(layer.config, key)  # not a read by the converter (see check_config_read)
         values = value if isinstance(value, list | tuple) else [value]
         flat = [v for item in values for v in (item if isinstance(item, list | tuple) else [item])]
         if isinstance(value, str) or value is None:
@@ -114,6 +115,9 @@ def _add_layer(layer, root, graph, taken, values, outputs, row, shapes, converte
     if layer.class_name == "InputLayer":
         if layer.name not in shapes:
             raise layer.error("is not one of the model's inputs")
+        for key in ("sparse", "ragged"):
+            if dict.get(layer.config, key):
+                raise layer.error(f"is a {key} input; r8 converts dense tensors")
         example = torch.zeros(1, *to_torch_shape(shapes[layer.name]))
         values[layer.name] = (graph.placeholder(_module_name(layer.name, taken)), example)
         row["shape"] = shapes[layer.name]
@@ -125,12 +129,17 @@ def _add_layer(layer, root, graph, taken, values, outputs, row, shapes, converte
         if problems is not None:
             return  # depends on an unsupported layer, already reported
         raise layer.error(f"reads {missing}, which come later in the file or do not exist")
-    if isinstance(layer.config, dict) and not hasattr(layer, "expected_shape"):
+    keras = isinstance(layer, KerasLayer)
+    if keras:
         _check_sizes(layer)
+        if layer.constants and not getattr(converters[layer.class_name], "takes_constants", False):
+            raise layer.error(f"is called with the constant operand(s) {_constants(layer)}, which r8 does not convert "
+                              "for this layer type")
     args = [values[i][0] for i in layer.inputs]
     examples = [values[i][1] for i in layer.inputs]
+    input_shapes = [to_keras_shape(e) for e in examples]
     with torch.no_grad():
-        for name, module in converters[layer.class_name](layer, [to_keras_shape(e) for e in examples]):
+        for name, module in converters[layer.class_name](layer, input_shapes):
             name = _module_name(name, taken)
             root.add_module(name, module.eval())
             if getattr(module, "takes_list", False):
@@ -139,11 +148,19 @@ def _add_layer(layer, root, graph, taken, values, outputs, row, shapes, converte
             if examples[0].numel() > MAX_ELEMENTS:
                 raise layer.error(f"computes a tensor of {tuple(examples[0].shape)}: over 1 GiB per sample")
             args = [graph.call_module(name, tuple(args))]
+    if keras:
+        check_config_read(layer, input_shapes)
     values[layer.name], outputs[layer.name] = (args[0], examples[0]), name
     row["shape"] = to_keras_shape(examples[0])
-    expected = getattr(layer, "expected_shape", None)  # a .tflite declares every tensor's shape
-    if expected is not None and row["shape"] != tuple(expected):
+    # a .tflite declares every tensor's shape, a Keras 3 file every tensor a layer reads (None: any size)
+    expected = layer.expected_shape
+    if expected is not None and (len(row["shape"]) != len(expected)
+                                 or any(e is not None and e != d for d, e in zip(row["shape"], expected))):
         raise layer.error(f"computes shape {row['shape']}; the file declares {tuple(expected)}")
+
+
+def _constants(layer) -> str:
+    return ", ".join(f"{np.array2string(v, threshold=6)} (operand {i})" for i, v in layer.constants.items())
 
 
 def convert(path: str | os.PathLike) -> fx.GraphModule:

@@ -4,6 +4,13 @@ Keras 2 (2.4 - 2.15, and tf-keras) writes ``inbound_nodes`` as nested lists
 ``[[["layer", node, tensor, {}], ...]]`` and weight names with ``:0``; Keras 3's legacy ``.h5``
 writes ``{"args": [keras tensors with "keras_history"]}`` and weight names without it.
 Sequential models list their layers without inbound nodes: each layer reads the previous one.
+
+Nothing in a file is dropped silently: a call's constant operands (Keras 3's ``x + 3.0`` is an
+``Add`` whose args hold the tensor and the number) are kept in order beside its tensors, a call
+keyword that could change the result is refused by name, and each layer's config records which
+keys its converter read (:class:`Config`), so that :mod:`r8.convert` can refuse the others. Keras
+3 declares the shape of every tensor a layer reads: it becomes the producing layer's
+``expected_shape``, which the converter checks its own output against.
 """
 
 import io
@@ -20,6 +27,34 @@ import numpy as np
 from r8.errors import MAX_ELEMENTS, MAX_TENSOR_BYTES, R8Error
 
 
+class Config(dict):
+    """A layer's config that records the keys read from it (``[]``, ``get``, ``in``): what its
+    converter did not read is checked against :data:`r8.layers.IGNORED_CONFIG`."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read: set = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key) -> bool:
+        self.read.add(key)
+        return super().__contains__(key)
+
+    def unread(self) -> list[str]:
+        return [k for k in self.keys() if k not in self.read]
+
+
+# call keywords that cannot change an inference result, with the values that keep it so
+HARMLESS_CALL_KWARGS = {"training": (False, None), "mask": (None,)}
+
+
 @dataclass
 class KerasLayer:
     path: Path  # the .h5 it came from, for error messages
@@ -32,6 +67,12 @@ class KerasLayer:
     # are, tensors as {"input": i} (``inputs[i]``)
     call_kwargs: dict = field(default_factory=dict)
     keras_version: str = ""  # of the file: a few activations differ between Keras 2 and 3
+    # constant operands of the call by position among all operands (Keras 3's ``3.0 - x``: {0: 3.0})
+    constants: dict[int, np.ndarray] = field(default_factory=dict)
+    expected_shape: tuple | None = None  # per sample, as the file declares it (None: any size)
+
+    def __post_init__(self):
+        self.config = Config(self.config)
 
     def error(self, msg: str) -> R8Error:
         return R8Error(f"{self.path}: layer '{self.name}' ({self.class_name}) {msg}")
@@ -71,51 +112,114 @@ class KerasModel:
         return shapes
 
 
-def _history(arg) -> list[tuple]:
-    """Every ``keras_history`` (layer, node, tensor) in a Keras 3 call argument, in order."""
-    if isinstance(arg, dict):
-        if arg.get("class_name") == "__keras_tensor__":
-            return [tuple(arg["config"]["keras_history"])]
-        return [h for v in arg.values() for h in _history(v)]
-    if isinstance(arg, list | tuple):
-        return [h for v in arg for h in _history(v)]
-    return []
-
-
 def _is_ref(value) -> bool:
     """A Keras 2 tensor reference: ``[layer, node, tensor]`` or ``[layer, node, tensor, kwargs]``."""
     return (isinstance(value, list) and len(value) in (3, 4) and isinstance(value[0], str)
             and all(isinstance(v, int) for v in value[1:3]))
 
 
-def _inbound(path: Path, name: str, nodes: list) -> tuple[list[str], dict]:
-    """(names of the layers read, in order; a Keras 2 op layer's other call arguments)."""
+def _is_keras2_constant(value) -> bool:
+    """A Keras 2 op layer's first operand when it is a constant (``3.0 - x``):
+    ``["_CONSTANT_VALUE", -1, 3.0, {"y": [tensor ref], ...}]``."""
+    return isinstance(value, list) and len(value) == 4 and value[0] == "_CONSTANT_VALUE"
+
+
+def _is_tensor(arg) -> bool:
+    """A Keras 3 call argument that is a tensor (``keras_history``: the layer that made it)."""
+    return isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__"
+
+
+def _constant(arg) -> np.ndarray | None:
+    """A Keras 3 call's constant operand (a number, a nested list of numbers, or a serialized
+    numpy array / tensor) as float32; None for anything else."""
+    if isinstance(arg, dict) and arg.get("class_name") in ("__numpy__", "__tensor__"):
+        arg = arg.get("config", {}).get("value")
+    if isinstance(arg, bool) or arg is None or isinstance(arg, str | dict):
+        return None
+    try:
+        value = np.asarray(arg)
+    except (ValueError, TypeError):
+        return None
+    if value.dtype.kind not in "iuf" or value.size * 4 > MAX_TENSOR_BYTES:
+        return None
+    return value.astype(np.float32)
+
+
+def _keras3_call(path: Path, name: str, node: dict) -> tuple[list[tuple], dict, dict]:
+    """(the keras tensors read, with their declared shapes; constant operands by position; call
+    keywords) of a Keras 3 inbound node ``{"args": [...], "kwargs": {...}}``. A merge layer is
+    called on one list of tensors, a ``keras.ops`` function on its operands: both are operands,
+    in order."""
+    args, kwargs = node.get("args", []), node.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise R8Error(f"{path}: layer '{name}' has an inbound node r8 cannot read: {json.dumps(node)[:200]}")
+    operands = args[0] if len(args) == 1 and isinstance(args[0], list) else args
+    refs, constants = [], {}
+    for i, arg in enumerate(operands):
+        if _is_tensor(arg):
+            config = arg.get("config", {})
+            refs.append((*config["keras_history"], config.get("shape")))
+        elif (value := _constant(arg)) is not None:
+            constants[i] = value
+        else:
+            raise R8Error(f"{path}: layer '{name}' is called with argument {i} = {json.dumps(arg)[:120]}, which r8 "
+                          "does not convert (it takes tensors and numeric constants)")
+    return refs, constants, kwargs
+
+
+def _inbound(path: Path, name: str, nodes: list) -> tuple[list[tuple], dict, dict]:
+    """(the tensors read, in order, as (layer, node, tensor, declared shape or None); constant
+    operands by position; call keywords: a Keras 2 op layer's other call arguments)."""
     if not nodes:
-        return [], {}
+        return [], {}, {}
     if not isinstance(nodes, list):
         raise R8Error(f"{path}: layer '{name}' has inbound_nodes {nodes!r}, not a list")
-    node, kwargs = nodes[0], {}
-    if _is_ref(node):  # a Keras 2 op layer (TFOpLambda) lists its first tensor's ref as the node
+    node, kwargs, constants = nodes[0], {}, {}
+    if _is_keras2_constant(node) or _is_ref(node):  # a Keras 2 op layer (TFOpLambda) lists its first operand as the node
         node = [node]
     elif len(nodes) > 1:
         raise R8Error(f"{path}: layer '{name}' is called {len(nodes)} times (shared layers are not supported)")
     if isinstance(node, dict):  # Keras 3
-        refs = _history(node.get("args", []))
+        refs, constants, kwargs = _keras3_call(path, name, node)
     else:  # Keras 2: a list of refs, each [layer, node, tensor, call kwargs]
-        if not isinstance(node, list) or not all(_is_ref(r) for r in node):
+        first_constant = isinstance(node, list) and len(node) == 1 and _is_keras2_constant(node[0])
+        if first_constant and (value := _constant(node[0][2])) is not None:
+            constants, refs = {0: value}, []
+        elif isinstance(node, list) and node and all(_is_ref(r) for r in node):
+            refs = [(*ref[:3], None) for ref in node]
+        else:
             raise R8Error(f"{path}: layer '{name}' has an inbound node r8 cannot read: {json.dumps(node)[:200]}")
-        refs = [tuple(ref[:3]) for ref in node]
         for key, value in (node[0][3] if len(node[0]) == 4 and isinstance(node[0][3], dict) else {}).items():
             if _is_ref(value):  # a tensor passed by keyword, e.g. the y of x * y
                 kwargs[key] = {"input": len(refs)}
-                refs.append(tuple(value[:3]))
+                refs.append((*value[:3], None))
             elif key != "name":
                 kwargs[key] = value
-    for layer, node_index, tensor_index in refs:
+    for layer, node_index, tensor_index, _ in refs:
         if node_index or tensor_index:
             raise R8Error(f"{path}: layer '{name}' reads output {tensor_index} of call {node_index} of "
                           f"'{layer}'; only single-call, single-output layers are supported")
-    return [ref[0] for ref in refs], kwargs
+    return refs, constants, kwargs
+
+
+def _check_call_kwargs(path: Path, name: str, cls: str, kwargs: dict) -> dict:
+    """The call keywords a converter reads (a Keras 2 op layer's); any other that could change
+    the result (``training=True``, a mask) is refused by name."""
+    kwargs = {k: v for k, v in kwargs.items() if not (k in HARMLESS_CALL_KWARGS and v in HARMLESS_CALL_KWARGS[k])}
+    if kwargs and cls != "TFOpLambda":
+        key, value = next(iter(kwargs.items()))
+        raise R8Error(f"{path}: layer '{name}' ({cls}) is called with {key}={json.dumps(value)[:80]}, which r8 does "
+                      "not convert")
+    return kwargs
+
+
+def _declared(path: Path, name: str, shape) -> tuple | None:
+    """A declared per-sample shape (``[null, 5, 6, 4]`` -> (5, 6, 4)); None where none is declared."""
+    if shape is None:
+        return None
+    if not isinstance(shape, list) or not shape or not all(d is None or (isinstance(d, int) and d >= 0) for d in shape):
+        raise R8Error(f"{path}: layer '{name}' reads a tensor of declared shape {shape!r}; expected sizes or null")
+    return tuple(shape[1:])
 
 
 def _endpoints(spec) -> list[str]:
@@ -191,6 +295,7 @@ def _model(path: Path, config: dict, version: str, weights) -> KerasModel:
     if kind not in ("Functional", "Model", "Sequential"):
         raise R8Error(f"{path}: model class {kind!r} is not supported (Functional or Sequential only)")
     layers, specs = [], _get(path, "model_config", config, "config", "layers")
+    declared: dict[str, tuple] = {}  # layer -> its output's shape, as the layers that read it declare it
     for n, spec in enumerate(specs if isinstance(specs, list) else []):
         name = f"#{n}"
         try:
@@ -200,10 +305,17 @@ def _model(path: Path, config: dict, version: str, weights) -> KerasModel:
                 raise TypeError("its name, class_name or config has the wrong type")
             if cls in ("Functional", "Model", "Sequential"):
                 raise R8Error(f"{path}: layer '{name}' is a nested model ({cls}); flatten it first")
-            inputs, kwargs = ([layers[-1].name] if layers else [], {}) if kind == "Sequential" else \
-                _inbound(path, name, spec.get("inbound_nodes", []))
-            layers.append(KerasLayer(path, name, cls, spec["config"], inputs, weights(name, cls, spec["config"]), kwargs,
-                                     version))
+            if kind == "Sequential":
+                refs, constants, kwargs = ([(layers[-1].name, 0, 0, None)] if layers else []), {}, {}
+                shape = (spec.get("build_config") or {}).get("input_shape")  # Keras 3 declares each input
+                refs = [(*r[:3], shape) for r in refs]
+            else:
+                refs, constants, kwargs = _inbound(path, name, spec.get("inbound_nodes", []))
+            kwargs = _check_call_kwargs(path, name, cls, kwargs)
+            for producer, _, _, shape in refs:
+                declared[producer] = declared.get(producer) or _declared(path, name, shape)
+            layers.append(KerasLayer(path, name, cls, spec["config"], [r[0] for r in refs],
+                                     weights(name, cls, spec["config"]), kwargs, version, constants))
         except R8Error:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError) as e:
@@ -211,6 +323,8 @@ def _model(path: Path, config: dict, version: str, weights) -> KerasModel:
                           f"({type(e).__name__}: {e})") from None
     if not layers:
         raise R8Error(f"{path}: the model config lists no layers")
+    for layer in layers:
+        layer.expected_shape = declared.get(layer.name)
     if kind == "Sequential":
         if layers and layers[0].class_name != "InputLayer":  # Keras 2 may leave the input implicit
             shape = layers[0].config.get("batch_input_shape")

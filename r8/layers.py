@@ -38,6 +38,65 @@ def registrar(registry: dict, what: str) -> Callable:
 converter = registrar(CONVERTERS, "Keras layer type")
 
 
+def takes_constants(fn):
+    """Marks a converter that reads the call's constant operands (``layer.constants``); every other
+    converter is refused a call that has one."""
+    fn.takes_constants = True
+    return fn
+
+
+# Config keys no converter reads, and why none can change an inference result. Any other key a
+# converter leaves unread is refused by name (check_config_read): nothing is dropped silently.
+IGNORED_CONFIG = {
+    "name": "names the layer (r8 names the submodule after it)",
+    "trainable": "whether training may update the weights",
+    "dtype": "checked to be float32, the precision r8 computes in (a mixed-precision policy is refused)",
+}
+IGNORED_CONFIG_SUFFIXES = {
+    "_initializer": "the weights' starting values before training; the file's trained weights are read",
+    "_regularizer": "a penalty added to the training loss",
+    "_constraint": "a projection applied to the weights after each training step",
+}
+
+
+def ignored_config(key: str) -> str | None:
+    """Why an unread config key cannot change the result; None if it could."""
+    return IGNORED_CONFIG.get(key) or next((why for end, why in IGNORED_CONFIG_SUFFIXES.items() if key.endswith(end)), None)
+
+
+def dtype_name(value) -> str | None:
+    """A dtype or dtype policy as Keras 2 (``"float32"``, ``{"class_name": "Policy", ...}``) or
+    Keras 3 (``{"class_name": "DTypePolicy", "config": {"name": "float32"}}``) writes it."""
+    if isinstance(value, dict):
+        value = (value.get("config") or {}).get("name")
+    return value if isinstance(value, str) else None
+
+
+def check_config_read(layer: KerasLayer, shapes: list[tuple]) -> None:
+    """After a layer's converter ran on inputs of ``shapes``: every config key it did not read is on
+    the justified list (:data:`IGNORED_CONFIG`), and the layer computes in float32. Keras 2 may
+    declare a first layer's input shape in its config: it must be the input's."""
+    for key in ("batch_input_shape", "batch_shape"):
+        declared = layer.config.get(key)
+        if declared is not None and (len(shapes) != 1 or not isinstance(declared, list) or len(declared) != len(shapes[0]) + 1
+                                     or any(d is not None and d != s for d, s in zip(declared[1:], shapes[0]))):
+            raise layer.error(f"declares its input shape {key}={declared!r}; it gets {shapes}")
+    for key in layer.config.unread():
+        if ignored_config(key) is None:
+            value = dict.get(layer.config, key)
+            raise layer.error(f"has {key}={value!r} in its config, which r8 does not convert")
+    dtype = dict.get(layer.config, "dtype")
+    if dtype is not None and dtype_name(dtype) != "float32":
+        raise layer.error(f"has dtype {dtype_name(dtype) or dtype!r}; r8 converts float32 layers (a mixed-precision "
+                          "policy computes in another precision)")
+
+
+def uses(layer: KerasLayer, *keys: str) -> None:
+    """Marks config keys a converter knowingly leaves unused (say why beside the call)."""
+    for key in keys:
+        layer.config.get(key)
+
+
 # ---- layout helpers
 def torch_axis(axis: int, rank: int) -> int:
     """A Keras axis of a rank-``rank`` tensor (batch included) as the torch axis: for 4-D
@@ -324,6 +383,7 @@ def conv2d(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     c, (h, w, cin) = layer.config, shape
     kernel, stride = _pair(c["kernel_size"]), _pair(c.get("strides", 1))
     if layer.class_name == "DepthwiseConv2D":  # kernel (H, W, in, multiplier)
+        _check(layer, "groups", (1,), 1)  # tf-keras writes the Conv base's groups
         mult = c.get("depth_multiplier", 1)
         k = layer.weight("depthwise_kernel", "kernel", shape=(*kernel, cin, mult))
         groups, cout = cin, cin * mult  # output channel c * mult + m, as Keras orders them
@@ -360,6 +420,8 @@ def padded(name: str, conv: nn.Conv2d, pads: tuple) -> Steps:
 def dense(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     (shape,) = shapes
     _rank(layer, shape, 2)  # a Dense on an image tensor needs a Flatten first
+    _check(layer, "quantization_config", (None,))  # Keras 3's own int8/float8 weights: not float
+    _check(layer, "lora_rank", (None,))  # a LoRA delta added to the kernel
     units, bias = layer.config["units"], layer.config.get("use_bias", True)
     linear = nn.Linear(shape[0], units, bias=bias)
     with torch.no_grad():
@@ -378,6 +440,8 @@ def batch_norm(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     if not isinstance(axis, int) or axis % rank != rank - 1:
         raise layer.error(f"has unsupported axis={axis!r}; supported: the last axis (-1)")
     n, c = shape[-1], layer.config
+    # how training updates the moving statistics (and renormalizes batches); inference reads them as they are
+    uses(layer, "momentum", "synchronized", "renorm", "renorm_clipping", "renorm_momentum")
     bn = (nn.BatchNorm2d if rank == 4 else nn.BatchNorm1d)(n, eps=float(c["epsilon"]))
     with torch.no_grad():
         bn.weight.copy_(_tensor(layer.weight("gamma", shape=(n,))) if c.get("scale", True) else torch.ones(n))
@@ -407,8 +471,28 @@ def softmax(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     return [(layer.name, nn.Softmax(dim=torch_axis(layer.config.get("axis", -1), len(shapes[0]) + 1)))]
 
 
+def with_constant(layer: KerasLayer, kind: str, shapes: list[tuple]) -> Steps:
+    """One tensor and one constant, in the call's order: Keras 3's ``x + 3.0`` or ``3.0 - x``
+    (a ``keras.ops`` call in a functional model is saved as the merge layer's class)."""
+    if len(shapes) != 1 or len(layer.constants) != 1:
+        raise layer.error(f"combines {len(shapes)} tensor(s) and {len(layer.constants)} constant(s); r8 takes one "
+                          "tensor and one constant")
+    ((position, value),), shape = layer.constants.items(), shapes[0]
+    try:
+        fits = np.broadcast_shapes((1, *shape), value.shape) == (1, *shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise layer.error(f"combines a tensor of shape {shape} with a constant of shape {value.shape}, which would "
+                          "change its shape")
+    return [(layer.name, ArithConst(kind, constant_in_torch_layout(value, len(shape) + 1), const_first=position == 0))]
+
+
 @converter("Add")
+@takes_constants
 def add(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    if layer.constants:
+        return with_constant(layer, "add", shapes)
     if len(set(shapes)) != 1:
         raise layer.error(f"adds tensors of different shapes {shapes} (broadcasting is not supported)")
     return [(layer.name, Add())]
@@ -474,7 +558,8 @@ def reshape_steps(layer: KerasLayer, shape: tuple, target: list) -> Steps:
 
 @converter("Dropout")
 def dropout(layer: KerasLayer, shapes: list[tuple]) -> Steps:
-    return [(layer.name, nn.Identity())]  # identity at inference
+    uses(layer, "rate", "noise_shape", "seed")  # they shape the training-time noise: identity at inference
+    return [(layer.name, nn.Identity())]
 
 
 @converter("ZeroPadding2D")
@@ -489,16 +574,26 @@ def zero_padding(layer: KerasLayer, shapes: list[tuple]) -> Steps:
 
 
 # ---- the CNN layers beyond the MLPerf Tiny set
-@converter("Multiply", "Subtract", "Maximum", "Minimum", "Average")
+MERGE_KINDS = {"Multiply": "mul", "Subtract": "sub", "Maximum": "max", "Minimum": "min", "Average": "mean",
+               "TrueDivide": "div", "Divide": "div"}  # the last two: Keras 3's x / y (keras.ops)
+
+
+@converter(*MERGE_KINDS)
+@takes_constants
 def merge(layer: KerasLayer, shapes: list[tuple]) -> Steps:
+    kind = MERGE_KINDS[layer.class_name]
+    if layer.constants and kind != "mean":
+        return with_constant(layer, kind, shapes)
+    if layer.constants or (kind == "div" and len(shapes) != 2):
+        raise layer.error(f"combines {len(shapes)} tensor(s) and {len(layer.constants)} constant(s); r8 takes "
+                          + ("two tensors" if kind == "div" else "tensors only"))
     try:  # Keras broadcasts (a squeeze-and-excitation Multiply: (H, W, C) x (1, 1, C)); so does torch, in NCHW
         np.broadcast_shapes(*shapes)
     except ValueError:
         raise layer.error(f"merges tensors of shapes {shapes}, which do not broadcast") from None
     if len({len(s) for s in shapes}) != 1 or (layer.class_name == "Subtract" and len(shapes) != 2):
         raise layer.error(f"merges tensors of shapes {shapes}; r8 merges tensors of one rank (Subtract: two)")
-    kinds = {"Multiply": "mul", "Subtract": "sub", "Maximum": "max", "Minimum": "min", "Average": "mean"}
-    return [(layer.name, Arith(kinds[layer.class_name]))]
+    return [(layer.name, Arith(kind))]
 
 
 @converter("Rescaling")
@@ -535,9 +630,10 @@ def elu(layer: KerasLayer, shapes: list[tuple]) -> Steps:
 
 @converter("PReLU")
 def prelu(layer: KerasLayer, shapes: list[tuple]) -> Steps:
-    alpha = layer.weight("alpha")
-    if alpha.ndim != len(shapes[0]) or any(a not in (1, s) for a, s in zip(alpha.shape, shapes[0])):
-        raise layer.error(f"has alpha {alpha.shape} for an input {shapes[0]}")
+    alpha, shared = layer.weight("alpha"), layer.config.get("shared_axes") or []
+    if alpha.ndim != len(shapes[0]) or any(a not in (1, s) for a, s in zip(alpha.shape, shapes[0])) \
+            or any(not isinstance(ax, int) or not 0 < ax <= alpha.ndim or alpha.shape[ax - 1] != 1 for ax in shared):
+        raise layer.error(f"has alpha {alpha.shape} (shared_axes={shared}) for an input {shapes[0]}")
     return [(layer.name, KerasPReLU(constant_in_torch_layout(alpha, len(shapes[0]) + 1)))]
 
 
@@ -581,6 +677,7 @@ def separable_conv2d(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     (shape,) = shapes
     _rank(layer, shape, 4)
     _check(layer, "data_format", ("channels_last",), "channels_last")
+    _check(layer, "groups", (1,), 1)
     _check(layer, "dilation_rate", ((1, 1),), (1, 1))
     c, (h, w, cin) = layer.config, shape
     kernel, stride, mult = _pair(c["kernel_size"]), _pair(c.get("strides", 1)), c.get("depth_multiplier", 1)
@@ -606,6 +703,7 @@ def conv2d_transpose(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     _check(layer, "data_format", ("channels_last",), "channels_last")
     _check(layer, "dilation_rate", ((1, 1),), (1, 1))
     _check(layer, "output_padding", (None,), None)
+    _check(layer, "groups", (1,), 1)
     _check(layer, "padding", ("same", "valid"), "valid")
     c, (h, w, cin) = layer.config, shape
     kernel, stride, cout = _pair(c["kernel_size"]), _pair(c.get("strides", 1)), c["filters"]
@@ -635,6 +733,7 @@ def conv1d(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     c, (length, cin) = layer.config, shape
     (k,), (s,) = (_one(c["kernel_size"]), _one(c.get("strides", 1)))
     if layer.class_name == "DepthwiseConv1D":  # kernel (k, in, multiplier)
+        _check(layer, "groups", (1,), 1)
         mult = c.get("depth_multiplier", 1)
         weight = layer.weight("depthwise_kernel", "kernel", shape=(k, cin, mult)).reshape(k, cin * mult).T[:, None, None, :]
         groups, cout = cin, cin * mult
@@ -670,6 +769,7 @@ def pooling1d(layer: KerasLayer, shapes: list[tuple]) -> Steps:
 @converter("GlobalAveragePooling1D", "GlobalMaxPooling1D")
 def global_pooling1d(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     _rank(layer, shapes[0], 3)
+    _check(layer, "data_format", ("channels_last",), "channels_last")
     keep = bool(layer.config.get("keepdims", False))
     pool = GlobalAvgPool(keep) if layer.class_name == "GlobalAveragePooling1D" else GlobalMaxPool(keep)
     return [(layer.name, As2d(pool))] if keep else [(layer.name, nn.Sequential(Unsqueeze2d(), pool))]
@@ -685,16 +785,27 @@ class Unsqueeze2d(nn.Module):
 # ---- Keras 2's op layers: a TensorFlow function applied to tensors, named in the config (no code)
 TF_ARITH = {"__operators__.add": "add", "math.add": "add", "math.multiply": "mul", "__operators__.mul": "mul",
             "math.subtract": "sub", "__operators__.sub": "sub", "math.truediv": "div", "__operators__.truediv": "div",
+            "math.divide": "div",
             "math.maximum": "max", "math.minimum": "min"}
 TF_UNARY = {"nn.relu": nn.ReLU, "nn.relu6": nn.ReLU6, "math.sigmoid": nn.Sigmoid, "nn.sigmoid": nn.Sigmoid}
 TF_OTHER = ("reshape", "concat", "compat.v1.transpose", "transpose")
 
 
 @converter("TFOpLambda")
+@takes_constants
 def tf_op(layer: KerasLayer, shapes: list[tuple]) -> Steps:
     fn, kw, rank = layer.config.get("function"), layer.call_kwargs, len(shapes[0]) + 1
+    reads = {"y"} if fn in TF_ARITH else {"shape"} if fn == "reshape" else {"axis"} if fn == "concat" else \
+        {"perm", "a"} if fn in ("compat.v1.transpose", "transpose") else set()
+    if set(kw) - reads:
+        key = sorted(set(kw) - reads)[0]
+        raise layer.error(f"applies {fn} with {key}={kw[key]!r}, which r8 does not convert")
+    if layer.constants and fn not in TF_ARITH:
+        raise layer.error(f"applies {fn} to a constant first operand, which r8 does not convert")
     if fn in TF_ARITH:
         y = kw.get("y")
+        if layer.constants:  # the constant came first (3.0 - x): x is the y
+            return with_constant(layer, TF_ARITH[fn], shapes)
         if isinstance(y, dict) and "input" in y:
             if len(shapes) != 2 or shapes[0] != shapes[1]:
                 raise layer.error(f"applies {fn} to tensors of shapes {shapes} (broadcasting is not supported)")

@@ -9,9 +9,12 @@ r8 rewrites it as one. Nothing else of onnx2torch's graph is changed.
 
 import os
 import re
+from contextlib import contextmanager
 
 import torch
 from torch import fx
+
+from r8.errors import R8Error
 
 CONTRACT = """A Keras model converted to PyTorch by r8's fallback route (tf2onnx -> onnx2torch).
 
@@ -58,11 +61,24 @@ def _plain_module_names(model: fx.GraphModule) -> None:
     model.recompile()
 
 
+@contextmanager
+def route_limit(path: str | os.PathLike, what: str):
+    """What torch's tracers (FX, ``torch.export``) cannot follow in onnx2torch's module of a model
+    (its Shape -> Slice of a Flatten calls ``.numpy()`` on the traced shape, say) is a limit of
+    the fallback route for that model, not a bug in r8: an R8Error saying so, with the reason,
+    which the jobs show as "not measured"."""
+    try:
+        yield
+    except R8Error:
+        raise
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [""])[0][:300]
+        raise R8Error(f"{path}: the onnx2torch route's module cannot be {what}: {type(e).__name__}: {reason}") from None
+
+
 def onnx_to_torch(path: str | os.PathLike) -> fx.GraphModule:
     """The onnx2torch model of the Keras-route ONNX file ``path`` (NHWC input), in eval mode."""
     from onnx2torch import convert
-
-    from r8.errors import R8Error
 
     try:
         model = convert(str(path)).eval()

@@ -8,7 +8,7 @@ import hashlib
 import time
 import warnings
 import zipfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -35,6 +35,7 @@ from r8.calibration import CalibrationSet
 from r8.convert import example_inputs, export_program
 from r8.errors import R8Error
 from r8.model import Model
+from r8.onnx_route import route_limit
 from r8.runners import TorchRunner, quantized_engine, torch_input
 
 OBSERVERS = {"minmax": MinMaxObserver, "movingavg": MovingAverageMinMaxObserver,
@@ -399,11 +400,12 @@ def build(model: Model, config: TorchConfig, cal: CalibrationSet, route: str = "
 
     def make(tmp: Path) -> dict:
         facts, fp32 = {}, artifacts.TORCH_ROUTES[route](model)
-        try:
-            qmodel = quantize(fp32, config, cal.images, facts)
-        except fx.proxy.TraceError as e:  # e.g. onnx2torch's data-dependent Reshape of a Flatten
-            raise R8Error(f"{model.path}: the {route} route's module cannot be traced by FX for {config.flow}: {e}") from None
-        save(qmodel, config, tmp, example_inputs(fp32))
+        with route_limit(model.path, f"quantized with {config.flow}") if route == "onnx2torch" else nullcontext():
+            try:
+                qmodel = quantize(fp32, config, cal.images, facts)
+            except fx.proxy.TraceError as e:  # e.g. a data-dependent Reshape of a Flatten
+                raise R8Error(f"{model.path}: the {route} route's module cannot be traced by FX for {config.flow}: {e}") from None
+            save(qmodel, config, tmp, example_inputs(fp32))
         return facts
     return build_once(artifacts.name(model, f"{prefix}/{config.id}-{cal.tag}.pt"),
                       artifacts.key(model, calibration=cal.sha256), make)

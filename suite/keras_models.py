@@ -129,6 +129,11 @@ def separable_net(k):
     return k.Model(inputs, L.Dense(4, activation="softmax")(L.GlobalMaxPooling2D()(x)))
 
 
+def _applications(name):
+    """A ``keras.applications`` model (random weights: nothing is downloaded) at its default 224 px."""
+    return lambda k: getattr(k.applications, name)(weights=None, input_shape=(224, 224, 3))
+
+
 FAMILIES = {
     "resnet8": lambda k: resnet(k),
     "resnet8-wide-26-52-104": lambda k: resnet(k, (26, 52, 104)),
@@ -141,6 +146,9 @@ FAMILIES = {
     "se-net-96": se_net,
     "inverted-residual-hswish-96": inverted_residual,
     "separable-cropping-100": separable_net,
+    # Keras 3 writes their hard-sigmoid, relu6(x + 3.0) * (1 / 6), as Add / Multiply with a constant operand
+    "mobilenet-v3-small": _applications("MobileNetV3Small"),
+    "mobilenet-v3-large": _applications("MobileNetV3Large"),
 }
 CLASSIFIERS = {"resnet8", "resnet8-wide-26-52-104", "resnet10-four-stages", "resnet-two-stages-odd-input",
                "mobilenet-v1-vww", "dscnn-kws", "dscnn-streaming-ww"}
@@ -164,6 +172,54 @@ def _merge(k, merge):
     layer = {"add": L.Add, "concat": L.Concatenate, "multiply": L.Multiply, "subtract": L.Subtract, "maximum": L.Maximum,
              "minimum": L.Minimum, "average": L.Average}[merge]()
     return k.Model(inputs, layer(branches[:2] if merge == "subtract" else branches))
+
+
+def _math(k):
+    """Elementwise functions on tensors and constants: ``keras.ops`` (Keras 3), ``tf.math`` (tf-keras
+    makes them op layers)."""
+    if hasattr(k, "ops"):
+        return k.ops
+    import tensorflow as tf
+
+    return tf.math
+
+
+def _with_constant(k, fn):
+    """``fn(k, x)`` on a conv's (5, 7, 4) output: arithmetic with a constant operand, which Keras 3
+    saves as the merge layer's class with the constant among the call's args (in order)."""
+    inputs = k.Input((5, 7, 3))
+    return k.Model(inputs, fn(k, k.layers.Conv2D(4, 3, padding="same")(inputs)))
+
+
+def _hard_sigmoid_keras3(k):
+    """keras.applications' MobileNetV3 hard-sigmoid: Conv2D, + 3.0, ReLU(6.0), * (1 / 6), Flatten."""
+    inputs = k.Input((6, 6, 3))
+    x = k.layers.Conv2D(4, 3)(inputs)
+    return k.Model(inputs, k.layers.Flatten()(k.layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)))
+
+
+_CHANNELS = np.array([0.5, -1.0, 2.0, 0.25], np.float32)
+_HWC = np.random.default_rng(1).normal(0, 1, (5, 7, 4)).astype(np.float32)
+CONSTANT_CASES = {
+    "const-add-right": lambda k, x: x + 3.0,
+    "const-add-left": lambda k, x: 3.0 + x,
+    "const-subtract-right": lambda k, x: x - 3.0,
+    "const-subtract-left": lambda k, x: 3.0 - x,
+    "const-multiply-right": lambda k, x: x * (1.0 / 6.0),
+    "const-multiply-left": lambda k, x: -2.0 * x,
+    "const-divide-right": lambda k, x: x / 6.0,
+    "const-divide-left": lambda k, x: 6.0 / k.layers.Activation("sigmoid")(x),
+    "const-divide-function-right": lambda k, x: _math(k).divide(x, 4.0),  # Keras 3's Divide (x / y is TrueDivide)
+    "const-maximum-right": lambda k, x: _math(k).maximum(x, 0.5),
+    "const-maximum-left": lambda k, x: _math(k).maximum(0.5, x),
+    "const-minimum-right": lambda k, x: _math(k).minimum(x, -0.25),
+    "const-minimum-left": lambda k, x: _math(k).minimum(-0.25, x),
+    "const-add-per-channel-right": lambda k, x: x + _CHANNELS,
+    # a numpy array on the left would take the Keras tensor as its own operand: the function form
+    "const-subtract-per-channel-left": lambda k, x: _math(k).subtract(_CHANNELS, x),
+    "const-multiply-hwc-left": lambda k, x: _math(k).multiply(_HWC, x),  # an (H, W, C) constant: NCHW in torch
+    "const-maximum-hwc-right": lambda k, x: _math(k).maximum(x, _HWC),
+}
 
 
 def _seq(k, layers, shape=(11, 3)):
@@ -216,6 +272,7 @@ LAYER_CASES = {
     "activation-linear": lambda k: _dense(k, [k.layers.Activation("linear")]),
     "activation-softmax-image": lambda k: _image(k, [k.layers.Activation("softmax")]),
     "relu-max-value-3": lambda k: _image(k, [k.layers.ReLU(max_value=3.0)]),
+    "softmax-layer-over-rows": lambda k: _image(k, [k.layers.Softmax(axis=1)]),
     "add-three-inputs": lambda k: _merge(k, "add"),
     "concatenate-channels": lambda k: _merge(k, "concat"),
     "concatenate-flat": lambda k: _merge(k, "concat-flat"),
@@ -265,6 +322,8 @@ LAYER_CASES = {
                                                                                                       padding="same")]),
     "global-pooling1d": lambda k: _seq(k, [k.layers.Conv1D(4, 3), k.layers.GlobalAveragePooling1D()]),
     "global-maxpool1d-keepdims": lambda k: _seq(k, [k.layers.GlobalMaxPooling1D(keepdims=True)]),
+    "hard-sigmoid-const-operands": _hard_sigmoid_keras3,
+    **{name: (lambda fn: lambda k: _with_constant(k, fn))(fn) for name, fn in CONSTANT_CASES.items()},
     "sequential-conv-dense": lambda k: k.Sequential([k.Input((6, 6, 2)), k.layers.Conv2D(3, 3, strides=2, padding="same"),
                                                       k.layers.Flatten(), k.layers.Dense(4, activation="tanh")]),
 }
