@@ -29,6 +29,8 @@ class Backend:
     notes: Callable[..., dict] | None = None  # (Model, CalibrationSet) -> extra report fields
     digest: Callable[[Path], str] = sha256  # the artifact's identity: equal for two builds of one config
     reproducibility: str = ""  # what else than the config its artifact and predictions depend on (the report's)
+    # why this CPU cannot meet the best-drop gate (None: it can); a failure is then shown, not fatal
+    best_gate_waiver: Callable[[], str | None] = lambda: None
 
     def configs(self, full: bool = False, available: bool = False) -> list:
         return [c for c in (self.full if full else self.default) if not (available and self.unavailable(c))]

@@ -28,6 +28,14 @@ def machine() -> dict:
     return {"cpu": cpu, "isa": [f for f in ISA_FLAGS if f in flags], "cores": os.cpu_count()}
 
 
+def saturating_int8() -> bool:
+    """x86 without a VNNI instruction (AVX-512 VNNI, AVX-VNNI, AMX): int8 kernels multiply u8 x s8
+    with ``vpmaddubsw``, whose 16-bit sums of pairs saturate on real activations, so ONNX Runtime
+    and torch's x86/fbgemm engines fall back to 7-bit values and oneDNN loses accuracy."""
+    isa = set(machine()["isa"])
+    return "avx2" in isa and not isa & {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
 @cache
 def versions() -> dict:
     found = {}

@@ -96,7 +96,10 @@ def test_int8_drop(backend, config, r8_model, r8_calibration, r8_int8_rows, r8_d
 
 @pytest.mark.accuracy
 @pytest.mark.parametrize("name", [b.name for b in gated()])
-def test_best_config_within_target(name, r8_model, r8_int8_rows, r8_thresholds, r8_report):
+def test_best_config_within_target(request, name, r8_model, r8_int8_rows, r8_thresholds, r8_report):
+    waiver = registry()[name].best_gate_waiver()
+    if waiver:  # strict: the gate fails again as soon as a config meets the target on this CPU
+        request.applymarker(pytest.mark.xfail(strict=True, reason=waiver))
     rows = []
     for config in registry()[name].configs(available=True):
         try:

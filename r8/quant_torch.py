@@ -33,6 +33,7 @@ from r8.backends import Backend
 from r8.cache import build_once
 from r8.calibration import CalibrationSet
 from r8.convert import example_inputs, export_program
+from r8.environment import saturating_int8
 from r8.errors import R8Error
 from r8.model import Model
 from r8.onnx_route import route_limit
@@ -423,8 +424,14 @@ REPRODUCIBILITY = (
     "calibration chooses; the int8 kernels (fbgemm, oneDNN) pick their code path by the CPU's ISA, which can move "
     "top-1 by a few images between machines: compare rows by their CPU flags and engine.")
 
+# Measured on an AMD EPYC with AVX2 alone (IC01): oneDNN's configs lose 1.5-2.9 pp, x86 and fbgemm
+# (7-bit activations) 1.0-1.9 pp, PT2E 0.6 pp; on VNNI CPUs a torch config meets 0.2 pp.
+SATURATING_CPU = ("torch's int8 engines on x86 without VNNI: u8 x s8 products saturate in 16-bit sums (vpmaddubsw), "
+                  "so oneDNN loses accuracy and x86/fbgemm quantize activations to 7 bits")
+
 BACKENDS = [
     Backend("torch", DEFAULT_MATRIX, FULL_MATRIX, build, runner, digest=archive_digest, reproducibility=REPRODUCIBILITY,
+            best_gate_waiver=lambda: SATURATING_CPU if saturating_int8() else None,
             layer_sqnr=lambda model, config, cal, images: (
                 config.id, layer_sqnr(artifacts.torch_fp32(model), config, cal.images, images)),
             sqnr_for=lambda config: FLOWS_BY_NAME[config.flow].hookable,

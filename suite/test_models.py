@@ -54,7 +54,7 @@ def check_quantize_outputs(name: str, path: Path, data: str, out: Path, report) 
         report(f"{name}: int8 {r['backend']}-{r['config']}", f"{r['top1']:.2%} (drop {r['drop_pp']:.2f} pp, "
                f"95 % CI [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}])")
     report(f"{name}: fp32 top-1 (torch)", f"{q['fp32_top1']:.2%}")
-    assert q["gates"] and all(g["passed"] for g in q["gates"])
+    assert q["gates"] and all(g["passed"] or "waived" in g for g in q["gates"])
     for r in q["rows"]:  # #18: where each number was measured
         assert {"cpu", "isa", "cores", "threads", "versions"} <= set(r["env"]) and "torch" in r["env"]["versions"]
     assert {r["env"]["engine"] for r in q["rows"] if r["backend"] == "torch"} <= {"x86", "fbgemm", "onednn"}
@@ -208,7 +208,7 @@ def test_readme_examples_run(tmp_path, report):
         assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"
     for stem in ("cifar_cnn", "digits"):
         q = json.loads((tmp_path / "reports" / stem / "quantization.json").read_text())
-        assert q["rows"] and all(g["passed"] for g in q["gates"]), (stem, [g for g in q["gates"] if not g["passed"]])
+        assert q["rows"] and all(g["passed"] or "waived" in g for g in q["gates"]), (stem, [g for g in q["gates"] if not g["passed"]])
         assert {s["backend"] for s in q["skipped"]} <= {"torch-onnx2torch"}
     assert json.loads((tmp_path / "reports" / "digits" / "study.json").read_text())["runs"]
     assert json.loads((tmp_path / "reports" / "digits" / "benchmark.json").read_text())["rows"]
