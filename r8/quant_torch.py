@@ -78,6 +78,18 @@ def engine_available(engine: str) -> bool:
     return engine in torch.backends.quantized.supported_engines
 
 
+def unavailable(config: TorchConfig) -> str | None:
+    """Why this machine cannot run a config (None: it can)."""
+    if not engine_available(config.engine):
+        return f"quantized engine {config.engine} not built into this torch"
+    if config.engine == "onednn" and saturating_int8():
+        # measured on an AVX2-only AMD EPYC (IC01): the model as quantized and the same model reloaded
+        # from its file disagreed on 6-23 % of 2,000 test images, and the configs lost 1.5-2.9 pp
+        return ("oneDNN's int8 kernels on x86 without VNNI: u8 x s8 products saturate in 16-bit sums, and the "
+                "quantized model and its reloaded file disagree on 6-23 % of images")
+    return None
+
+
 @contextmanager
 def quiet_deprecations():
     """torch.ao.quantization and TorchScript warn (deprecation, scripting notes) in 2.14; expected here."""
@@ -424,8 +436,8 @@ REPRODUCIBILITY = (
     "calibration chooses; the int8 kernels (fbgemm, oneDNN) pick their code path by the CPU's ISA, which can move "
     "top-1 by a few images between machines: compare rows by their CPU flags and engine.")
 
-# Measured on an AMD EPYC with AVX2 alone (IC01): oneDNN's configs lose 1.5-2.9 pp, x86 and fbgemm
-# (7-bit activations) 1.0-1.9 pp, PT2E 0.6 pp; on VNNI CPUs a torch config meets 0.2 pp.
+# Measured on an AMD EPYC with AVX2 alone (IC01): x86 and fbgemm (7-bit activations) lose 1.0-1.9 pp,
+# PT2E 0.6 pp (oneDNN is refused there, see unavailable); on VNNI CPUs a torch config meets 0.2 pp.
 SATURATING_CPU = ("torch's int8 engines on x86 without VNNI: u8 x s8 products saturate in 16-bit sums (vpmaddubsw), "
                   "so oneDNN loses accuracy and x86/fbgemm quantize activations to 7 bits")
 
@@ -435,8 +447,7 @@ BACKENDS = [
             layer_sqnr=lambda model, config, cal, images: (
                 config.id, layer_sqnr(artifacts.torch_fp32(model), config, cal.images, images)),
             sqnr_for=lambda config: FLOWS_BY_NAME[config.flow].hookable,
-            unavailable=lambda config: None if engine_available(config.engine) else
-            f"quantized engine {config.engine} not built into this torch", gated=True),
+            unavailable=unavailable, gated=True),
     # The fallback conversion route's model (tf2onnx -> onnx2torch), quantized the same way.
     Backend("torch-onnx2torch", ONNX2TORCH_MATRIX, ONNX2TORCH_MATRIX,
             lambda model, config, cal: build(model, config, cal, route="onnx2torch"),

@@ -119,7 +119,7 @@ def test_calibrate_writes_the_set(tmp_path):
 
 @pytest.mark.accuracy
 def test_study_writes_report_contract(tmp_path):
-    configs = ["ort/qop-u8s8-perchannel-minmax", "torch/fx-onednn-pertensor-histogram"]
+    configs = ["ort/qop-u8s8-perchannel-minmax", "torch/fx-fbgemm-perchannel-minmax"]
     r8("study", "--out", str(tmp_path), "--sizes", "100", "200", "--seeds", "0", "1", "--configs", *configs)
     tmp_path = tmp_path / "pretrainedResnet"
     report = json.loads((tmp_path / "study.json").read_text())

@@ -21,7 +21,10 @@ from cli_run import r8
 from r8.backends import registry
 from r8.cache import sha256
 
-ONE_PER_BACKEND = [f"{b.name}/{b.default[0].id}" for b in registry().values()]
+# ORT's s8s8 kernels do not saturate on x86 without VNNI, where u8s8 runs 7-bit weights (measured on
+# the CIFAR CNN on an AVX2-only CPU: qop-s8s8-perchannel-minmax 0.16 pp, qdq-u8s8-perchannel-minmax 0.73)
+ONE_PER_BACKEND = [f"{b.name}/{'qop-s8s8-perchannel-minmax' if b.name == 'ort' else b.default[0].id}"
+                   for b in registry().values()]
 
 
 @pytest.fixture(scope="session", params=["cifar_cnn", "digits"])

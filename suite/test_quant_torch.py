@@ -10,11 +10,10 @@ from numpy.testing import assert_allclose
 
 from r8 import artifacts
 from r8.metrics import agreement, predict
-from r8.quant_torch import DEFAULT_MATRIX, build, engine_available, int8_convs, load, quantize
+from r8.quant_torch import DEFAULT_MATRIX, build, int8_convs, load, quantize, unavailable
 from r8.runners import TorchRunner
 
-CASES = [pytest.param(c, id=f"torch-{c.id}", marks=[] if engine_available(c.engine) else
-                      pytest.mark.skip(reason=f"quantized engine {c.engine} not built into this torch"))
+CASES = [pytest.param(c, id=f"torch-{c.id}", marks=[pytest.mark.skip(reason=unavailable(c))] if unavailable(c) else [])
          for c in DEFAULT_MATRIX]
 
 
