@@ -96,10 +96,7 @@ def test_int8_drop(backend, config, r8_model, r8_calibration, r8_int8_rows, r8_d
 
 @pytest.mark.accuracy
 @pytest.mark.parametrize("name", [b.name for b in gated()])
-def test_best_config_within_target(request, name, r8_model, r8_int8_rows, r8_thresholds, r8_report):
-    waiver = registry()[name].best_gate_waiver()
-    if waiver:  # strict: the gate fails again as soon as a config meets the target on this CPU
-        request.applymarker(pytest.mark.xfail(strict=True, reason=waiver))
+def test_best_config_within_target(name, r8_model, r8_int8_rows, r8_thresholds, r8_report):
     rows = []
     for config in registry()[name].configs(available=True):
         try:
@@ -110,6 +107,9 @@ def test_best_config_within_target(request, name, r8_model, r8_int8_rows, r8_thr
         pytest.skip(f"{r8_model.stem}: {name} can quantize none of its configs for this model")
     best = min(rows, key=lambda r: r["drop_pp"])
     r8_report(f"{r8_model.stem}: best {name} int8 config", f"{best['config']}: drop {best['drop_pp']:.2f} pp")
+    waiver = registry()[name].best_gate_waiver()
+    if waiver and best["drop_pp"] > r8_thresholds.best_drop_pp:  # shown as an expected failure, never as a pass
+        pytest.xfail(f"{r8_model.stem}: best {name} drop {best['drop_pp']:.2f} pp > {r8_thresholds.best_drop_pp}: {waiver}")
     check_gate(r8_model, f"best int8 drop pp {name} ({best['config']})", best["drop_pp"], r8_thresholds.best_drop_pp,
                best["drop_pp"] <= r8_thresholds.best_drop_pp)
 
