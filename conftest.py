@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from r8 import artifacts, paths
-from r8.convert import load_program
+from r8.frontends.convert import load_program
 from r8.pytest_plugin import int8_rows_for, predictions
 
 
@@ -57,7 +57,7 @@ def perf200(cifar10):
 # ---- models and their predictions on the 10k test images
 @pytest.fixture(scope="session")
 def keras_runner(h5_path):
-    from r8.runners import KerasRunner
+    from r8.runtimes.runners import KerasRunner
 
     return KerasRunner(h5_path)
 

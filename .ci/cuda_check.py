@@ -25,7 +25,7 @@ def prepare(out: Path) -> None:
     from r8 import paths
     from r8.data import load_split
     from r8.metrics import predict
-    from r8.runners import KerasRunner
+    from r8.runtimes.runners import KerasRunner
 
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(paths.keras_model_path(), out / "model.h5")
@@ -38,9 +38,9 @@ def run(folder: Path, device: str = "cuda") -> dict:
     import torch
     import torch.utils.benchmark as tb
 
-    from r8.convert import convert
+    from r8.frontends.convert import convert
     from r8.metrics import agreement, predict, top1
-    from r8.runners import TorchRunner
+    from r8.runtimes.runners import TorchRunner
 
     with open(folder / "test_batch", "rb") as f:
         batch = pickle.load(f, encoding="latin1")
@@ -50,7 +50,7 @@ def run(folder: Path, device: str = "cuda") -> dict:
     model = convert(folder / "model.h5")
     runner = TorchRunner(model, device=device)
     probs = predict(runner, images, progress=False)
-    with patch("r8.runners.ieee_fp32", contextlib.nullcontext):  # torch's default: TF32 convolutions
+    with patch("r8.runtimes.runners.ieee_fp32", contextlib.nullcontext):  # torch's default: TF32 convolutions
         tf32 = predict(runner, images, progress=False)
     diff = float(np.abs(probs - keras).max())
     result = {"device": torch.cuda.get_device_name() if device == "cuda" else device, "torch": torch.__version__, "images": len(images),

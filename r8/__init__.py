@@ -2,7 +2,7 @@
 quantized to int8 and verified."""
 
 from r8.errors import R8Error
-from r8.keras_ref import guard_triton
+from r8.frontends.keras.reference import guard_triton
 
 guard_triton()  # tensorflow imported before r8: keep triton from crashing the process later
 

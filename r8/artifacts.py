@@ -1,13 +1,13 @@
 """The fp32 artifacts of a model (converted program, ONNX files), each built once into
 R8_CACHE_DIR (see r8.cache) under the model's key and shared by the jobs and the suite. The int8
-artifacts are built by their backend modules (``quant_ort``, ``quant_torch``, ``quant_tflite``)."""
+artifacts are built by their backend modules (:mod:`r8.backends`)."""
 
 from pathlib import Path
 
 from torch import fx
 
 from r8.cache import build_once
-from r8.convert import convert, save_program
+from r8.frontends.convert import convert, save_program
 from r8.model import Model
 
 
@@ -40,7 +40,7 @@ def onnx_fp32(model: Model, route: str) -> Path:
 
 def onnx2torch_fp32(model: Model) -> fx.GraphModule:
     """The fallback route's model: the tf2onnx ONNX file converted by onnx2torch (NHWC input)."""
-    from r8.onnx_route import onnx_to_torch
+    from r8.frontends.onnx_route import onnx_to_torch
 
     return onnx_to_torch(onnx_fp32(model, "keras"))
 
@@ -49,7 +49,7 @@ TORCH_ROUTES = {"h5": torch_fp32, "onnx2torch": onnx2torch_fp32}  # route -> fp3
 
 
 def onnx2torch_program(model: Model) -> Path:
-    from r8.onnx_route import route_limit
+    from r8.frontends.onnx_route import route_limit
 
     def build(tmp: Path) -> None:
         with route_limit(model.path, "saved with torch.export"):

@@ -31,16 +31,18 @@ def sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-# Modules that only present, time or check what was built: editing them rebuilds nothing. Every
-# other module under r8/, in any subpackage, counts as shaping artifacts (a new one is safe).
-PRESENTATION = {"__main__.py", "cli.py", "jobs.py", "report.py", "index.py", "console.py", "metrics.py",
-                "thresholds.py", "runners.py", "bench.py", "pytest_plugin.py", "gates.py", "environment.py",
-                "render.py"}
+# Modules and whole subpackages (a trailing "/") that only present, time or check what was built:
+# editing them rebuilds nothing. Every other module under r8/, in any subpackage, counts as shaping
+# artifacts (a new one is safe).
+PRESENTATION = {"__main__.py", "cli.py", "jobs/", "report/", "console.py", "metrics.py", "thresholds.py",
+                "runtimes/runners.py", "pytest_plugin.py", "gates.py", "environment.py"}
 
 
 def shaping_modules(root: Path = Path(__file__).parent) -> list[Path]:
     """Every module under ``root`` (subpackages too) but the presentation ones."""
-    return sorted(f for f in root.rglob("*.py") if f.relative_to(root).as_posix() not in PRESENTATION)
+    def presents(rel: str) -> bool:
+        return rel in PRESENTATION or any(rel.startswith(p) for p in PRESENTATION if p.endswith("/"))
+    return sorted(f for f in root.rglob("*.py") if not presents(f.relative_to(root).as_posix()))
 
 
 @cache

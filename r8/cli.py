@@ -30,19 +30,19 @@ def thresholds(args) -> Thresholds:
 
 def make_runner(backend: str, model, device: str = "cpu"):
     from r8.artifacts import torch_fp32
-    from r8.runners import TorchRunner, reference_runner
+    from r8.runtimes.runners import TorchRunner, reference_runner
 
     return reference_runner(model.path) if backend == "keras" else TorchRunner(torch_fp32(model), device=device)
 
 
 def cmd_convert(args) -> None:
-    from r8.convert import convert, save
+    from r8.frontends.convert import convert, save
 
     if args.route == "onnx2torch":  # the fallback: Keras -> ONNX (tf2onnx) -> PyTorch (onnx2torch)
         import tempfile
 
         from r8.export import keras_to_onnx
-        from r8.onnx_route import onnx_to_torch, route_limit
+        from r8.frontends.onnx_route import onnx_to_torch, route_limit
 
         with tempfile.TemporaryDirectory() as tmp:
             keras_to_onnx(args.model, Path(tmp) / "model.onnx")
@@ -55,7 +55,7 @@ def cmd_convert(args) -> None:
 
 
 def cmd_inspect(args) -> None:
-    from r8.convert import format_table, inspect
+    from r8.frontends.convert import format_table, inspect
 
     rows, problems = inspect(args.model)
     print(format_table(rows))
@@ -84,7 +84,7 @@ def cmd_evaluate(args) -> None:
 def cmd_quantize(args) -> None:
     from r8.backends import backend
     from r8.calibration import calibration_set
-    from r8.jobs import find_config, model_dir, quantize_job
+    from r8.jobs.quantize import find_config, model_dir, quantize_job
 
     if args.backend != "all":
         backend(args.backend)  # an unknown name is refused before any work
@@ -119,7 +119,7 @@ def _mcu_rows(args) -> list[dict]:
     .tflite and the files given."""
     from r8.backends import backend
     from r8.calibration import calibration_set
-    from r8.jobs import fp32_predictions, mcu_rows
+    from r8.jobs.quantize import fp32_predictions, mcu_rows
 
     model, data = model_and_data(args)
     tflite, cal, files = backend("tflite"), calibration_set(data, num_classes=model.num_classes), []
@@ -136,9 +136,9 @@ def _mcu_rows(args) -> list[dict]:
 
 
 def cmd_mcu(args) -> None:
-    from r8 import mcu
-    from r8.render import markdown
-    from r8.report import mcu_blocks
+    from r8.report.blocks import markdown
+    from r8.report.writers import mcu_blocks
+    from r8.runtimes import mcu
 
     for f in args.tflite:  # a file TFLM cannot take is refused before any work
         mcu.interpreter(f)
@@ -164,7 +164,8 @@ def cmd_calibrate(args) -> None:
 
 
 def cmd_study(args) -> None:
-    from r8.jobs import STUDY_SEEDS, STUDY_SIZES, model_dir, study_job
+    from r8.jobs.quantize import model_dir
+    from r8.jobs.study import STUDY_SEEDS, STUDY_SIZES, study_job
 
     model, data = model_and_data(args)
     report = study_job(model, data, args.out, tuple(args.sizes or STUDY_SIZES), tuple(args.seeds or STUDY_SEEDS),
@@ -181,10 +182,10 @@ def cmd_benchmark(args) -> None:
     import subprocess
 
     from r8 import artifacts
-    from r8.bench import THREADS, gemm_peaks, macs_per_image
-    from r8.index import write_index
-    from r8.jobs import describe, model_dir
-    from r8.report import append_step_summary, write_benchmark_report
+    from r8.jobs.benchmark import THREADS, gemm_peaks, macs_per_image
+    from r8.jobs.quantize import describe, model_dir
+    from r8.report.index import write_index
+    from r8.report.writers import append_step_summary, write_benchmark_report
 
     root = Path(__file__).resolve().parent.parent
     if not (root / "suite" / "test_benchmark.py").is_file():

@@ -9,7 +9,7 @@ import onnx
 import torch
 
 from r8.console import native_stderr_quiet
-from r8.convert import example_inputs
+from r8.frontends.convert import example_inputs
 
 OPSET = 18
 
@@ -24,7 +24,7 @@ def torch_to_onnx(model: torch.fx.GraphModule, path: str | os.PathLike, opset: i
 
 
 def keras_to_onnx(h5: str | os.PathLike, path: str | os.PathLike, opset: int = OPSET) -> None:
-    from r8.keras_ref import import_tensorflow, load_keras_model
+    from r8.frontends.keras.reference import import_tensorflow, load_keras_model
 
     tf = import_tensorflow()
     import tf2onnx

@@ -57,7 +57,7 @@ def test_fp32_top1(runtime, r8_model, r8_keras_probs, r8_torch_probs, r8_data, r
 def test_onnx_parity(r8_model, r8_keras_probs, r8_data, r8_thresholds, r8_report):
     """The ONNX export (torch route) on ONNX Runtime gives the original's probabilities."""
     from r8 import artifacts
-    from r8.runners import OnnxRunner
+    from r8.runtimes.runners import OnnxRunner
 
     probs = predict(OnnxRunner(artifacts.onnx_fp32(r8_model, "torch")), r8_data.test.images, progress=False)
     diff = float(np.abs(probs - r8_keras_probs).max())
@@ -122,7 +122,7 @@ def test_best_config_within_target(name, r8_model, r8_int8_rows, r8_thresholds, 
 @pytest.mark.accuracy
 def test_int8_reference(request, r8_model, r8_data, r8_torch_probs, r8_thresholds, r8_report):
     """The model's published int8 .tflite on the same images, as an anchor (where it has one)."""
-    from r8.jobs import reference_row
+    from r8.jobs.quantize import reference_row
 
     row = reference_row(r8_model, r8_data, r8_torch_probs, progress=False)
     if row is None:

@@ -46,7 +46,7 @@ class Model:
 def load_model(path: str | os.PathLike) -> Model:
     """Read and check ``path`` (any file r8 converts): one input, one rank-1 output (the class
     scores); R8Error naming the file otherwise."""
-    from r8.convert import convert
+    from r8.frontends.convert import convert
 
     path = Path(path).resolve()
     meta = convert(path).meta  # reads and checks every layer; milliseconds

@@ -54,7 +54,7 @@ def pytest_generate_tests(metafunc):
 
 # ---- measured figures: printed at the end of the run and written to R8_CACHE_DIR/reports/
 def pytest_terminal_summary(terminalreporter, config):
-    from r8.report import append_step_summary, write_quantization_report
+    from r8.report.writers import append_step_summary, write_quantization_report
 
     measured = getattr(config, "r8_measured", {})
     if not measured:
@@ -91,7 +91,7 @@ def predictions(model, data, runtime: str) -> np.ndarray:
     """``keras`` (the original file, loaded by Keras) or ``torch`` (r8's conversion) on the test images."""
     from r8.artifacts import torch_fp32
     from r8.metrics import predict
-    from r8.runners import TorchRunner, reference_runner
+    from r8.runtimes.runners import TorchRunner, reference_runner
 
     runner = reference_runner(model.path) if runtime == "keras" else TorchRunner(torch_fp32(model))
     return predict(runner, data.test.images, progress=False)
@@ -103,7 +103,7 @@ _rows: dict = {}
 def int8_rows_for(config, model, data, cal) -> Callable:
     """``row(backend, config)``: the int8 row, measured once per session and added to the model's
     report (``config``: the pytest config)."""
-    from r8.jobs import config_row
+    from r8.jobs.quantize import config_row
 
     def row(backend, backend_config):
         key = (model.sha256, data.sha256, cal.sha256, backend, backend_config)
@@ -119,7 +119,7 @@ def add_int8_row(config, model, data, cal, row: dict) -> None:
     """Adds a measured int8 row to the model's quantization report written at the end of the run
     (``cal``: its calibration set, None for the default one)."""
     from r8.calibration import calibration_set
-    from r8.jobs import describe
+    from r8.jobs.quantize import describe
     from r8.metrics import top1
 
     if model.stem not in config.r8_int8_rows:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from r8.metrics import predict, top1
-from r8.runners import TorchRunner
+from r8.runtimes.runners import TorchRunner
 
 pytestmark = pytest.mark.accuracy
 

@@ -13,9 +13,11 @@ R8 = Path(__file__).resolve().parent.parent / "r8"
 
 
 def import_graph(root: Path = R8) -> dict[str, set[str]]:
-    """module -> the r8 modules it imports, at module level and inside functions, except inside
-    ``registry()`` (the one place allowed to import every backend module)."""
-    modules = {f.relative_to(root).with_suffix("").as_posix().replace("/", "."): f for f in root.rglob("*.py")}
+    """module -> the r8 modules it imports (dotted, below ``r8``; a package by its own name), at
+    module level and inside functions, except inside ``registry()`` (the one place allowed to
+    import every backend module)."""
+    modules = {f.relative_to(root).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__"): f
+               for f in root.rglob("*.py")}
     graph = {}
     for name, path in modules.items():
         tree, edges = ast.parse(path.read_text()), set()
@@ -25,14 +27,15 @@ def import_graph(root: Path = R8) -> dict[str, set[str]]:
             if not in_registry:
                 if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "r8":
                     sub = node.module.removeprefix("r8").lstrip(".")
-                    targets = [sub] if sub else [a.name for a in node.names]
-                    edges.update(t for t in targets if t in modules)
+                    for a in node.names:  # `from r8.pkg import module` imports the module
+                        target = f"{sub}.{a.name}".lstrip(".")
+                        edges.add(target if target in modules else sub)
                 elif isinstance(node, ast.Import):
                     edges.update(a.name.removeprefix("r8.") for a in node.names if a.name.removeprefix("r8.") in modules)
             for child in ast.iter_child_nodes(node):
                 visit(child, in_registry)
         visit(tree)
-        graph[name] = edges - {name, "__init__"}
+        graph[name] = edges & modules.keys() - {name, "__init__"}
     return graph
 
 
@@ -58,9 +61,43 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_cycle():
     graph = import_graph()
-    assert {"backends", "quant_ort", "artifacts", "jobs", "cli"} <= graph.keys()
+    assert {"backends", "backends.ort", "artifacts", "jobs.quantize", "cli"} <= graph.keys()
     assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
-    assert not graph["backends"] & {"quant_ort", "quant_torch", "quant_tflite"}  # only registry() imports them
+    assert not graph["backends"] & {"backends.ort", "backends.pytorch", "backends.tflite"}  # only registry() imports them
+
+
+# Bottom to top; a module imports only from its own layer or the layers below it.
+LAYERS = [
+    ("core", {"errors", "paths", "thresholds", "environment", "console", "cache"}),
+    ("frontends", {"frontends"}),
+    ("values", {"model", "data", "calibration", "metrics", "export", "artifacts"}),
+    ("runtimes", {"runtimes"}),
+    ("backends", {"backends"}),
+    ("report", {"report"}),
+    ("jobs", {"jobs"}),
+    ("entry points", {"cli", "__main__", "pytest_plugin", "gates"}),
+]
+
+
+def layer(module: str) -> int:
+    """The rank of ``module`` in LAYERS (a subpackage's modules rank with it)."""
+    for rank, (_, members) in enumerate(LAYERS):
+        if module.split(".")[0] in members:
+            return rank
+    raise AssertionError(f"r8.{module} is in no layer of LAYERS: add it where it belongs")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} ({LAYERS[layer(m)][0]}) -> {t} ({LAYERS[layer(t)][0]})"
+                  for m, targets in graph.items() for t in targets if layer(t) > layer(m))
+
+
+def test_imports_run_one_way():
+    """Core values, front-ends, runtimes, backends, reports, jobs, entry points: never upwards."""
+    graph = {m: t for m, t in import_graph().items() if m != "__init__"}
+    assert {layer(m) for m in graph} == set(range(len(LAYERS)))  # every layer has its modules
+    assert upward_imports(graph) == []
+    assert upward_imports({"report.writers": {"jobs.quantize"}}) == ["report.writers (report) -> jobs.quantize (jobs)"]
 
 
 def test_cycle_finder_finds_one():
@@ -71,8 +108,8 @@ def test_cycle_finder_finds_one():
 
 def test_registries_refuse_a_duplicate_name():
     from r8.backends import registry
-    from r8.layers import converter
-    from r8.tflite_ops import op
+    from r8.frontends.keras.layers import converter
+    from r8.frontends.tflite.ops import op
 
     with pytest.raises(ValueError, match="registered twice"):
         unique([*registry().values(), registry()["ort"]], "backend")
@@ -84,9 +121,13 @@ def test_registries_refuse_a_duplicate_name():
 
 def test_code_hash_covers_shaping_modules_only(tmp_path):
     found = {f.relative_to(R8).as_posix() for f in shaping_modules()}
-    assert {"convert.py", "layers.py", "quant_ort.py", "quant_torch.py", "quant_tflite.py", "calibration.py"} <= found
-    assert not found & PRESENTATION  # editing a report rebuilds no int8 model
+    assert {"frontends/convert.py", "frontends/keras/layers.py", "backends/ort.py", "backends/pytorch.py",
+            "backends/tflite.py", "calibration.py", "runtimes/mcu.py"} <= found
+    assert not found & PRESENTATION  # editing a report, a job or the CLI rebuilds no int8 model
+    assert not {f for f in found if f.startswith(("report/", "jobs/"))}
     (tmp_path / "sub").mkdir()  # a module moved into a subpackage still counts
     (tmp_path / "sub" / "quant_new.py").write_text("")
-    (tmp_path / "report.py").write_text("")
+    (tmp_path / "report").mkdir()  # nor does a new report module
+    (tmp_path / "report" / "page.py").write_text("")
+    (tmp_path / "cli.py").write_text("")
     assert [f.relative_to(tmp_path).as_posix() for f in shaping_modules(tmp_path)] == ["sub/quant_new.py"]

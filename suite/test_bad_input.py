@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from r8.cli import main
-from r8.convert import convert
 from r8.data import load_split, read_eembc_bins, verify_cifar10
 from r8.errors import R8Error
+from r8.frontends.convert import convert
 
 
 @pytest.fixture
@@ -174,7 +174,7 @@ def test_eembc_bin_wrong_size(tmp_path):
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory):
     """A tiny 8x8x1, 3-class Keras model, and one with two outputs."""
-    from r8.keras_ref import import_tensorflow
+    from r8.frontends.keras.reference import import_tensorflow
 
     import_tensorflow()
     import keras

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from r8.bench import macs_per_image
-from r8.report import write_benchmark_report
+from r8.jobs.benchmark import macs_per_image
+from r8.report.writers import write_benchmark_report
 
 
 def test_macs_match_the_keras_graph(keras_runner, torch_model, report):

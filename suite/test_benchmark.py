@@ -8,8 +8,8 @@ The ``overhead-*`` rows time an identity-sized model: each runtime's per-call fl
 import pytest
 
 from r8.backends import backend
-from r8.bench import BATCHES, RUNTIME_NAMES, THREAD_COUNTS, THREADS, runtimes
 from r8.errors import R8Error
+from r8.jobs.benchmark import BATCHES, RUNTIME_NAMES, THREAD_COUNTS, THREADS, runtimes
 from r8.metrics import confusion, per_class, predict, top1
 
 pytestmark = pytest.mark.benchmark

@@ -11,7 +11,7 @@ from cli_run import r8
 
 from r8.calibration import calibration_set
 from r8.metrics import per_class, predict, top1
-from r8.runners import TorchRunner
+from r8.runtimes.runners import TorchRunner
 
 
 @pytest.mark.parametrize("backend", ["torch", "keras"])
@@ -60,7 +60,7 @@ def test_converter_imports_without_tensorflow(h5_path, tmp_path):
     code = ("import sys\n"
             "for m in ('tensorflow', 'keras', 'tf_keras', 'tf2onnx', 'torchvision', 'tqdm', 'onnx'):\n"
             "    sys.modules[m] = None\n"
-            "from r8.convert import convert, save\n"
+            "from r8.frontends.convert import convert, save\n"
             f"save(convert({str(h5_path)!r}), {str(tmp_path / 'm.pt')!r})\n"
             "assert not any(k.startswith(('tensorflow', 'keras')) for k in sys.modules if sys.modules[k])\n")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -139,9 +139,9 @@ def test_study_writes_report_contract(tmp_path):
 
 def test_tensorflow_imported_first_does_not_crash(exported_path):
     """A notebook that imports tensorflow, then r8, then loads a saved program (which loads
-    triton): without r8's guard the process dies with SIGSEGV (see r8.keras_ref)."""
+    triton): without r8's guard the process dies with SIGSEGV (see r8.frontends.keras.reference)."""
     code = ("import tensorflow, torch, r8, warnings\n"
-            "from r8.convert import load_program\n"
+            "from r8.frontends.convert import load_program\n"
             f"m = load_program({str(exported_path)!r})\n"
             "print(m(torch.zeros(2, 3, 32, 32)).shape)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

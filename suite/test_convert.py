@@ -11,10 +11,10 @@ import torch
 from numpy.testing import assert_allclose
 from torch import nn
 
-from r8.keras_h5 import read_h5
-from r8.layers import tf_same_padding
+from r8.frontends.keras.layers import tf_same_padding
+from r8.frontends.keras.reader import read_h5
 from r8.metrics import agreement, predict
-from r8.runners import TorchRunner
+from r8.runtimes.runners import TorchRunner
 from r8.thresholds import DEFAULT
 
 PROB_ATOL = DEFAULT.prob_atol  # the 10k-image parity itself is a gate: r8.gates.test_parity_keras_torch

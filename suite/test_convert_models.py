@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from keras_models import CLASSIFIERS, CONSTANT_CASES, FAMILIES, KERAS3_ONLY, LAYER_CASES, random_inputs, randomize
 from torch import nn
 
-from r8.convert import convert, load_program, save
-from r8.layers import NhwcFlatten
+from r8.frontends.convert import convert, load_program, save
+from r8.frontends.keras.layers import NhwcFlatten
 
 REL_TOL = 1e-5  # issue #9: max |torch - keras| <= 1e-5 x the output's scale
 DIALECTS = ("keras3", "keras2")  # the two .h5 dialects
@@ -31,7 +31,7 @@ FORMATS = (*DIALECTS, "dotkeras")  # and Keras 3's own .keras archive (config.js
 
 
 def keras_package(dialect: str):
-    from r8.keras_ref import import_tensorflow
+    from r8.frontends.keras.reference import import_tensorflow
 
     import_tensorflow()
     if dialect == "keras2":
@@ -117,8 +117,8 @@ def test_every_converter_reads_its_config_or_ignores_it_for_a_reason(keras_case,
     """Every converter, walked over every case that uses it (all families and layer cases, every
     format): each config key it leaves unread is on the short list of keys that cannot change an
     inference result, each with its reason; any other key is refused (tested below)."""
-    from r8.convert import _build, _reader
-    from r8.layers import CONVERTERS, IGNORED_CONFIG, IGNORED_CONFIG_SUFFIXES, ignored_config
+    from r8.frontends.convert import _build, _reader
+    from r8.frontends.keras.layers import CONVERTERS, IGNORED_CONFIG, IGNORED_CONFIG_SUFFIXES, ignored_config
 
     unread: dict[str, set] = {}
     for param in CASES:
@@ -205,7 +205,7 @@ def test_keras_ops_average_is_not_the_average_layer(tmp_path):
 def test_submodules_are_named_after_keras_layers(keras_case):
     case = keras_case("resnet8", "keras3")
     model = convert(case.path)
-    from r8.keras_h5 import read_h5
+    from r8.frontends.keras.reader import read_h5
 
     layers = [layer.name for layer in read_h5(case.path).layers if layer.class_name != "InputLayer"]
     assert set(layers) <= {name for name, _ in model.named_children()}
@@ -363,8 +363,8 @@ def test_evaluate_any_cifar10_classifier(keras_case):
 @pytest.mark.parametrize("flow", ["fx", "eager", "pt2e"])
 @pytest.mark.parametrize("name", ["mobilenet-v1-vww", "dscnn-kws", "dscnn-streaming-ww"])
 def test_converted_graph_quantizes(name, flow, keras_case):
-    from r8.quant_torch import TorchConfig, int8_convs, quantize
-    from r8.runners import quantized_engine
+    from r8.backends.pytorch import TorchConfig, int8_convs, quantize
+    from r8.runtimes.runners import quantized_engine
 
     case = keras_case(name, "keras3")
     model = convert(case.path)
@@ -430,9 +430,9 @@ def _tf_op_model(k, tf):
 
 
 def test_tf_op_layers_convert_with_parity(tmp_path):
-    from r8.keras_h5 import read_h5
-    from r8.keras_ref import import_tensorflow
-    from r8.layers import TF_ARITH, TF_OTHER, TF_UNARY
+    from r8.frontends.keras.layers import TF_ARITH, TF_OTHER, TF_UNARY
+    from r8.frontends.keras.reader import read_h5
+    from r8.frontends.keras.reference import import_tensorflow
 
     tf, k = import_tensorflow(), keras_package("keras2")
     model = _tf_op_model(k, tf)
@@ -449,7 +449,7 @@ def test_tf_op_layers_convert_with_parity(tmp_path):
 
 @pytest.mark.parametrize("op", ["math.exp", "slicing"])
 def test_other_tf_op_layers_are_refused(op, tmp_path):
-    from r8.keras_ref import import_tensorflow
+    from r8.frontends.keras.reference import import_tensorflow
 
     tf, k = import_tensorflow(), keras_package("keras2")
     i = k.Input((4, 4, 3))

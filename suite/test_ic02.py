@@ -55,7 +55,7 @@ def test_ic02_program_loads_without_r8(ic02, perf200, tmp_path):
     """``convert --model IC02.tflite -o ic02.pt``: plain ``torch.export.load`` gives LiteRT's probabilities."""
     import torch
 
-    from r8.runners import TfliteRunner
+    from r8.runtimes.runners import TfliteRunner
 
     assert r8("convert", "--model", ic02, "-o", tmp_path / "ic02.pt").returncode == 0
     with open(tmp_path / "ic02.pt", "rb") as f:
@@ -70,7 +70,7 @@ def test_ic02_fp32_top1(ic02, ic02_reports, perf200, report):
     from r8.artifacts import torch_fp32
     from r8.metrics import predict, top1
     from r8.model import load_model
-    from r8.runners import TorchRunner
+    from r8.runtimes.runners import TorchRunner
 
     on_perf200 = top1(predict(TorchRunner(torch_fp32(load_model(ic02))), perf200.images, progress=False), perf200.labels)
     on_test = ic02_reports["quantization"]["fp32_top1"]
@@ -115,7 +115,7 @@ def test_ic02_onnx2torch_program_reloads(ic02):
     import torch
 
     from r8 import artifacts
-    from r8.convert import load_program
+    from r8.frontends.convert import load_program
     from r8.model import load_model
 
     model = load_model(ic02)

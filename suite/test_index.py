@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from r8.index import write_index
-from r8.report import append_step_summary, write_quantization_report
+from r8.report.index import write_index
+from r8.report.writers import append_step_summary, write_quantization_report
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,19 +5,18 @@ reference) run for any model in :mod:`r8.gates` (``suite/test_gates.py``)."""
 import numpy as np
 import pytest
 
-from r8 import quant_ort, quant_torch
-from r8.backends import backend, gated
+from r8.backends import backend, gated, ort, pytorch
+from r8.backends.ort import OrtConfig, activation_scales
+from r8.backends.pytorch import TorchConfig
 from r8.cache import build_facts
 from r8.gates import check_best_drop
-from r8.jobs import STUDY_SEEDS, seed_runs
-from r8.quant_ort import OrtConfig, activation_scales
-from r8.quant_torch import TorchConfig
+from r8.jobs.study import STUDY_SEEDS, seed_runs
 from r8.thresholds import DEFAULT
 
 
 # ---- every method applies what its name says: its ranges are not MinMax's
 def _ort_ranges(method, model, cal):
-    path = quant_ort.build(model, OrtConfig("qdq", "u8s8", True, method), cal)
+    path = ort.build(model, OrtConfig("qdq", "u8s8", True, method), cal)
     return activation_scales(path), build_facts(path)["ranges"]
 
 
@@ -44,7 +43,7 @@ TORCH_OBSERVER_FLOWS = [("fx", "x86"), ("pt2e", "x86")]
 @pytest.mark.parametrize("flow, engine", TORCH_OBSERVER_FLOWS, ids=[f for f, _ in TORCH_OBSERVER_FLOWS])
 def test_torch_observer_is_not_minmax(flow, engine, observer, ic01, calibration, report):
     def ranges(obs):
-        return build_facts(quant_torch.build(ic01, TorchConfig(flow, engine, True, obs), calibration))["ranges"]
+        return build_facts(pytorch.build(ic01, TorchConfig(flow, engine, True, obs), calibration))["ranges"]
     got, minmax = ranges(observer), ranges("minmax")
     assert got.keys() == minmax.keys() and got
     differ = [k for k in got if not np.allclose(got[k], minmax[k], rtol=1e-6, atol=0)]

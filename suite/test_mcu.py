@@ -11,11 +11,12 @@ import pytest
 import trained_models
 from cli_run import r8
 
-from r8 import mcu, paths
+from r8 import paths
 from r8.backends import backend
 from r8.errors import R8Error
-from r8.jobs import MCU_MARGIN
+from r8.jobs.quantize import MCU_MARGIN
 from r8.metrics import paired_drop, top1
+from r8.runtimes import mcu
 
 pytest.importorskip("tflite_micro", reason="TFLite Micro's Python interpreter (tflite-micro) is not installed")
 

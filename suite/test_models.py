@@ -162,11 +162,12 @@ def test_the_suite_on_a_model_other_than_ic01(tmp_path, report):
     own model: every test run on M (its stem in the id) passes, at M's thresholds. The premise:
     M's best TFLite int8 file needs a larger TFLite Micro arena than IC01's published int8 file,
     so a check that compared M with IC01's file would fail."""
-    from r8 import mcu, paths
+    from r8 import paths
     from r8.backends import backend
     from r8.calibration import calibration_set
     from r8.data import load_dataset
     from r8.model import load_model
+    from r8.runtimes import mcu
 
     path, data = trained_models.cached("cifar_cnn")
     repo = Path(__file__).resolve().parent.parent

@@ -6,11 +6,11 @@ import onnx
 import pytest
 
 from r8 import artifacts, paths
+from r8.backends.ort import DEFAULT_MATRIX, build, build_integer_input, initializers, int8_convs, onnx_preprocessed, op_counts
 from r8.calibration import calibration_set, stratified_indices
 from r8.export import opset_of
 from r8.metrics import agreement, predict
-from r8.quant_ort import DEFAULT_MATRIX, build, build_integer_input, initializers, int8_convs, onnx_preprocessed, op_counts
-from r8.runners import OnnxRunner, OpenVinoRunner
+from r8.runtimes.runners import OnnxRunner, OpenVinoRunner
 from r8.thresholds import DEFAULT
 
 PROB_ATOL = DEFAULT.prob_atol  # ONNX vs Keras, as for torch vs Keras (onnxruntime-torch: r8.gates.test_onnx_parity)
@@ -79,7 +79,7 @@ def _input_quantization(path):
 
 @pytest.mark.parametrize("config", DEFAULT_MATRIX, ids=lambda c: f"ort-{c.id}")
 def test_integer_input_model(config, ic01, calibration, test_split, report):
-    from r8.runners import OnnxRunner, onnx_layout
+    from r8.runtimes.runners import OnnxRunner, onnx_layout
 
     source = build(ic01, config, calibration)
     scale, zero = _input_quantization(source)

@@ -9,9 +9,9 @@ import torch
 from numpy.testing import assert_allclose
 
 from r8 import artifacts
-from r8.convert import load_program
+from r8.frontends.convert import load_program
 from r8.metrics import agreement, predict, top1
-from r8.runners import TorchRunner
+from r8.runtimes.runners import TorchRunner
 
 PROB_ATOL = 1e-5  # the same gate as r8's own route
 MIN_FP32_TOP1 = 0.85
@@ -37,7 +37,7 @@ def test_fp32_top1(onnx2torch_probs, test_split, report):
 
 
 def test_saved_program_loads_without_r8_at_any_batch(ic01, onnx2torch_probs, test_split, tmp_path):
-    """torch.export survives once onnx2torch's constant Reshape is folded (see r8.onnx_route)."""
+    """torch.export survives once onnx2torch's constant Reshape is folded (see r8.frontends.onnx_route)."""
     path = artifacts.onnx2torch_program(ic01)
     code = ("import sys, numpy as np, torch; sys.modules['r8'] = None\n"
             f"m = torch.export.load(open({str(path)!r}, 'rb')).module()\n"

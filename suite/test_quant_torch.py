@@ -9,9 +9,9 @@ import torch
 from numpy.testing import assert_allclose
 
 from r8 import artifacts
+from r8.backends.pytorch import DEFAULT_MATRIX, build, int8_convs, load, quantize, unavailable
 from r8.metrics import agreement, predict
-from r8.quant_torch import DEFAULT_MATRIX, build, int8_convs, load, quantize, unavailable
-from r8.runners import TorchRunner
+from r8.runtimes.runners import TorchRunner
 
 CASES = [pytest.param(c, id=f"torch-{c.id}", marks=[pytest.mark.skip(reason=unavailable(c))] if unavailable(c) else [])
          for c in DEFAULT_MATRIX]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from r8 import paths
-from r8.runners import TfliteRunner
+from r8.runtimes.runners import TfliteRunner
 
 
 @pytest.mark.parametrize("quantized", [False, True], ids=["fp32-reference", "int8-reference"])
@@ -31,7 +31,7 @@ def test_torch_runner_computes_in_ieee_fp32():
     runner turns TF32 off while it predicts and restores the caller's setting after."""
     import torch
 
-    from r8.runners import TorchRunner
+    from r8.runtimes.runners import TorchRunner
 
     seen = []
 

@@ -1,5 +1,5 @@
 """The float ``.tflite`` route: the flatbuffer read without TensorFlow (the ``tflite`` schema
-bindings), one converter per builtin op (``r8.tflite_ops.OPS``), checked against LiteRT's float
+bindings), one converter per builtin op (``r8.frontends.tflite.ops.OPS``), checked against LiteRT's float
 interpreter on the file itself.
 
 Cases: small Keras models written to ``.tflite`` by TF's own converter (batch fixed at 1, as
@@ -16,12 +16,12 @@ from keras_models import FAMILIES
 
 from r8 import paths
 from r8.cache import build_once, sha256
-from r8.convert import convert
-from r8.convert import inspect as inspect_model
 from r8.errors import R8Error
-from r8.runners import TfliteRunner, TorchRunner
-from r8.tflite_ops import OPS
-from r8.tflite_read import read_tflite
+from r8.frontends.convert import convert
+from r8.frontends.convert import inspect as inspect_model
+from r8.frontends.tflite.ops import OPS
+from r8.frontends.tflite.reader import read_tflite
+from r8.runtimes.runners import TfliteRunner, TorchRunner
 
 SUITE = Path(__file__).resolve().parent
 ATOL = 1e-5  # probabilities and small activations: max |torch - LiteRT|, relative to the output's scale
@@ -69,7 +69,7 @@ def _write_tflite(builder, out: Path) -> None:
     """The Keras 3 model, random weights, written by TF's converter with the batch fixed at 1."""
     from keras_models import randomize
 
-    from r8.keras_ref import import_tensorflow
+    from r8.frontends.keras.reference import import_tensorflow
 
     tf = import_tensorflow()
     import keras
@@ -119,19 +119,19 @@ def test_cases_cover_the_registry(tflite_case):
 
 def test_same_padding_placement_is_checked(tflite_case, monkeypatch):
     """Mutation: the odd pixel of 'SAME' put top/left (PyTorch's habit) must break parity."""
-    import r8.tflite_ops
+    import r8.frontends.tflite.ops
 
-    real = r8.tflite_ops.tf_same_padding
-    monkeypatch.setattr(r8.tflite_ops, "tf_same_padding", lambda *a: real(*a)[::-1])
+    real = r8.frontends.tflite.ops.tf_same_padding
+    monkeypatch.setattr(r8.frontends.tflite.ops, "tf_same_padding", lambda *a: real(*a)[::-1])
     assert _parity(tflite_case("same-odd")) > 1e-3
 
 
 def test_filter_layout_is_checked(tflite_case, monkeypatch):
     """Mutation: a CONV_2D filter read as (out, W, H, in) instead of (out, H, W, in) must break parity."""
-    import r8.tflite_read
+    import r8.frontends.tflite.reader
 
-    real = r8.tflite_read._constant
-    monkeypatch.setattr(r8.tflite_read, "_constant", lambda *a: (lambda w: w.swapaxes(1, 2) if w.ndim == 4 else w)(real(*a)))
+    real = r8.frontends.tflite.reader._constant
+    monkeypatch.setattr(r8.frontends.tflite.reader, "_constant", lambda *a: (lambda w: w.swapaxes(1, 2) if w.ndim == 4 else w)(real(*a)))
     assert _parity(tflite_case("same-odd")) > 1e-3
 
 
@@ -140,7 +140,7 @@ def test_reshaping_ops_keep_tflite_element_order(kind):
     """SQUEEZE / EXPAND_DIMS are reshapes to the declared shape, in TFLite's (NHWC) element order."""
     import torch
 
-    from r8.tflite_read import TfliteNode
+    from r8.frontends.tflite.reader import TfliteNode
 
     before, after = ((1, 1, 6), (6,)) if kind == "SQUEEZE" else ((6,), (1, 1, 6))
     node = TfliteNode(Path("x.tflite"), "op", kind, {}, ["input_0"], expected_shape=after)

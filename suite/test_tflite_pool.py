@@ -7,7 +7,7 @@ import pytest
 from keras_models import FAMILIES, random_inputs, randomize
 from test_convert_models import DIALECTS, REL_TOL, keras_package
 
-from r8.quant_tflite import TfliteConfig, build, global_pools_as_mean
+from r8.backends.tflite import TfliteConfig, build, global_pools_as_mean
 
 WHOLE_MAP_POOLS = {"resnet8": 1, "mobilenet-v1-vww": 1, "dscnn-kws": 1,
                    "resnet-two-stages-odd-input": 0}  # a 12x12 pool over a 14x12 map is no global pool

@@ -22,7 +22,7 @@ CIFAR_EPOCHS = 3
 
 
 def _keras():
-    from r8.keras_ref import import_tensorflow
+    from r8.frontends.keras.reference import import_tensorflow
 
     tf = import_tensorflow()
     import keras

@@ -32,12 +32,12 @@ from r8 import artifacts
 from r8.backends import Backend
 from r8.cache import build_once
 from r8.calibration import CalibrationSet
-from r8.convert import example_inputs, export_program
 from r8.environment import saturating_int8
 from r8.errors import R8Error
+from r8.frontends.convert import example_inputs, export_program
+from r8.frontends.onnx_route import route_limit
 from r8.model import Model
-from r8.onnx_route import route_limit
-from r8.runners import TorchRunner, quantized_engine, torch_input
+from r8.runtimes.runners import TorchRunner, quantized_engine, torch_input
 
 OBSERVERS = {"minmax": MinMaxObserver, "movingavg": MovingAverageMinMaxObserver,
              "histogram": HistogramObserver}
@@ -322,7 +322,7 @@ def quantize(model: fx.GraphModule, config: TorchConfig, images: np.ndarray, fac
 
 def save(qmodel: nn.Module, config: TorchConfig, path: str | Path, inputs: tuple) -> None:
     """A file that loads without r8 (see :data:`FLOWS_BY_NAME`). ``inputs``: example inputs of
-    the fp32 model (``r8.convert.example_inputs``)."""
+    the fp32 model (``r8.frontends.convert.example_inputs``)."""
     with quantized_engine(config.engine), quiet_deprecations():
         FLOWS_BY_NAME[config.flow].save(qmodel, path, inputs)
 

@@ -1,8 +1,8 @@
-"""One small converter per TFLite builtin op, in a registry (as :mod:`r8.layers` for Keras
+"""One small converter per TFLite builtin op, in a registry (as :mod:`r8.frontends.keras.layers` for Keras
 layers), building the same torch modules and layout: 4-D tensors NCHW in torch (TFLite's are
 NHWC), every other rank as in TFLite; TF 'SAME' padding puts the odd pixel bottom/right.
 
-A converter takes the op (:class:`r8.tflite_read.TfliteNode`) and the per-sample TFLite-layout
+A converter takes the op (:class:`r8.frontends.tflite.reader.TfliteNode`) and the per-sample TFLite-layout
 shapes of its non-constant inputs, and returns ``(name, module)`` steps run one after the other.
 Constant operands (weights, a MEAN's axes, an ADD's constant term) are read from the node.
 """
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from r8.errors import MAX_ELEMENTS
-from r8.layers import (
+from r8.frontends.keras.layers import (
     Add,
     Affine,
     Arith,
@@ -32,7 +32,7 @@ from r8.layers import (
     tf_same_padding,
     torch_axis,
 )
-from r8.tflite_read import TfliteNode
+from r8.frontends.tflite.reader import TfliteNode
 
 OPS: dict[str, Callable[[TfliteNode, list[tuple]], Steps]] = {}
 FUSED = {0: None, 1: nn.ReLU, 2: lambda: nn.Hardtanh(-1.0, 1.0), 3: nn.ReLU6, 4: nn.Tanh}  # ActivationFunctionType

@@ -19,7 +19,7 @@ from r8.errors import R8Error
 
 def model_input(images: np.ndarray, nchw: bool, integer: bool = False) -> np.ndarray:
     """NHWC images as the array a model takes: float32 in its layout, or the pixels themselves
-    for a model with integer input (``r8.quant_ort.integer_input``). Other ranks pass as they are."""
+    for a model with integer input (``r8.backends.ort.integer_input``). Other ranks pass as they are."""
     if integer:
         return np.ascontiguousarray(images)
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2) if nchw and images.ndim == 4 else images,
@@ -111,7 +111,7 @@ class KerasRunner:
     """The reference: the ``.h5`` loaded by Keras itself (needs tensorflow; tf-keras for Keras 2 files)."""
 
     def __init__(self, h5: str | os.PathLike, name: str = "keras"):
-        from r8.keras_ref import load_keras_model  # optional: needs tensorflow
+        from r8.frontends.keras.reference import load_keras_model  # optional: needs tensorflow
 
         self.model, self.name = load_keras_model(h5), name
 
@@ -155,7 +155,7 @@ class TfliteRunner:
         if self.engine == "litert":
             from ai_edge_litert.interpreter import Interpreter, OpResolverType
         else:
-            from r8.keras_ref import import_tensorflow
+            from r8.frontends.keras.reference import import_tensorflow
 
             Interpreter, OpResolverType = import_tensorflow().lite.Interpreter, import_tensorflow().lite.experimental.OpResolverType
         # reference_kernels: TFLite's plain C++ kernels (BUILTIN_REF), the ones TFLM shares, not XNNPACK

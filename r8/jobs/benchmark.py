@@ -13,7 +13,7 @@ from torch import nn
 from r8 import artifacts
 from r8.backends import backend, unique
 from r8.cache import build_once
-from r8.runners import OnnxRunner, OpenVinoRunner, TfliteRunner, TorchRunner, quantized_engine
+from r8.runtimes.runners import OnnxRunner, OpenVinoRunner, TfliteRunner, TorchRunner, quantized_engine
 
 THREADS = int(os.environ.get("R8_BENCH_THREADS", "2"))  # the most threads any runtime gets
 THREAD_COUNTS = tuple(sorted({1, THREADS}))  # each runtime is measured at each; the faster one counts
@@ -39,8 +39,8 @@ def _best(backend: str, rows: dict, fmt: str | None = None):
 
 def _best_integer_input(model, cal, rows: dict, fmt: str):
     """The ORT config of ``fmt`` with the smallest drop whose input quantization is exact on
-    pixels, so its model takes uint8 NHWC directly (``quant_ort.build_integer_input``); None if none."""
-    from r8.quant_ort import build_integer_input
+    pixels, so its model takes uint8 NHWC directly (``r8.backends.ort.build_integer_input``); None if none."""
+    from r8.backends.ort import build_integer_input
 
     for config in sorted((c for (b, c) in rows if b == "ort" and c.fmt == fmt), key=lambda c: rows["ort", c]["drop_pp"]):
         try:
@@ -52,7 +52,7 @@ def _best_integer_input(model, cal, rows: dict, fmt: str):
 
 
 def _keras(model, threads: int):
-    from r8.keras_ref import import_tensorflow
+    from r8.frontends.keras.reference import import_tensorflow
 
     tf = import_tensorflow()
     try:  # only possible before TF starts its runtime: Keras keeps the first thread count it gets
@@ -60,7 +60,7 @@ def _keras(model, threads: int):
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass
-    from r8.runners import KerasRunner
+    from r8.runtimes.runners import KerasRunner
 
     return KerasRunner(model.path)
 
@@ -70,7 +70,7 @@ def runtimes(model, data, cal, rows: dict) -> dict[str, Runtime]:
     to its measured int8 row: the int8 runtimes use the best ORT config per format, the best torch
     and TFLite configs; the references are the model's published ``.tflite`` files, where it has
     them. (PT2E int8 under torch.compile/inductor was tried and ran slower than fp32 ORT: left out.)"""
-    from r8.quant_ort import build_integer_input
+    from r8.backends.ort import build_integer_input
 
     def file(name, config):
         return lambda: backend(name).build(model, config, cal)
@@ -168,7 +168,7 @@ def overhead_tflite(sample: tuple) -> Path:
     axes = list(range(1, len(sample) + 1))
 
     def build(tmp: Path) -> None:
-        from r8.keras_ref import import_tensorflow
+        from r8.frontends.keras.reference import import_tensorflow
 
         tf = import_tensorflow()
         fn = tf.function(lambda x: tf.reduce_mean(x, axis=axes, keepdims=False)[:, None],
@@ -203,7 +203,7 @@ def gemm_peaks(threads: int = THREADS, size: int = 2048) -> dict[str, float]:
 
 def macs_per_image(model: nn.Module) -> int:
     """Multiply-accumulates of one sample through every conv and linear layer of a converted model."""
-    from r8.convert import example_inputs
+    from r8.frontends.convert import example_inputs
 
     total = 0
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from r8.cache import atomic_write
-from r8.render import Figure, Heading, Para, Table, markdown
+from r8.report.blocks import Figure, Heading, Para, Table, markdown
 
 
 def reproducibility_blocks(report: dict) -> list:

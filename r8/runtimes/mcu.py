@@ -16,8 +16,8 @@ import numpy as np
 from r8.cache import build_facts, build_once, sha256
 from r8.console import native_output_captured
 from r8.errors import R8Error
-from r8.runners import TfliteRunner, integer_input
-from r8.tflite_read import DTYPES, flatbuffer, op_name
+from r8.frontends.tflite.reader import DTYPES, flatbuffer, op_name
+from r8.runtimes.runners import TfliteRunner, integer_input
 
 ARENA_LIMIT = 64 << 20  # the bisection's upper bound: no MCU has more SRAM than this
 CHUNK = 250  # images per task of the parallel TFLM run
@@ -233,7 +233,7 @@ def measure(path: str | os.PathLike, images: np.ndarray) -> dict:
 
 
 class TflmRunner:
-    """An int8 .tflite on TFLM, with the one ``predict`` interface of :mod:`r8.runners` (one
+    """An int8 .tflite on TFLM, with the one ``predict`` interface of :mod:`r8.runtimes.runners` (one
     process, one image per invoke; :func:`outputs` runs a data set across cores and caches it)."""
 
     threads, engine = 1, "tflite-micro"

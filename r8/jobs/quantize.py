@@ -1,14 +1,11 @@
-"""The jobs behind `python -m r8 quantize` and `python -m r8 study`, for any model and data set.
-
-quantize: every int8 config of the default matrix, per backend, evaluated on the test images
-against the fp32 baseline (paired: McNemar and a bootstrap interval of each drop), the model's
-published int8 TFLite reference beside them where it has one, the per-layer SQNR of each
-backend's best and worst config, and the gates of :mod:`r8.thresholds`. study: each backend's
-two best configs over calibration sizes and seeds. Reports go to ``OUT/<model stem>/``.
+"""The job behind `python -m r8 quantize`, for any model and data set: every int8 config of the
+default matrix, per backend, evaluated on the test images against the fp32 baseline (paired:
+McNemar and a bootstrap interval of each drop), the model's published int8 TFLite reference beside
+them where it has one, its int8 files on TFLite Micro, the per-layer SQNR of each backend's best
+and worst config, and the gates of :mod:`r8.thresholds`. Reports go to ``OUT/<model stem>/``.
 """
 
 import json
-from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +18,14 @@ from r8.calibration import CalibrationSet, calibration_set
 from r8.data import Dataset
 from r8.environment import environment
 from r8.errors import R8Error
-from r8.index import write_index
 from r8.metrics import paired_drop, per_class, predict, top1
 from r8.model import Model
-from r8.report import append_step_summary, stamp, write_quantization_report, write_study_report
-from r8.runners import TfliteRunner, TorchRunner
+from r8.report.index import write_index
+from r8.report.writers import append_step_summary, stamp, write_quantization_report
+from r8.runtimes.runners import TfliteRunner, TorchRunner
 from r8.thresholds import DEFAULT, Thresholds
 
 SQNR_IMAGES = 500  # test images the per-layer SQNR is measured on
-STUDY_SIZES = (100, 250, 500, 1000, 2000)  # issue #8
-STUDY_SEEDS = (0, 1, 2, 3, 4)
 REFERENCE_BACKEND = "tflite-reference"  # the row of a model's published int8 .tflite
 
 
@@ -106,7 +101,7 @@ def mcu_rows(model: Model, data: Dataset, fp32_probs: np.ndarray, files: list[tu
     """A row per (config, int8 .tflite): top-1 on TFLM paired against fp32 like every row, and
     what says whether it runs on a microcontroller (agreement with LiteRT's kernels, arena and
     flash bytes, ops)."""
-    from r8 import mcu
+    from r8.runtimes import mcu
 
     rows = []
     for config, path in tqdm(files, desc="TFLM (microcontroller kernels)", disable=not progress):
@@ -234,7 +229,7 @@ def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal:
     report["thresholds"] = vars(thresholds)
     report["gates"] = gates(report, thresholds)
     report["figures"] = quantization_figures(report, evaluated, fp32_probs, data, out_dir)
-    _, md = write_quantization_report(stamp(report, "quantize_job"), out_dir)
+    _, md = write_quantization_report(stamp(report, "quantize.quantize_job"), out_dir)
     write_conversion_report(model, data, fp32_probs, out_dir, progress)
     append_step_summary(md.read_text())
     write_index(out_root)
@@ -245,7 +240,7 @@ def write_conversion_report(model: Model, data: Dataset, torch_probs: np.ndarray
                             progress: bool) -> dict:
     """``conversion.json``: the model in Keras vs converted, on the test images."""
     from r8.metrics import agreement
-    from r8.runners import reference_runner
+    from r8.runtimes.runners import reference_runner
 
     labels = data.test.labels
     keras_probs = predict(reference_runner(model.path), data.test.images, progress=progress)
@@ -263,7 +258,7 @@ def quantization_figures(report: dict, evaluated: list[tuple[dict, np.ndarray]],
                          data: Dataset, out_dir: Path) -> dict:
     """title -> file: sample predictions of the best int8 config (of ``evaluated``, its rows and
     predictions), and the per-layer SQNR bars."""
-    from r8.report import samples_figure, sqnr_figure
+    from r8.report.writers import samples_figure, sqnr_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = {}
@@ -285,59 +280,3 @@ def find_config(name: str) -> tuple[Backend, object]:
     backend, _, config_id = name.partition("/")
     b = backends.backend(backend)
     return b, b.config(config_id)
-
-
-def best_configs(model: Model, data: Dataset, b: Backend, fp32_probs: np.ndarray, cal: CalibrationSet,
-                 k: int = 2) -> list:
-    """The backend's ``k`` default configs with the smallest drop (calibration set ``cal``)."""
-    default = b.configs(available=True)
-    drops = {c: config_row(model, data, b.name, c, fp32_probs, cal)["drop_pp"] for c in default}
-    return sorted(default, key=drops.get)[:k]
-
-
-def seed_runs(model: Model, data: Dataset, backend: str, config, fp32_probs: np.ndarray, n: int, seeds) -> list[dict]:
-    """One study run per calibration seed at calibration size ``n``."""
-    runs = []
-    for seed in seeds:
-        cal = calibration_set(data, n, seed, num_classes=model.num_classes)
-        row = config_row(model, data, backend, config, fp32_probs, cal)
-        runs.append({"backend": backend, "config": config.id, "n": n, "seed": seed, "top1": row["top1"],
-                     "drop_pp": row["drop_pp"],  # TFLite calibrates inside its converter: all in quantize_s
-                     "calibration_s": row.get("calibration_s", 0.0),
-                     "quantize_s": row["quantize_s"]})
-    return runs
-
-
-def summarize(runs: list[dict]) -> list[dict]:
-    """Mean, spread and range of the drop over seeds, per (backend, config, n)."""
-    def key(r):
-        return r["backend"], r["config"], r["n"]
-    out = []
-    for (backend, config, n), group in groupby(sorted(runs, key=key), key=key):
-        drops = np.array([r["drop_pp"] for r in group])
-        out.append({"backend": backend, "config": config, "n": n, "seeds": len(drops),
-                    "mean_drop_pp": round(float(drops.mean()), 4),
-                    "std_drop_pp": round(float(drops.std(ddof=1)) if len(drops) > 1 else 0.0, 4),
-                    "min_drop_pp": float(drops.min()), "max_drop_pp": float(drops.max())})
-    return out
-
-
-def study_job(model: Model, data: Dataset, out_root: Path, sizes=STUDY_SIZES, seeds=STUDY_SEEDS,
-              configs: list[str] | None = None, per_backend: int = 2, progress: bool = True) -> dict:
-    """Calibration-size and -seed study of ``configs`` (``backend/config-id``), by default each
-    gated backend's ``per_backend`` best default configs; writes OUT/<stem>/study.*."""
-    data.check(model)
-    fp32_probs = fp32_predictions(model, data, progress)
-    default_cal = calibration_set(data, num_classes=model.num_classes)
-    chosen = ([find_config(c) for c in configs] if configs else
-              [(b, c) for b in backends.gated() for c in best_configs(model, data, b, fp32_probs, default_cal, per_backend)])
-    plan = [(b, c, n) for b, c in chosen for n in sizes]
-    runs = []
-    for b, config, n in tqdm(plan, desc="study (config x size)", disable=not progress):
-        runs += seed_runs(model, data, b.name, config, fp32_probs, n, seeds)
-    report = {**describe(model, data), "fp32_top1": top1(fp32_probs, data.test.labels), "sizes": list(sizes),
-              "seeds": list(seeds), "runs": runs, "summary": summarize(runs)}
-    _, md = write_study_report(stamp(report, "study_job"), model_dir(out_root, model))
-    append_step_summary(md.read_text())
-    write_index(out_root)
-    return report

@@ -1,8 +1,9 @@
 """Every int8 quantization backend behind one small interface, in one registry: the quantize
 job, the study, the suite's parametrization and the benchmarks iterate over it instead of
-branching on backend names. Each backend module (``quant_ort``, ``quant_torch``,
-``quant_tflite``) defines its :class:`Backend`s and owns their cached builds; this module imports
-none of them except inside :func:`registry`."""
+branching on backend names. Each backend module (``ort``, ``pytorch``,
+``tflite``) defines its :class:`Backend`s and owns their cached builds; this module imports
+none of them except inside :func:`registry`. Backends may import the core values, the front-ends,
+``r8.artifacts`` and the runtimes (to evaluate what they build), never a report or job."""
 
 from dataclasses import dataclass
 from functools import cache
@@ -12,7 +13,7 @@ from typing import Callable
 from r8.cache import sha256
 from r8.errors import R8Error
 
-BACKEND_MODULES = ("r8.quant_ort", "r8.quant_torch", "r8.quant_tflite")  # each lists its BACKENDS
+BACKEND_MODULES = ("r8.backends.ort", "r8.backends.pytorch", "r8.backends.tflite")  # each lists its BACKENDS
 
 
 @dataclass(frozen=True)

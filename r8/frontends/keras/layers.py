@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from r8.errors import MAX_ELEMENTS
-from r8.keras_h5 import KerasLayer
+from r8.frontends.keras.reader import KerasLayer
 
 Steps = list[tuple[str, nn.Module]]
 CONVERTERS: dict[str, Callable[[KerasLayer, list[tuple]], Steps]] = {}
@@ -23,7 +23,7 @@ ACTIVATIONS = ("relu", "relu6", "softmax", "sigmoid", "tanh", "linear", "elu", "
 
 def registrar(registry: dict, what: str) -> Callable:
     """``@decorator(*names)`` that registers a converter under each name; a name registered twice
-    is refused (here for Keras layer types, in :mod:`r8.tflite_ops` for TFLite ops)."""
+    is refused (here for Keras layer types, in :mod:`r8.frontends.tflite.ops` for TFLite ops)."""
     def decorator(*names: str):
         def register(fn):
             for name in names:

@@ -15,7 +15,7 @@ from r8.cache import build_once
 from r8.calibration import CalibrationSet
 from r8.errors import R8Error
 from r8.model import Model
-from r8.runners import TfliteRunner
+from r8.runtimes.runners import TfliteRunner
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ def global_pools_as_mean(model, keras):
 
 def keras_model(h5: Path, mean_pool: bool):
     """The Keras model TFLite converts: the file as Keras loads it, pools rewritten if asked."""
-    from r8.keras_h5 import keras_version
-    from r8.keras_ref import keras_for, load_keras_model
+    from r8.frontends.keras.reader import keras_version
+    from r8.frontends.keras.reference import keras_for, load_keras_model
 
     model = load_keras_model(h5)
     return global_pools_as_mean(model, keras_for(keras_version(h5))) if mean_pool else model
@@ -63,7 +63,7 @@ def quantize(h5: Path, out: Path, config: TfliteConfig, calibration: Calibration
     """int8 weights, activations, input and output (for pixels 0..255 the input is pixel - 128:
     scale 1, zero point -128)."""
     from r8.console import native_stderr_quiet
-    from r8.keras_ref import import_tensorflow
+    from r8.frontends.keras.reference import import_tensorflow
 
     tf = import_tensorflow()
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model(h5, config.mean_pool))

@@ -57,7 +57,7 @@ def keras_for(version: str):
 
 
 def load_keras_model(h5: str | os.PathLike):
-    from r8.keras_h5 import keras_version  # also the R8Error for a missing or unreadable file
+    from r8.frontends.keras.reader import keras_version  # also the R8Error for a missing or unreadable file
 
     keras = keras_for(keras_version(h5))
     with native_stderr_quiet():

@@ -1,6 +1,6 @@
 """Keras ``.h5`` or float ``.tflite`` -> PyTorch, without TensorFlow: the model is built from
 the file's own graph (h5py, or the flatbuffer's schema bindings), one converter per Keras layer
-type (:mod:`r8.layers`) or TFLite op (:mod:`r8.tflite_ops`), wired along the graph into an FX
+type (:mod:`r8.frontends.keras.layers`) or TFLite op (:mod:`r8.frontends.tflite.ops`), wired along the graph into an FX
 ``GraphModule`` whose submodules are named after the layers (ops).
 """
 
@@ -14,8 +14,8 @@ from torch import fx, nn
 
 from r8.cache import atomic_write
 from r8.errors import MAX_ELEMENTS, R8Error
-from r8.keras_h5 import KerasLayer, read_h5, read_keras
-from r8.layers import CONVERTERS, SUPPORTED, check_config_read
+from r8.frontends.keras.layers import CONVERTERS, SUPPORTED, check_config_read
+from r8.frontends.keras.reader import KerasLayer, read_h5, read_keras
 
 CONTRACT = """A Keras or TFLite model converted to PyTorch by r8.
 
@@ -51,9 +51,9 @@ def _reader(path: str | os.PathLike):
     """(graph, converters, supported types) for the file's format, told by its suffix."""
     suffix = Path(path).suffix.lower()
     if suffix == ".tflite":
-        from r8.tflite_ops import OPS
-        from r8.tflite_ops import SUPPORTED as OPS_SUPPORTED
-        from r8.tflite_read import read_tflite
+        from r8.frontends.tflite.ops import OPS
+        from r8.frontends.tflite.ops import SUPPORTED as OPS_SUPPORTED
+        from r8.frontends.tflite.reader import read_tflite
 
         return read_tflite(path), OPS, OPS_SUPPORTED
     return (read_keras(path) if suffix == ".keras" else read_h5(path)), CONVERTERS, SUPPORTED

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from r8.cache import atomic_write
-from r8.render import Figure, Para, Table, html_blocks, markdown, under
-from r8.report import SOURCES
+from r8.report.blocks import Figure, Para, Table, html_blocks, markdown, under
+from r8.report.writers import SOURCES
 
 
 def model_dirs(out_root: Path) -> list[Path]:
@@ -73,7 +73,7 @@ MCU_FIGURE = "mcu.png"
 def microcontroller(out_root: Path) -> list:
     """Every model's int8 .tflite files on TFLite Micro (rows of its quantization.json made by
     ``quantize --mcu``), with the RAM / flash chart (written beside the index)."""
-    from r8.report import boards_note, mcu_blocks, mcu_figure
+    from r8.report.writers import boards_note, mcu_blocks, mcu_figure
 
     rows = [{**r, "model": d.name} for d in model_dirs(out_root)
             for r in (_load(d / "quantization.json") or {}).get("rows", []) if "arena_bytes" in r]

@@ -8,7 +8,7 @@ Sequential models list their layers without inbound nodes: each layer reads the 
 Nothing in a file is dropped silently: a call's constant operands (Keras 3's ``x + 3.0`` is an
 ``Add`` whose args hold the tensor and the number) are kept in order beside its tensors, a call
 keyword that could change the result is refused by name, and each layer's config records which
-keys its converter read (:class:`Config`), so that :mod:`r8.convert` can refuse the others. Keras
+keys its converter read (:class:`Config`), so that :mod:`r8.frontends.convert` can refuse the others. Keras
 3 declares the shape of every tensor a layer reads: it becomes the producing layer's
 ``expected_shape``, which the converter checks its own output against.
 """
@@ -29,7 +29,7 @@ from r8.errors import MAX_ELEMENTS, MAX_TENSOR_BYTES, R8Error
 
 class Config(dict):
     """A layer's config that records the keys read from it (``[]``, ``get``, ``in``): what its
-    converter did not read is checked against :data:`r8.layers.IGNORED_CONFIG`."""
+    converter did not read is checked against :data:`r8.frontends.keras.layers.IGNORED_CONFIG`."""
 
     def __init__(self, *args):
         super().__init__(*args)

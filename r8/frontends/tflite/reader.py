@@ -2,7 +2,7 @@
 bindings, generated from TFLite's own ``schema.fbs`` (every builtin op and options table, with
 no hand-kept copy of the schema in r8), over ``flatbuffers``.
 
-The graph comes out in the shape :mod:`r8.convert` builds from: a list of nodes in execution
+The graph comes out in the shape :mod:`r8.frontends.convert` builds from: a list of nodes in execution
 order (TFLite writes operators topologically), each with its type (the builtin op's name), the
 names of the nodes it reads, its options as a dict and its constant inputs as numpy arrays.
 Nodes are named after the op and its output tensor's index, so names are short and unique.

@@ -38,7 +38,7 @@ from r8.calibration import CalibrationSet
 from r8.data import Split
 from r8.environment import saturating_int8
 from r8.model import Model
-from r8.runners import OnnxRunner, model_input, onnx_layout
+from r8.runtimes.runners import OnnxRunner, model_input, onnx_layout
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution}

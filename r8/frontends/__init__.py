@@ -1,0 +1,6 @@
+"""Front-ends: a model file in, a torch ``GraphModule`` out, without TensorFlow. ``convert`` is
+the graph builder and picks the reader by file suffix; ``keras/`` reads ``.h5`` and ``.keras``
+(one converter per layer type), ``tflite/`` reads float ``.tflite`` (one converter per op), and
+``onnx_route`` is the Keras -> ONNX -> onnx2torch fallback. May import only the core values
+(``r8.errors``, ``r8.paths``, ``r8.cache``, ``r8.console``, ...), never a backend, runtime, report
+or job."""
