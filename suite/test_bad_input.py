@@ -40,6 +40,13 @@ def test_missing_file(tmp_path):
     _raises(tmp_path / "nope.h5", "file not found")
 
 
+def test_unknown_suffix(tmp_path):
+    """The reader is chosen by suffix (r8.frontends.convert.READERS); any other file is named."""
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"\x08\x07")
+    _raises(path, "model.onnx: r8 reads .h5, .hdf5, .keras, .tflite files, not .onnx")
+
+
 def test_not_hdf5(tmp_path):
     path = tmp_path / "model.h5"
     path.write_text("this is not HDF5")

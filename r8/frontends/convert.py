@@ -47,16 +47,35 @@ def to_torch_shape(keras_shape: tuple) -> tuple:
     return (keras_shape[-1], *keras_shape[:-1]) if len(keras_shape) == 3 else tuple(keras_shape)
 
 
+def _keras_converters() -> tuple[dict, tuple]:
+    return CONVERTERS, SUPPORTED
+
+
+def _tflite_converters() -> tuple[dict, tuple]:
+    from r8.frontends.tflite.ops import OPS
+    from r8.frontends.tflite.ops import SUPPORTED as OPS_SUPPORTED
+
+    return OPS, OPS_SUPPORTED
+
+
+def _read_tflite(path: str | os.PathLike):
+    from r8.frontends.tflite.reader import read_tflite
+
+    return read_tflite(path)
+
+
+# file suffix -> (its reader, its converters and supported types); the TFLite side loads on use
+READERS = {".h5": (read_h5, _keras_converters), ".hdf5": (read_h5, _keras_converters),
+           ".keras": (read_keras, _keras_converters), ".tflite": (_read_tflite, _tflite_converters)}
+
+
 def _reader(path: str | os.PathLike):
     """(graph, converters, supported types) for the file's format, told by its suffix."""
     suffix = Path(path).suffix.lower()
-    if suffix == ".tflite":
-        from r8.frontends.tflite.ops import OPS
-        from r8.frontends.tflite.ops import SUPPORTED as OPS_SUPPORTED
-        from r8.frontends.tflite.reader import read_tflite
-
-        return read_tflite(path), OPS, OPS_SUPPORTED
-    return (read_keras(path) if suffix == ".keras" else read_h5(path)), CONVERTERS, SUPPORTED
+    if suffix not in READERS:
+        raise R8Error(f"{path}: r8 reads {', '.join(READERS)} files, not {suffix or 'a file without a suffix'}")
+    read, converters = READERS[suffix]
+    return (read(path), *converters())
 
 
 def _build(model, converters: dict, supported: tuple, problems: list | None = None):
