@@ -84,7 +84,7 @@ def cmd_evaluate(args) -> None:
 def cmd_quantize(args) -> None:
     from r8.backends import backend
     from r8.calibration import calibration_set
-    from r8.jobs.quantize import find_config, model_dir, quantize_job
+    from r8.jobs.quantize import best_row, find_config, model_dir, quantize_job
 
     if args.backend != "all":
         backend(args.backend)  # an unknown name is refused before any work
@@ -93,11 +93,11 @@ def cmd_quantize(args) -> None:
     model, data = model_and_data(args)
     cal = calibration_set(data, args.calibration_size, args.calibration_seed, args.calibration, model.num_classes)
     report = quantize_job(model, data, args.backend, args.out, cal, thresholds(args), configs=args.configs, mcu=args.mcu)
-    best = min(report["rows"], key=lambda r: r["drop_pp"])
+    best = best_row(report["rows"])
     out = model_dir(args.out, model)
-    print(f"{model.stem}: fp32 top-1 {report['fp32_top1']:.2%}; {len(report['rows'])} rows; best {best['backend']} "
-          f"{best['config']}: {best['top1']:.2%} (drop {best['drop_pp']:.2f} pp, 95 % CI "
-          f"{best['drop_ci95_pp'][0]:.2f} to {best['drop_ci95_pp'][1]:.2f})")
+    print(f"{model.stem}: fp32 top-1 {report['fp32_top1']:.2%}; {len(report['rows'])} rows; " +
+          (f"best {best['backend']} {best['config']}: {best['top1']:.2%} (drop {best['drop_pp']:.2f} pp, 95 % CI "
+           f"{best['drop_ci95_pp'][0]:.2f} to {best['drop_ci95_pp'][1]:.2f})" if best else "no int8 config measured"))
     print(f"wrote {out / 'quantization.md'} and {out / 'quantization.json'}; open {args.out / 'index.html'}")
     failed = [g for g in report["gates"] if not g["passed"] and "waived" not in g]
     for g in report["gates"]:

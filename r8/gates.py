@@ -13,6 +13,7 @@ import pytest
 
 from r8.backends import gated, registry
 from r8.errors import R8Error
+from r8.jobs.quantize import best_row
 from r8.metrics import agreement, predict, top1
 from r8.pytest_plugin import add_int8_row, gate_failure
 
@@ -114,7 +115,7 @@ def test_best_config_within_target(name, r8_model, r8_int8_rows, r8_thresholds, 
             continue  # skipped with its reason by test_int8_drop
     if not rows:
         pytest.skip(f"{r8_model.stem}: {name} can quantize none of its configs for this model")
-    best = min(rows, key=lambda r: r["drop_pp"])
+    best = best_row(rows, name)
     r8_report(f"{r8_model.stem}: best {name} int8 config", f"{best['config']}: drop {best['drop_pp']:.2f} pp")
     check_best_drop(r8_model, name, best["config"], best["drop_pp"], r8_thresholds.best_drop_pp)
 

@@ -187,3 +187,16 @@ def test_a_crash_exits_3_and_says_it_is_a_bug(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "internal error (a bug in r8" in err and "`inspect` with --model some.h5" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_best_is_chosen_among_r8s_own_rows():
+    """quantize prints r8's best: a published reference or TFLite Micro row with a smaller drop is
+    never it; one backend's best is that backend's."""
+    from r8.jobs.quantize import MCU_BACKEND, REFERENCE_BACKEND, best_row
+
+    rows = [{"backend": "ort", "config": "a", "drop_pp": 0.5}, {"backend": "torch", "config": "b", "drop_pp": 0.3},
+            {"backend": REFERENCE_BACKEND, "config": "published", "drop_pp": -1.0},
+            {"backend": MCU_BACKEND, "config": "b", "drop_pp": -2.0}]
+    assert best_row(rows)["config"] == "b" and best_row(rows)["backend"] == "torch"
+    assert best_row(rows, "ort")["config"] == "a"
+    assert best_row(rows[2:]) is None
