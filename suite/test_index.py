@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from r8.report.index import write_index
-from r8.report.writers import append_step_summary, write_quantization_report
+from r8.report.writers import append_step_summary, write_benchmark_report, write_quantization_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,9 +97,25 @@ def test_index_gathers_every_report(reports):
     assert parsed.links == ["#model-resnet8", "#model-small-cnn"] and {link[1:] for link in parsed.links} <= parsed.ids
     assert "87.19%" in text and "65.00%" in text and "1/1" in text and "0/1" in text  # fp32 and gates per model
     assert "Not run yet" in text and "python -m r8 benchmark" in text  # the benchmark section
-    assert "Made by `python -m r8 quantize` at 2026-11-27T12:00:00+00:00" in text
+    assert "Made by python -m r8 quantize at 2026-11-27T12:00:00+00:00" in " ".join(text.split())  # <code> in HTML
     assert "http" not in page.read_text()  # self-contained: nothing fetched from a network
     assert "![SQNR](small_cnn/sqnr_layers.png)" in md.read_text()
+
+
+def test_no_markdown_is_left_in_the_html(reports, rng):
+    """Emphasis and code are marks of the block model that each renderer renders its way: the
+    Markdown keeps ``**`` and backticks, the HTML of every report (conversion, int8, study,
+    benchmark) has tags instead and none left in its text."""
+    from test_bench_report import _fake_results
+
+    write_benchmark_report([_fake_results(rng)], 2, 12_500_000, 0.8719, 0.2, reports / "resnet8", {"fp32": 150.0, "int8": 600.0})
+    md, page = write_index(reports)
+    parsed = Page()
+    parsed.feed(page.read_text())
+    text = " ".join(parsed.text)
+    assert "**" in md.read_text() and "`" in md.read_text()
+    assert "**" not in text and "`" not in text
+    assert "<strong>" in page.read_text() and "<code>" in page.read_text() and "CPU inference benchmark" in text
 
 
 def test_index_and_a_models_report_render_the_same_blocks(reports):

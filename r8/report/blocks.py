@@ -3,6 +3,7 @@ from its JSON and rendered to Markdown or to self-contained HTML (figures embedd
 
 import base64
 import html
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,6 +29,25 @@ class Table:
 class Figure:
     title: str
     file: str  # relative to the folder the report is rendered into
+
+
+# A block's text may mark emphasis and code as Markdown does; each renderer renders them its way.
+INLINE = [(re.compile(r"\*\*(.+?)\*\*"), "strong"), (re.compile(r"`([^`]+)`"), "code")]
+
+
+def inline_html(text: str) -> str:
+    """A block's text as HTML: escaped, with its ``**strong**`` and ```code``` as tags."""
+    out = html.escape(text)
+    for pattern, tag in INLINE:
+        out = pattern.sub(rf"<{tag}>\1</{tag}>", out)
+    return out
+
+
+def plain(text: str) -> str:
+    """A block's text without its marks (for attributes such as an image's alt text)."""
+    for pattern, _ in INLINE:
+        text = pattern.sub(r"\1", text)
+    return text
 
 
 def under(blocks: list, folder: str) -> list:
@@ -58,17 +78,17 @@ def html_blocks(blocks: list, root: Path, base: int = 1, link=None) -> str:
     for b in blocks:
         if isinstance(b, Heading):
             level = min(base + b.level, 6)
-            out.append(f"<h{level}>{e(b.text)}</h{level}>")
+            out.append(f"<h{level}>{inline_html(b.text)}</h{level}>")
         elif isinstance(b, Para):
-            out.append(f"<p>{e(b.text)}</p>")
+            out.append(f"<p>{inline_html(b.text)}</p>")
         elif isinstance(b, Table):
-            head = "".join(f"<th>{e(h)}</th>" for h in b.head)
+            head = "".join(f"<th>{inline_html(h)}</th>" for h in b.head)
             rows = "".join("<tr>" + "".join(
-                f"<td><a href='#{link(c)}'>{e(c)}</a></td>" if link and i == 0 else f"<td>{e(c)}</td>"
+                f"<td><a href='#{link(c)}'>{inline_html(c)}</a></td>" if link and i == 0 else f"<td>{inline_html(c)}</td>"
                 for i, c in enumerate(row)) + "</tr>" for row in b.rows)
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         else:
             data = base64.b64encode((root / b.file).read_bytes()).decode()
-            out.append(f"<figure><img alt='{e(b.title)}' data-file='{e(b.file)}' src='data:image/png;base64,{data}'>"
-                       f"<figcaption>{e(b.title)}</figcaption></figure>")
+            out.append(f"<figure><img alt='{e(plain(b.title))}' data-file='{e(b.file)}' src='data:image/png;base64,{data}'>"
+                       f"<figcaption>{inline_html(b.title)}</figcaption></figure>")
     return "".join(out)

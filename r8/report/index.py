@@ -3,14 +3,13 @@ embedded, no network) gathering what every job wrote into the reports folder: th
 so far side by side, then one section per model (``OUT/<model stem>/``). Rebuilt from the JSON
 files by each job; a job that has not run yet for a model is listed as such."""
 
-import html
 import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 from r8.cache import atomic_write
-from r8.report.blocks import Figure, Para, Table, html_blocks, markdown, under
+from r8.report.blocks import Figure, Para, Table, html_blocks, inline_html, markdown, under
 from r8.report.writers import SOURCES
 
 
@@ -108,12 +107,11 @@ def _markdown(parts) -> str:
 
 
 def _html(parts, out_dir: Path) -> str:
-    e = html.escape
     body = []
     for level, title, provenance, blocks in parts:
         where = f" id='{anchor(title)}'" if level == 2 else ""  # models' report titles repeat
         link = (lambda stem: anchor("Model " + stem)) if title == "Models" else None  # a model's name links to its section
-        body.append(f"<section{where}><h{level}>{e(title)}</h{level}><p class='src'>{e(provenance)}</p>"
+        body.append(f"<section{where}><h{level}>{inline_html(title)}</h{level}><p class='src'>{inline_html(provenance)}</p>"
                     f"{html_blocks(blocks, out_dir, level, link)}</section>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
