@@ -1,6 +1,6 @@
 """What a measured number depends on besides the model, the data and the config: the CPU (its
 model and the ISA extensions int8 kernels choose their code path by), the threads, the engine and
-the package versions. Every row of quantization.json records it (issue #18)."""
+the package versions. Every row of quantization.json records it: int8 kernels differ by CPU."""
 
 import os
 import platform

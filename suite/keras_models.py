@@ -288,7 +288,7 @@ LAYER_CASES = {
     "dropout": lambda k: _image(k, [k.layers.Dropout(0.5)]),
     "zeropadding-asymmetric": lambda k: _image(k, [k.layers.ZeroPadding2D(((1, 2), (0, 3)))]),
     "dense-softmax": lambda k: _dense(k, [k.layers.Dense(4, activation="softmax")]),
-    # ---- beyond the MLPerf Tiny set (issue #17)
+    # ---- beyond the MLPerf Tiny set
     "separable-conv-same-s2-mult2": lambda k: _image(k, [k.layers.SeparableConv2D(5, 3, strides=2, padding="same",
                                                                                   depth_multiplier=2, activation="relu")]),
     "conv-transpose-same-s2-k3": lambda k: _image(k, [k.layers.Conv2DTranspose(4, 3, strides=2, padding="same")]),

@@ -25,7 +25,7 @@ from torch import nn
 from r8.frontends.convert import convert, load_program, save
 from r8.frontends.keras.layers import NhwcFlatten
 
-REL_TOL = 1e-5  # issue #9: max |torch - keras| <= 1e-5 x the output's scale
+REL_TOL = 1e-5  # max |torch - keras| <= 1e-5 x the output's scale
 DIALECTS = ("keras3", "keras2")  # the two .h5 dialects
 FORMATS = (*DIALECTS, "dotkeras")  # and Keras 3's own .keras archive (config.json + model.weights.h5)
 
@@ -359,7 +359,7 @@ def test_evaluate_any_cifar10_classifier(keras_case):
     assert results[0]["n"] == 200 and results[0]["top1"] == results[1]["top1"]
 
 
-# ---- the converted graphs are quantizable by every torch flow (issue #9)
+# ---- the converted graphs are quantizable by every torch flow
 @pytest.mark.parametrize("flow", ["fx", "eager", "pt2e"])
 @pytest.mark.parametrize("name", ["mobilenet-v1-vww", "dscnn-kws", "dscnn-streaming-ww"])
 def test_converted_graph_quantizes(name, flow, keras_case):

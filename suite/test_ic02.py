@@ -2,7 +2,7 @@
 MLCommons only as ``.tflite`` (fp32 and int8). r8 converts the fp32 flatbuffer and runs it
 through the pipeline like any model (``quantize --model …tflite``).
 
-Gates (issue #17): fp32 >= 91 % on perf200 and on the 10k test images; r8's best int8 >= 91 %
+Gates: fp32 >= 91 % on perf200 and on the 10k test images; r8's best int8 >= 91 %
 on perf200 and within 0.2 pp of fp32 on the 10k images (in CI for one calibration seed; the mean
 of 5 seeds under `slow`). The TFLite int8 backend cannot take a .tflite (its quantizer converts
 a Keras model while it calibrates): shown as not measured, with that reason.

@@ -22,7 +22,7 @@ def _ort_ranges(method, model, cal):
 
 @pytest.mark.parametrize("method", ["entropy", "percentile", "distribution"])
 def test_ort_method_is_not_minmax(method, ic01, calibration, report):
-    """The defect of issue #8: quantize_static's Entropy was MinMax to the last bit."""
+    """quantize_static's Entropy with its default bins is MinMax to the last bit: r8 passes its own."""
     (scales, ranges), (minmax_scales, minmax_ranges) = (_ort_ranges(m, ic01, calibration) for m in (method, "minmax"))
     common = scales.keys() & minmax_scales.keys()  # Distribution's symmetric ranges keep ReLUs: more tensors
     assert len(common) >= len(minmax_scales) - 2
@@ -53,7 +53,7 @@ def test_torch_observer_is_not_minmax(flow, engine, observer, ic01, calibration,
         assert hi - lo <= (minmax[k][1] - minmax[k][0]) * (1 + 1e-5), f"{observer} wider than minmax at {k}"
 
 
-# ---- the calibration-seed gate (issue #8): CI keeps seed 0, this runs all five
+# ---- the calibration-seed gate: CI keeps seed 0, this runs all five
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [b.name for b in gated()])
 def test_best_config_mean_drop_over_seeds(name, ic01, cifar10, int8_rows, torch_probs, report):

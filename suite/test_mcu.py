@@ -1,4 +1,4 @@
-"""#19: will it run on a microcontroller? int8 .tflite files on TFLite Micro (TFLM): the arena
+"""Will it run on a microcontroller? int8 .tflite files on TFLite Micro (TFLM): the arena
 found by bisection is the smallest that works and agrees with TFLM's own allocator; flash is the
 file, split into weights and graph; bad input is refused naming the file (and the op); TFLM's
 C++ prints stay off the console; and the IC01 gates against LiteRT and the MLCommons reference."""
@@ -108,7 +108,7 @@ def test_mcu_command_json_and_a_quiet_console(tmp_path):
 
 @pytest.mark.accuracy
 def test_best_tflite_config_on_tflm(r8_model, r8_int8_rows, r8_data, report):
-    """The gates of #19 on r8's best TFLite int8 config of the model under test, over its test
+    """The microcontroller gates on r8's best TFLite int8 config of the model under test, over its test
     images: TFLM's top-1 equals LiteRT's within the paired 95 % interval; its outputs are LiteRT's
     reference kernels' bit for bit except where FULLY_CONNECTED's requantization rounds
     differently, by one LSB (TFLM rounds twice, as gemmlowp's doubling high multiply then a

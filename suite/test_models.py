@@ -59,7 +59,7 @@ def check_quantize_outputs(name: str, path: Path, data: str, out: Path, report) 
                f"95 % CI [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}])")
     report(f"{name}: fp32 top-1 (torch)", f"{q['fp32_top1']:.2%}")
     assert q["gates"] and all(g["passed"] or "waived" in g for g in q["gates"])
-    for r in q["rows"]:  # #18: where each number was measured
+    for r in q["rows"]:  # where each number was measured
         assert {"cpu", "isa", "cores", "threads", "versions"} <= set(r["env"]) and "torch" in r["env"]["versions"]
     assert {r["env"]["engine"] for r in q["rows"] if r["backend"] == "torch"} <= {"x86", "fbgemm", "onednn"}
     assert "Where these numbers were measured" in (out / path.stem / "quantization.md").read_text()
@@ -144,7 +144,7 @@ def assert_same_numbers(runs: list[dict], report, name: str) -> None:
 
 @pytest.mark.accuracy
 def test_two_fresh_builds_give_the_same_artifacts_and_numbers(trained_ci, tmp_path, report):
-    """#18: the same command gives the same numbers (every default config of every backend)."""
+    """The same command gives the same numbers (every default config of every backend)."""
     name, path, data = trained_ci
     runs = _two_fresh_runs(tmp_path, path, data, trained_models.THRESHOLDS[name])
     check_quantize_outputs(name, path, data, tmp_path / "out0", report)

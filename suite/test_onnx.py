@@ -69,7 +69,7 @@ def test_ort_int8_is_quantized(config, ic01, calibration):
 
 
 
-# ---- integer inputs: int8 models that take the uint8 NHWC pixels themselves (issue #11)
+# ---- integer inputs: int8 models that take the uint8 NHWC pixels themselves
 def _input_quantization(path):
     graph = onnx.load(str(path)).graph
     quant = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == graph.input[0].name)

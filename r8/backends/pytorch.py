@@ -59,7 +59,7 @@ class TorchConfig:
 
 FULL_MATRIX = [TorchConfig(f, e, pc, o) for f, e, pc, o in product(FLOWS, ENGINES, (True, False), OBSERVERS)
                if f != "pt2e" or e == "x86"]  # PT2E's X86InductorQuantizer targets x86 only
-# The onnx2torch route gets torch's default x86 recipe in both graph flows (issue #10).
+# The onnx2torch route gets torch's default x86 recipe in both graph flows.
 ONNX2TORCH_MATRIX = [TorchConfig("fx", "x86", True, "histogram"), TorchConfig("pt2e", "x86", True, "histogram")]
 # Every flow, engine, observer and weight granularity at least once; the rest runs as `slow`.
 DEFAULT_MATRIX = [

@@ -1,7 +1,7 @@
 """Will it run on a microcontroller? An int8 ``.tflite`` on TensorFlow Lite for Microcontrollers
 (TFLM, the ``tflite-micro`` package: the reference kernels an MCU build runs): its outputs on a
 data set (cached, one process per core), how they compare with LiteRT's reference and default
-(XNNPACK) kernels, the arena (RAM) it needs, its flash bytes and its ops (issue #19)."""
+(XNNPACK) kernels, the arena (RAM) it needs, its flash bytes and its ops."""
 
 import hashlib
 import multiprocessing
