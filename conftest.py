@@ -80,13 +80,13 @@ def exported_model(exported_path):
 
 
 @pytest.fixture(scope="session")
-def keras_probs(ic01, cifar10):
-    return predictions(ic01, cifar10, "keras")
+def keras_probs(request, ic01, cifar10):
+    return predictions(request.config, ic01, cifar10, "keras")
 
 
 @pytest.fixture(scope="session")
-def torch_probs(ic01, cifar10):
-    return predictions(ic01, cifar10, "torch")
+def torch_probs(request, ic01, cifar10):
+    return predictions(request.config, ic01, cifar10, "torch")
 
 
 @pytest.fixture(scope="session")

@@ -243,7 +243,8 @@ def cmd_cache(args) -> None:
         raise SystemExit(1)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """Every command, its options and the function that runs it (``run``)."""
     parser = argparse.ArgumentParser(prog="python -m r8", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show warnings and TensorFlow/ONNX Runtime/torch log lines (hidden by default)")
@@ -338,13 +339,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", type=Path, default=paths.cache_dir(), help="the cache (default: R8_CACHE_DIR)")
     p.add_argument("--json", action="store_true", help="verify: one JSON object on stdout")
     p.set_defaults(run=cmd_cache)
+    return parser
 
-    args = parser.parse_args(argv)
-    from r8.console import configure
 
-    configure(args.verbose)
+def main(argv: list[str] | None = None) -> int:
+    from r8 import console
+
+    args = parser().parse_args(argv)
     try:
-        args.run(args)
+        with console.run(args.verbose):
+            args.run(args)
     except R8Error as e:
         print(f"r8: error: {e}", file=sys.stderr)
         return 2

@@ -13,21 +13,36 @@ import tempfile
 import warnings
 from contextlib import contextmanager
 
-_quiet = False
+_quiet = False  # within a command-line run (:func:`run`) that is not verbose
 _verbose = False
+LOGGERS = ("", "torch", "tensorflow", "tf2onnx", "absl")  # "": the root logger
+TF_LOG = "TF_CPP_MIN_LOG_LEVEL"
 
 
-def configure(verbose: bool) -> None:
-    """Called once by the CLI: quiet unless ``verbose``."""
+@contextmanager
+def run(verbose: bool):
+    """One command-line run's console: quiet unless ``verbose``. Warning filters, logging levels,
+    the environment and the quiet flag are as before once the run ends, so nothing outlives it
+    (the CLI called twice in one process, as the tests do, starts from the same state)."""
     global _quiet, _verbose
+    saved = _quiet, _verbose, {name: logging.getLogger(name).level for name in LOGGERS}, os.environ.get(TF_LOG)
     _quiet, _verbose = not verbose, verbose
-    if verbose:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    warnings.filterwarnings("ignore")
-    logging.getLogger().setLevel(logging.ERROR)
-    for name in ("torch", "tensorflow", "tf2onnx", "absl"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            if not verbose:
+                os.environ.setdefault(TF_LOG, "3")  # read when TensorFlow loads
+                warnings.filterwarnings("ignore")
+                for name in LOGGERS:
+                    logging.getLogger(name).setLevel(logging.ERROR)
+            yield
+    finally:
+        _quiet, _verbose, levels, tf_log = saved
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        if tf_log is None:
+            os.environ.pop(TF_LOG, None)
+        else:
+            os.environ[TF_LOG] = tf_log
 
 
 @contextmanager

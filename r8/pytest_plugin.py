@@ -10,7 +10,6 @@ counts as a pass.
 """
 
 import json
-from functools import cache
 from pathlib import Path
 from typing import Callable
 
@@ -34,11 +33,17 @@ def pytest_addoption(parser):
                         help=f"gate threshold (default {getattr(DEFAULT, name)})")
 
 
+MARKERS = ("accuracy: full test-set accuracy gates (minutes, part of CI)",
+           "benchmark: pytest-benchmark timings (opt-in, never part of CI's gate)",
+           "slow: long runs beyond the CI gate (full quantization matrices)")
+
+
 def pytest_configure(config):
-    for marker in ("accuracy: accuracy gates on the full test set", "benchmark: pytest-benchmark timings",
-                   "slow: long runs beyond the CI gate"):
+    for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    config.r8_measured, config.r8_int8_rows = {}, {}
+    # What one pytest run measured: figures for its summary, int8 rows per model for its report,
+    # and the predictions and rows it computed once; all of it lives and dies with this run.
+    config.r8_measured, config.r8_int8_rows, config.r8_predictions, config.r8_rows = {}, {}, {}, {}
 
 
 def model_paths(config) -> list[Path]:
@@ -86,32 +91,32 @@ def gate_failure(model, gate: str, value, threshold) -> str:
 
 
 # ---- shared computations: a source checkout's own fixtures reuse them instead of measuring twice
-@cache
-def predictions(model, data, runtime: str) -> np.ndarray:
-    """``keras`` (the original file, loaded by Keras) or ``torch`` (r8's conversion) on the test images."""
+def predictions(config, model, data, runtime: str) -> np.ndarray:
+    """``keras`` (the original file, loaded by Keras) or ``torch`` (r8's conversion) on the test
+    images, computed once per pytest run (``config``: the pytest config)."""
     from r8.artifacts import torch_fp32
     from r8.metrics import predict
     from r8.runtimes.runners import TorchRunner, reference_runner
 
-    runner = reference_runner(model.path) if runtime == "keras" else TorchRunner(torch_fp32(model))
-    return predict(runner, data.test.images, progress=False)
-
-
-_rows: dict = {}
+    key = (model.sha256, data.sha256, runtime)
+    if key not in config.r8_predictions:
+        runner = reference_runner(model.path) if runtime == "keras" else TorchRunner(torch_fp32(model))
+        config.r8_predictions[key] = predict(runner, data.test.images, progress=False)
+    return config.r8_predictions[key]
 
 
 def int8_rows_for(config, model, data, cal) -> Callable:
-    """``row(backend, config)``: the int8 row, measured once per session and added to the model's
-    report (``config``: the pytest config)."""
+    """``row(backend, config)``: the int8 row, measured once per pytest run and added to the
+    model's report (``config``: the pytest config)."""
     from r8.jobs.quantize import config_row
 
     def row(backend, backend_config):
         key = (model.sha256, data.sha256, cal.sha256, backend, backend_config)
-        if key not in _rows:
-            fp32 = predictions(model, data, "torch")
-            _rows[key] = config_row(model, data, backend, backend_config, fp32, cal)
-            add_int8_row(config, model, data, cal, _rows[key])
-        return _rows[key]
+        if key not in config.r8_rows:
+            fp32 = predictions(config, model, data, "torch")
+            config.r8_rows[key] = config_row(model, data, backend, backend_config, fp32, cal)
+            add_int8_row(config, model, data, cal, config.r8_rows[key])
+        return config.r8_rows[key]
     return row
 
 
@@ -124,7 +129,7 @@ def add_int8_row(config, model, data, cal, row: dict) -> None:
 
     if model.stem not in config.r8_int8_rows:
         cal = cal or calibration_set(data, num_classes=model.num_classes)
-        base = {**describe(model, data, cal), "fp32_top1": top1(predictions(model, data, "torch"), data.test.labels),
+        base = {**describe(model, data, cal), "fp32_top1": top1(predictions(config, model, data, "torch"), data.test.labels),
                 "classes": list(data.class_names(model.num_classes))}
         config.r8_int8_rows[model.stem] = (base, [])
     config.r8_int8_rows[model.stem][1].append(row)
@@ -163,13 +168,13 @@ def r8_thresholds(request) -> Thresholds:
 
 
 @pytest.fixture(scope="session")
-def r8_keras_probs(r8_model, r8_data):
-    return predictions(r8_model, r8_data, "keras")
+def r8_keras_probs(request, r8_model, r8_data):
+    return predictions(request.config, r8_model, r8_data, "keras")
 
 
 @pytest.fixture(scope="session")
-def r8_torch_probs(r8_model, r8_data):
-    return predictions(r8_model, r8_data, "torch")
+def r8_torch_probs(request, r8_model, r8_data):
+    return predictions(request.config, r8_model, r8_data, "torch")
 
 
 @pytest.fixture(scope="session")

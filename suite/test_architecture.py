@@ -131,3 +131,14 @@ def test_code_hash_covers_shaping_modules_only(tmp_path):
     (tmp_path / "report" / "page.py").write_text("")
     (tmp_path / "cli.py").write_text("")
     assert [f.relative_to(tmp_path).as_posix() for f in shaping_modules(tmp_path)] == ["sub/quant_new.py"]
+
+
+def test_the_plugin_keeps_no_state_between_runs():
+    """What a pytest run measures lives on its config: no module-level dict, list or set and no
+    cached function in the plugin, whose module outlives a run (pytest.main called twice)."""
+    tree = ast.parse((R8 / "pytest_plugin.py").read_text())
+    mutable = [ast.unparse(n) for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+               and isinstance(n.value, (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.Call))]
+    cached = [f.name for f in tree.body if isinstance(f, ast.FunctionDef)
+              for d in f.decorator_list if "cache" in ast.unparse(d)]
+    assert mutable == [] and cached == []

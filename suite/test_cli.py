@@ -200,3 +200,21 @@ def test_best_is_chosen_among_r8s_own_rows():
     assert best_row(rows)["config"] == "b" and best_row(rows)["backend"] == "torch"
     assert best_row(rows, "ort")["config"] == "a"
     assert best_row(rows[2:]) is None
+
+
+def test_the_console_state_ends_with_the_run(monkeypatch):
+    """A quiet run hides warnings and log lines while it runs and leaves the process as it found it
+    (the CLI called twice in one process starts from the same state)."""
+    import logging
+    import os
+    import warnings
+
+    from r8 import console
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    before = (list(warnings.filters), {n: logging.getLogger(n).level for n in console.LOGGERS})
+    with console.run(verbose=False):
+        assert console._quiet and logging.getLogger("torch").level == logging.ERROR
+        assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3" and warnings.filters[0][0] == "ignore"
+    assert (list(warnings.filters), {n: logging.getLogger(n).level for n in console.LOGGERS}) == before
+    assert not console._quiet and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
