@@ -10,7 +10,7 @@ from pathlib import Path
 
 from r8 import paths
 from r8.errors import R8Error
-from r8.thresholds import DEFAULT, Thresholds
+from r8.thresholds import Thresholds, add_gate_options
 
 
 def model_and_data(args):
@@ -178,7 +178,7 @@ def cmd_study(args) -> None:
 
 
 def cmd_benchmark(args) -> None:
-    """Runs the suite's benchmark tests (pytest-benchmark) on the model, then writes its report."""
+    """Runs r8's benchmarks (:mod:`r8.benchmarks`, pytest-benchmark) on the model, then writes its report."""
     import subprocess
 
     from r8 import artifacts
@@ -187,9 +187,6 @@ def cmd_benchmark(args) -> None:
     from r8.report.index import write_index
     from r8.report.writers import append_step_summary, write_benchmark_report
 
-    root = Path(__file__).resolve().parent.parent
-    if not (root / "suite" / "test_benchmark.py").is_file():
-        raise R8Error(f"{root / 'suite'}: the benchmark suite is not there; run from a source checkout")
     model, data = model_and_data(args)
     out = model_dir(args.out, model)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,12 +194,12 @@ def cmd_benchmark(args) -> None:
     for run in range(args.repeat):
         raw = out / f"pytest-benchmark-{run + 1}.json"
         print(f"benchmark run {run + 1} of {args.repeat} ({model.stem})", flush=True)
-        subprocess.run([sys.executable, "-m", "pytest", "suite/test_benchmark.py", "-m", "benchmark", "-q",
+        subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "r8.benchmarks", "-m", "benchmark", "-q",
                         f"--benchmark-json={raw.resolve()}", "-p", "no:cacheprovider",
                         "--r8-model", str(model.path),
                         "--r8-data", args.data if args.data == "cifar10" else str(Path(args.data).resolve()),
                         *args.pytest_args],
-                       cwd=root, check=True, stdout=None if args.verbose else subprocess.DEVNULL)
+                       cwd=out, check=True, stdout=None if args.verbose else subprocess.DEVNULL)
         runs.append(json.loads(raw.read_text()))
     fp32_top1 = next(b["extra_info"]["top1"] for b in runs[0]["benchmarks"] if b["extra_info"]["runtime"] == "torch")
     write_benchmark_report(runs, THREADS, macs_per_image(artifacts.torch_fp32(model)), fp32_top1,
@@ -262,7 +259,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=paths.keras_model_path())
     p.set_defaults(run=cmd_inspect)
 
-    from r8.calibration import SOURCES
+    from r8.calibration import DEFAULT_SIZE, SOURCES
+    from r8.jobs.study import STUDY_SIZES
 
     def inputs(p, gates: tuple = ()):
         """--model and --data (and the thresholds named in ``gates``) of a job."""
@@ -270,9 +268,7 @@ def parser() -> argparse.ArgumentParser:
                        help="any model file r8 converts (default: the MLPerf Tiny IC01 ResNet8)")
         p.add_argument("--data", default="cifar10",
                        help="cifar10 (default) or FILE.npz with x_train, y_train, x_test, y_test")
-        for name in gates:
-            p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(DEFAULT, name),
-                           help=f"gate threshold (default {getattr(DEFAULT, name)})")
+        add_gate_options(p.add_argument, gates)
 
     p = sub.add_parser("evaluate", help="top-1 overall and per class")
     p.add_argument("--backend", choices=("keras", "torch"), required=True)
@@ -292,7 +288,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", choices=SOURCES, default="train",
                    help="calibration images: stratified training images (default), or the "
                         "MLCommons list, which overlaps the test set (comparison only)")
-    p.add_argument("--calibration-size", type=int, default=1000, help="training images, a multiple of the class count")
+    p.add_argument("--calibration-size", type=int, default=DEFAULT_SIZE, help="training images, a multiple of the class count")
     p.add_argument("--calibration-seed", type=int, default=0)
     p.add_argument("--mcu", action="store_true", help="also run each int8 .tflite on TFLite Micro's kernels (a row each: "
                                                         "accuracy, agreement with LiteRT, arena and flash bytes)")
@@ -307,7 +303,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="write the calibration set (indices, seed, sha256) as .npz")
     inputs(p)
-    p.add_argument("--n", type=int, default=1000, help="images, a multiple of the class count (train source)")
+    p.add_argument("--n", type=int, default=DEFAULT_SIZE, help="images, a multiple of the class count (train source)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", choices=SOURCES, default="train")
     p.add_argument("-o", "--out", type=Path, required=True)
@@ -316,7 +312,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("study", help="int8 drop over calibration sizes and seeds, each backend's two best configs")
     inputs(p)
     p.add_argument("--out", type=Path, default=Path("reports"))
-    p.add_argument("--sizes", type=int, nargs="+", help="calibration sizes (default 100 250 500 1000 2000)")
+    p.add_argument("--sizes", type=int, nargs="+", help=f"calibration sizes (default {' '.join(map(str, STUDY_SIZES))})")
     p.add_argument("--seeds", type=int, nargs="+", help="calibration seeds (default 0 1 2 3 4)")
     p.add_argument("--configs", nargs="+", help="backend/config ids, e.g. ort/qop-u8s8-perchannel-minmax "
                                                   "(default: each backend's two best default configs)")

@@ -17,9 +17,7 @@ import numpy as np
 import pytest
 
 from r8 import paths
-from r8.thresholds import DEFAULT, Thresholds
-
-GATE_OPTIONS = ("min_top1", "max_drop_pp", "best_drop_pp")
+from r8.thresholds import GATES, Thresholds, add_gate_options
 
 
 def pytest_addoption(parser):
@@ -28,9 +26,7 @@ def pytest_addoption(parser):
                     help="a model file r8 converts (repeatable; default: the MLPerf Tiny IC01 ResNet8)")
     group.addoption("--r8-data", default="cifar10", metavar="DATA",
                     help="cifar10 (default) or FILE.npz with x_train, y_train, x_test, y_test")
-    for name in GATE_OPTIONS:
-        group.addoption(f"--r8-{name.replace('_', '-')}", type=float, default=getattr(DEFAULT, name),
-                        help=f"gate threshold (default {getattr(DEFAULT, name)})")
+    add_gate_options(group.addoption, prefix="--r8-")
 
 
 MARKERS = ("accuracy: full test-set accuracy gates (minutes, part of CI)",
@@ -164,7 +160,7 @@ def r8_data(request, r8_model):
 
 @pytest.fixture(scope="session")
 def r8_thresholds(request) -> Thresholds:
-    return Thresholds(**{name: request.config.getoption(f"r8_{name}") for name in GATE_OPTIONS})
+    return Thresholds(**{name: request.config.getoption(f"r8_{name}") for name in GATES})
 
 
 @pytest.fixture(scope="session")

@@ -13,3 +13,15 @@ class Thresholds:
 
 
 DEFAULT = Thresholds()
+
+# The gates a user sets, each an option of the CLI's jobs (--min-top1) and of the pytest plugin (--r8-min-top1)
+GATES = {"min_top1": "fp32 top-1 on the test images, a fraction", "max_drop_pp": "every int8 config's drop, pp",
+         "best_drop_pp": "each gated backend's best int8 drop, pp"}
+
+
+def add_gate_options(add_option, names=tuple(GATES), prefix: str = "--") -> None:
+    """Add the gates ``names`` as float options through ``add_option`` (argparse's add_argument
+    or pytest's addoption), named ``prefix`` + the gate with dashes."""
+    for name in names:
+        add_option(f"{prefix}{name.replace('_', '-')}", type=float, default=getattr(DEFAULT, name),
+                   help=f"gate: {GATES[name]} (default {getattr(DEFAULT, name)})")

@@ -75,7 +75,7 @@ LAYERS = [
     ("backends", {"backends"}),
     ("report", {"report"}),
     ("jobs", {"jobs"}),
-    ("entry points", {"cli", "__main__", "pytest_plugin", "gates"}),
+    ("entry points", {"cli", "__main__", "pytest_plugin", "gates", "benchmarks"}),
 ]
 
 

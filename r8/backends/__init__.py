@@ -16,6 +16,11 @@ from r8.errors import R8Error
 BACKEND_MODULES = ("r8.backends.ort", "r8.backends.pytorch", "r8.backends.tflite")  # each lists its BACKENDS
 
 
+def weights_id(per_channel: bool) -> str:
+    """The fragment of a config id that says how its weights are quantized."""
+    return "perchannel" if per_channel else "pertensor"
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str

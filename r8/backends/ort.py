@@ -32,7 +32,7 @@ from onnxruntime.quantization.qdq_loss_debug import (
 from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
 from r8 import artifacts
-from r8.backends import Backend
+from r8.backends import Backend, weights_id
 from r8.cache import build_once, sha256
 from r8.calibration import CalibrationSet
 from r8.data import Split
@@ -56,7 +56,7 @@ class OrtConfig:
 
     @property
     def id(self) -> str:
-        return f"{self.fmt}-{self.types}-{'perchannel' if self.per_channel else 'pertensor'}-{self.method}"
+        return f"{self.fmt}-{self.types}-{weights_id(self.per_channel)}-{self.method}"
 
 
 FULL_MATRIX = [OrtConfig(f, t, pc, m) for f, t, pc, m in product(FORMATS, TYPES, (True, False), METHODS)]

@@ -29,7 +29,7 @@ from torch.ao.quantization import (
 )
 
 from r8 import artifacts
-from r8.backends import Backend
+from r8.backends import Backend, weights_id
 from r8.cache import build_once
 from r8.calibration import CalibrationSet
 from r8.environment import saturating_int8
@@ -54,7 +54,7 @@ class TorchConfig:
 
     @property
     def id(self) -> str:
-        return f"{self.flow}-{self.engine}-{'perchannel' if self.per_channel else 'pertensor'}-{self.observer}"
+        return f"{self.flow}-{self.engine}-{weights_id(self.per_channel)}-{self.observer}"
 
 
 FULL_MATRIX = [TorchConfig(f, e, pc, o) for f, e, pc, o in product(FLOWS, ENGINES, (True, False), OBSERVERS)

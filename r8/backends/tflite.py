@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from r8 import artifacts
-from r8.backends import Backend
+from r8.backends import Backend, weights_id
 from r8.cache import build_once
 from r8.calibration import CalibrationSet
 from r8.errors import R8Error
@@ -25,7 +25,7 @@ class TfliteConfig:
 
     @property
     def id(self) -> str:
-        return f"int8-{'perchannel' if self.per_channel else 'pertensor'}{'-meanpool' if self.mean_pool else ''}"
+        return f"int8-{weights_id(self.per_channel)}{'-meanpool' if self.mean_pool else ''}"
 
 
 MATRIX = [TfliteConfig(True, True), TfliteConfig(False, True), TfliteConfig(True), TfliteConfig(False)]
