@@ -52,11 +52,10 @@ def global_pools_as_mean(model, keras):
 
 def keras_model(h5: Path, mean_pool: bool):
     """The Keras model TFLite converts: the file as Keras loads it, pools rewritten if asked."""
-    from r8.frontends.keras.reader import keras_version
     from r8.frontends.keras.reference import keras_for, load_keras_model
 
     model = load_keras_model(h5)
-    return global_pools_as_mean(model, keras_for(keras_version(h5))) if mean_pool else model
+    return global_pools_as_mean(model, keras_for(h5)) if mean_pool else model
 
 
 def quantize(h5: Path, out: Path, config: TfliteConfig, calibration: CalibrationSet) -> dict:

@@ -41,8 +41,11 @@ def import_tensorflow():
     return tensorflow
 
 
-def keras_for(version: str):
-    """The Keras package that reads files written by Keras ``version``: tf-keras for 2.x."""
+def keras_for(path: str | os.PathLike):
+    """The Keras package that reads the model file ``path``: tf-keras for one written by Keras 2.x."""
+    from r8.frontends.keras.reader import keras_version  # also the R8Error for a missing or unreadable file
+
+    version = keras_version(path)
     import_tensorflow()
     if version.startswith("2."):
         try:
@@ -57,8 +60,6 @@ def keras_for(version: str):
 
 
 def load_keras_model(h5: str | os.PathLike):
-    from r8.frontends.keras.reader import keras_version  # also the R8Error for a missing or unreadable file
-
-    keras = keras_for(keras_version(h5))
+    keras = keras_for(h5)
     with native_stderr_quiet():
         return keras.models.load_model(h5, compile=False)
