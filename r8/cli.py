@@ -5,6 +5,7 @@ thresholds are made from paths and flags; everything below takes them as values.
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -177,6 +178,12 @@ def cmd_study(args) -> None:
     print(f"wrote {out / 'study.md'} and {out / 'study.json'}; open {args.out / 'index.html'}")
 
 
+def benchmark_env() -> dict:
+    """The benchmark run's environment: this one without pytest-xdist's worker variables, which a
+    run started from an xdist worker inherits and which make pytest-benchmark disable itself."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+
+
 def cmd_benchmark(args) -> None:
     """Runs r8's benchmarks (:mod:`r8.benchmarks`, pytest-benchmark) on the model, then writes its report."""
     import subprocess
@@ -199,7 +206,9 @@ def cmd_benchmark(args) -> None:
                         "--r8-model", str(model.path),
                         "--r8-data", args.data if args.data == "cifar10" else str(Path(args.data).resolve()),
                         *args.pytest_args],
-                       cwd=out, check=True, stdout=None if args.verbose else subprocess.DEVNULL)
+                       cwd=out, check=True, stdout=None if args.verbose else subprocess.DEVNULL, env=benchmark_env())
+        if not raw.is_file():
+            raise R8Error(f"{raw}: pytest-benchmark wrote no results (benchmarks disabled?); rerun with -v to see its output")
         runs.append(json.loads(raw.read_text()))
     fp32_top1 = next(b["extra_info"]["top1"] for b in runs[0]["benchmarks"] if b["extra_info"]["runtime"] == "torch")
     write_benchmark_report(runs, THREADS, macs_per_image(artifacts.torch_fp32(model)), fp32_top1,

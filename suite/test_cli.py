@@ -218,3 +218,19 @@ def test_the_console_state_ends_with_the_run(monkeypatch):
         assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3" and warnings.filters[0][0] == "ignore"
     assert (list(warnings.filters), {n: logging.getLogger(n).level for n in console.LOGGERS}) == before
     assert not console._quiet and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+
+
+def test_the_benchmark_run_is_not_disabled_by_an_xdist_parent(monkeypatch):
+    """``python -m r8 benchmark`` started from a pytest-xdist worker (the README test under -n)
+    inherits PYTEST_XDIST_WORKER, with which pytest-benchmark disables itself and writes no JSON;
+    the benchmark's pytest gets the environment without those variables."""
+    from pytest_benchmark.session import BenchmarkSession
+
+    from r8.cli import benchmark_env
+
+    assert "PYTEST_XDIST_WORKER" in BenchmarkSession.__init__.__code__.co_consts  # the premise: it reads that variable
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    monkeypatch.setenv("R8_CACHE_DIR", "/somewhere")
+    env = benchmark_env()
+    assert not [k for k in env if k.startswith("PYTEST_XDIST_")] and env["R8_CACHE_DIR"] == "/somewhere"
