@@ -249,7 +249,7 @@ def cmd_cache(args) -> None:
         raise SystemExit(1)
 
 
-def parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     """Every command, its options and the function that runs it (``run``)."""
     parser = argparse.ArgumentParser(prog="python -m r8", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -269,7 +269,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_inspect)
 
     from r8.calibration import DEFAULT_SIZE, SOURCES
-    from r8.jobs.study import STUDY_SIZES
+    from r8.jobs.study import STUDY_SEEDS, STUDY_SIZES
 
     def inputs(p, gates: tuple = ()):
         """--model and --data (and the thresholds named in ``gates``) of a job."""
@@ -322,7 +322,7 @@ def parser() -> argparse.ArgumentParser:
     inputs(p)
     p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument("--sizes", type=int, nargs="+", help=f"calibration sizes (default {' '.join(map(str, STUDY_SIZES))})")
-    p.add_argument("--seeds", type=int, nargs="+", help="calibration seeds (default 0 1 2 3 4)")
+    p.add_argument("--seeds", type=int, nargs="+", help=f"calibration seeds (default {' '.join(map(str, STUDY_SEEDS))})")
     p.add_argument("--configs", nargs="+", help="backend/config ids, e.g. ort/qop-u8s8-perchannel-minmax "
                                                   "(default: each backend's two best default configs)")
     p.set_defaults(run=cmd_study)
@@ -350,7 +350,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from r8 import console
 
-    args = parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         with console.run(args.verbose):
             args.run(args)
