@@ -121,11 +121,11 @@ def calibrate(pre: str | Path, method: str, images: np.ndarray, cache: str | Pat
 def reduce_range() -> bool:
     """Whether ORT configs get 7-bit weights on this CPU: every one on x86 without VNNI, where
     ONNX Runtime's int8 kernels add pairs of u8 x s8 products in 16 bits (``vpmaddubsw``), which
-    saturates on real activations. MLAS reaches that kernel from s8 activations and u8 weights too
-    (shifted by 128): on IC01 (2,000 test images) qdq-u8s8-perchannel-distribution lost 20 pp,
-    qdq-s8s8-perchannel-distribution 22 pp and qop-u8u8-perchannel-minmax 3.4 pp, while the same
-    QDQ files computed in float (no kernel fusion) lost about 1.5 pp; with 7-bit weights each
-    is within 1.1 pp. ``reduce_range`` is ORT's remedy for non-VNNI machines."""
+    saturates on real activations; configs with s8 activations or u8 weights saturate there too.
+    On IC01 qdq-u8s8-perchannel-distribution lost 20.5 pp (10k test images), qdq-s8s8-perchannel-
+    distribution 22.1 pp and qop-u8u8-perchannel-minmax 3.4 pp (2,000 images), while the s8s8 QDQ
+    file computed in float (no kernel fusion) lost 1.6 pp; with 7-bit weights they lost 1.3, 1.1
+    and 0.1 pp. ``reduce_range`` is ORT's remedy for non-VNNI machines."""
     return saturating_int8()
 
 
