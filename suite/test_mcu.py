@@ -14,7 +14,7 @@ from cli_run import r8
 from r8 import paths
 from r8.backends import backend
 from r8.errors import R8Error
-from r8.jobs.quantize import MCU_MARGIN
+from r8.jobs.quantize import MCU_MARGIN, best_row
 from r8.metrics import paired_drop, top1
 from r8.runtimes import mcu
 
@@ -116,7 +116,7 @@ def test_best_tflite_config_on_tflm(r8_model, r8_int8_rows, r8_data, report):
     image, and no other op parts them. Where the model has a published int8 file (IC01, IC02), its
     arena and flash are within 5 % of that file's; another model's are only reported (no other
     model's file is a yardstick for it)."""
-    best = min((r8_int8_rows("tflite", c) for c in backend("tflite").default), key=lambda r: r["drop_pp"])
+    best = best_row([r8_int8_rows("tflite", c) for c in backend("tflite").default], "tflite")
     m = mcu.measure(best["artifact"], r8_data.test.images)
     labels = r8_data.test.labels
     vs_litert = paired_drop(m["litert_probs"], m["probs"], labels)

@@ -154,11 +154,11 @@ def gates(report: dict, thresholds: Thresholds) -> list[dict]:
     out += [{"gate": f"int8 drop pp {r['backend']}-{r['config']}", "threshold": thresholds.max_drop_pp,
              "value": r["drop_pp"], "passed": r["drop_pp"] <= thresholds.max_drop_pp} for r in own]
     for b in backends.gated():
-        drops = [r["drop_pp"] for r in own if r["backend"] == b.name]
-        if drops:
-            passed, waiver = min(drops) <= thresholds.best_drop_pp, b.best_gate_waiver()
+        best = best_row(own, b.name)
+        if best:
+            passed, waiver = best["drop_pp"] <= thresholds.best_drop_pp, b.best_gate_waiver()
             out.append({"gate": f"best int8 drop pp {b.name}", "threshold": thresholds.best_drop_pp,
-                        "value": min(drops), "passed": passed, **({"waived": waiver} if waiver and not passed else {})})
+                        "value": best["drop_pp"], "passed": passed, **({"waived": waiver} if waiver and not passed else {})})
     return out + mcu_gates(report["rows"])
 
 
