@@ -45,13 +45,7 @@ def onnx2torch_fp32(model: Model) -> fx.GraphModule:
     return onnx_to_torch(onnx_fp32(model, "keras"))
 
 
-TORCH_ROUTES = {"h5": torch_fp32, "onnx2torch": onnx2torch_fp32}  # route -> fp32 model of a Model
+# route -> fp32 model of a Model: r8's own converter (any file r8 reads), or tf2onnx then onnx2torch
+TORCH_ROUTES = {"r8": torch_fp32, "onnx2torch": onnx2torch_fp32}
 
 
-def onnx2torch_program(model: Model) -> Path:
-    from r8.frontends.onnx_route import route_limit
-
-    def build(tmp: Path) -> None:
-        with route_limit(model.path, "saved with torch.export"):
-            save_program(onnx2torch_fp32(model), tmp)
-    return build_once(name(model, "onnx2torch.pt"), key(model), build)

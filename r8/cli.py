@@ -85,7 +85,8 @@ def cmd_evaluate(args) -> None:
 def cmd_quantize(args) -> None:
     from r8.backends import backend
     from r8.calibration import calibration_set
-    from r8.jobs.quantize import best_row, find_config, model_dir, quantize_job
+    from r8.jobs.quantize import find_config, model_dir, quantize_job
+    from r8.rows import best_row
 
     if args.backend != "all":
         backend(args.backend)  # an unknown name is refused before any work
@@ -97,8 +98,8 @@ def cmd_quantize(args) -> None:
     best = best_row(report["rows"])
     out = model_dir(args.out, model)
     print(f"{model.stem}: fp32 top-1 {report['fp32_top1']:.2%}; {len(report['rows'])} rows; " +
-          (f"best {best['backend']} {best['config']}: {best['top1']:.2%} (drop {best['drop_pp']:.2f} pp, 95 % CI "
-           f"{best['drop_ci95_pp'][0]:.2f} to {best['drop_ci95_pp'][1]:.2f})" if best else "no int8 config measured"))
+          (f"best {best.backend} {best.config}: {best.top1:.2%} (drop {best.drop_pp:.2f} pp, 95 % CI "
+           f"{best.drop_ci95_pp[0]:.2f} to {best.drop_ci95_pp[1]:.2f})" if best else "no int8 config measured"))
     print(f"wrote {out / 'quantization.md'} and {out / 'quantization.json'}; open {args.out / 'index.html'}")
     failed = [g for g in report["gates"] if not g["passed"] and "waived" not in g]
     for g in report["gates"]:
@@ -115,25 +116,26 @@ MCU_FIELDS = ("file", "config", "top1", "top1_perf200", "litert_top1", "bitexact
               "flash", "ops", "tflm_s")
 
 
-def _mcu_rows(args) -> list[dict]:
-    """The MCU rows of the model's TFLite int8 configs (built if needed), its published int8
-    .tflite and the files given."""
+def _mcu_rows(args) -> list[tuple[str, object]]:
+    """(model stem, McuRow) of the model's TFLite int8 configs (built if needed), its published
+    int8 .tflite and the files given."""
     from r8.backends import backend
     from r8.calibration import calibration_set
-    from r8.jobs.quantize import fp32_predictions, mcu_rows
+    from r8.jobs.quantize import McuFile, fp32_predictions, mcu_rows
+    from r8.rows import REFERENCE_BACKEND, int8_label, reference_label
 
     model, data = model_and_data(args)
     tflite, cal, files = backend("tflite"), calibration_set(data, num_classes=model.num_classes), []
     for config in tflite.default:
         try:
-            files.append((f"{config.id}-{cal.source}", tflite.build(model, config, cal)))
+            files.append(McuFile("tflite", int8_label(config.id, cal.source), tflite.build(model, config, cal)))
         except R8Error as e:  # e.g. a .tflite source: TFLite's quantizer needs the Keras model
             print(f"skipped tflite-{config.id}: {e}", file=sys.stderr)
     reference = model.reference("int8")
-    files += [(f"{reference.name} (published int8)", reference)] if reference else []
-    files += [(f.name, f) for f in args.tflite]
+    files += [McuFile(REFERENCE_BACKEND, reference_label(reference), reference)] if reference else []
+    files += [McuFile("file", f.name, f) for f in args.tflite]
     progress = not args.json
-    return [{**r, "model": model.stem} for r in mcu_rows(model, data, fp32_predictions(model, data, progress), files, progress)]
+    return [(model.stem, r) for r in mcu_rows(model, data, fp32_predictions(model, data, progress), files, progress)]
 
 
 def cmd_mcu(args) -> None:
@@ -146,7 +148,7 @@ def cmd_mcu(args) -> None:
     with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # stdout: the JSON alone
         rows = _mcu_rows(args)
     if args.json:
-        print(json.dumps({"rows": [{k: r[k] for k in MCU_FIELDS if k in r} for r in rows]}))
+        print(json.dumps({"rows": [{k: v for k, v in r.to_json().items() if k in MCU_FIELDS} for _, r in rows]}))
         return
     print(markdown(mcu_blocks(rows)))
 
@@ -249,48 +251,43 @@ def cmd_cache(args) -> None:
         raise SystemExit(1)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Every command, its options and the function that runs it (``run``)."""
-    parser = argparse.ArgumentParser(prog="python -m r8", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="also show warnings and TensorFlow/ONNX Runtime/torch log lines (hidden by default)")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_inputs(p, gates: tuple = ()) -> None:
+    """--model and --data (and the thresholds named in ``gates``) of a job."""
+    p.add_argument("--model", type=Path, default=paths.keras_model_path(),
+                   help="any model file r8 converts (default: the MLPerf Tiny IC01 ResNet8)")
+    p.add_argument("--data", default="cifar10", help="cifar10 (default) or FILE.npz with x_train, y_train, x_test, y_test")
+    add_gate_options(p.add_argument, gates)
 
-    p = sub.add_parser("convert", help="convert a Keras .h5 (MLPerf Tiny layers) or a float .tflite to a torch.export .pt (+ state_dict)")
+
+def add_model_commands(sub) -> None:
+    p = sub.add_parser("convert", help="convert a Keras .h5/.keras or a float .tflite to a torch.export .pt (+ state_dict)")
     p.add_argument("--model", type=Path, default=paths.keras_model_path())
     p.add_argument("-o", "--out", type=Path, required=True)
-    p.add_argument("--route", choices=("h5", "onnx2torch"), default="h5",
-                   help="h5: r8's own converter, for .h5 and .tflite (default, NCHW); onnx2torch: tf2onnx then onnx2torch "
+    p.add_argument("--route", choices=("r8", "onnx2torch"), default="r8",
+                   help="r8: r8's own converter, for .h5, .keras and .tflite (default, NCHW); onnx2torch: tf2onnx then onnx2torch "
                         "(needs tensorflow; keeps Keras's NHWC input)")
     p.set_defaults(run=cmd_convert)
 
-    p = sub.add_parser("inspect", help="the layer (op) table of a Keras .h5 or float .tflite and what r8 cannot convert")
+    p = sub.add_parser("inspect", help="the layer (op) table of a Keras .h5/.keras or float .tflite and what r8 cannot convert")
     p.add_argument("--model", type=Path, default=paths.keras_model_path())
     p.set_defaults(run=cmd_inspect)
 
-    from r8.calibration import DEFAULT_SIZE, SOURCES
-    from r8.jobs.study import STUDY_SEEDS, STUDY_SIZES
-
-    def inputs(p, gates: tuple = ()):
-        """--model and --data (and the thresholds named in ``gates``) of a job."""
-        p.add_argument("--model", type=Path, default=paths.keras_model_path(),
-                       help="any model file r8 converts (default: the MLPerf Tiny IC01 ResNet8)")
-        p.add_argument("--data", default="cifar10",
-                       help="cifar10 (default) or FILE.npz with x_train, y_train, x_test, y_test")
-        add_gate_options(p.add_argument, gates)
-
     p = sub.add_parser("evaluate", help="top-1 overall and per class")
     p.add_argument("--backend", choices=("keras", "torch"), required=True)
-    inputs(p)
+    add_inputs(p)
     p.add_argument("--subset", default="test", help="test (default), train, or a subset of the data (cifar10: "
                                                      "perf200, perf200_v0.5)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda, for the torch backend")
     p.set_defaults(run=cmd_evaluate)
 
+
+def add_int8_commands(sub) -> None:
+    from r8.calibration import DEFAULT_SIZE, SOURCES
+
     p = sub.add_parser("quantize", help="int8 quantize every default config, evaluate, report, gate")
     p.add_argument("--backend", default="all", help="a backend of the registry (ort, torch, ...) or all (default)")
-    inputs(p, ("min_top1", "max_drop_pp", "best_drop_pp"))
+    add_inputs(p, ("min_top1", "max_drop_pp", "best_drop_pp"))
     p.add_argument("--out", type=Path, default=Path("reports"), help="reports root: OUT/<model stem>/, OUT/index.html")
     p.add_argument("--configs", nargs="+", help="only these backend/config ids, e.g. ort/qop-u8s8-perchannel-minmax "
                                                   "(default: every default config of --backend)")
@@ -305,21 +302,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mcu", help="will it run on a microcontroller? the model's int8 .tflite files (and any given) "
                                    "on TFLite Micro: top-1, agreement with LiteRT, arena (RAM) and flash bytes, ops")
-    inputs(p)
+    add_inputs(p)
     p.add_argument("--tflite", type=Path, nargs="+", default=[], help="more int8 .tflite files to measure")
     p.add_argument("--json", action="store_true", help='{"rows": [...]} on stdout')
     p.set_defaults(run=cmd_mcu)
 
     p = sub.add_parser("calibrate", help="write the calibration set (indices, seed, sha256) as .npz")
-    inputs(p)
+    add_inputs(p)
     p.add_argument("--n", type=int, default=DEFAULT_SIZE, help="images, a multiple of the class count (train source)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", choices=SOURCES, default="train")
     p.add_argument("-o", "--out", type=Path, required=True)
     p.set_defaults(run=cmd_calibrate)
 
+
+def add_study_commands(sub) -> None:
+    from r8.jobs.study import STUDY_SEEDS, STUDY_SIZES
+
     p = sub.add_parser("study", help="int8 drop over calibration sizes and seeds, each backend's two best configs")
-    inputs(p)
+    add_inputs(p)
     p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument("--sizes", type=int, nargs="+", help=f"calibration sizes (default {' '.join(map(str, STUDY_SIZES))})")
     p.add_argument("--seeds", type=int, nargs="+", help=f"calibration seeds (default {' '.join(map(str, STUDY_SEEDS))})")
@@ -328,12 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_study)
 
     p = sub.add_parser("benchmark", help="CPU inference benchmarks of every runtime, report + plots")
-    inputs(p, ("best_drop_pp",))
+    add_inputs(p, ("best_drop_pp",))
     p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument("--repeat", type=int, default=1, help="run the whole benchmark N times; report medians")
     p.add_argument("pytest_args", nargs="*", help="extra pytest arguments (e.g. -k onnxruntime)")
     p.set_defaults(run=cmd_benchmark)
 
+
+def add_file_commands(sub) -> None:
     p = sub.add_parser("download", help="fetch and verify CIFAR-10 and the MLCommons files into a data root")
     p.add_argument("--root", type=Path, default=paths.data_dir())
     p.set_defaults(run=cmd_download)
@@ -344,6 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, default=paths.cache_dir(), help="the cache (default: R8_CACHE_DIR)")
     p.add_argument("--json", action="store_true", help="verify: one JSON object on stdout")
     p.set_defaults(run=cmd_cache)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command, its options and the function that runs it (``run``)."""
+    parser = argparse.ArgumentParser(prog="python -m r8", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show warnings and TensorFlow/ONNX Runtime/torch log lines (hidden by default)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (add_model_commands, add_int8_commands, add_study_commands, add_file_commands):
+        add(sub)
     return parser
 
 

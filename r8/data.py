@@ -2,10 +2,8 @@
 python layout, loaded and downloaded through torchvision) with the MLPerf Tiny perf sets, or a
 user's ``.npz``; the EEMBC ``.bin`` format, and the reference model files' download."""
 
-import csv
 import hashlib
 import os
-import pickle
 import zipfile
 from dataclasses import dataclass
 from functools import cache
@@ -194,35 +192,6 @@ def perf_indices(name: str, root: Path) -> np.ndarray:
     if idx.ndim != 1 or idx.min() < 0 or idx.max() >= 10_000:
         raise R8Error(f"{f}: not a list of test-set indices (shape {idx.shape})")
     return idx.astype(np.int64)
-
-
-def cifar_test_filenames(root: str | os.PathLike | None = None) -> list[str]:
-    """CIFAR file names of the 10k test images (torchvision does not keep them)."""
-    folder = verify_cifar10(root or paths.data_dir())
-    with open(folder / "test_batch", "rb") as f:
-        return pickle.load(f, encoding="latin1")["filenames"]
-
-
-def read_eembc_bins(folder: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The EEMBC runner format: raw 32x32x3 HWC uint8 ``.bin`` files + ``y_labels.csv``
-    (``name,num_classes,label``). Returns (names, images NHWC, labels) in csv order."""
-    folder = Path(folder)
-    labels_csv = folder / "y_labels.csv"
-    if not labels_csv.is_file():
-        raise R8Error(f"{labels_csv}: missing")
-    with open(labels_csv, newline="") as f:
-        rows = [r for r in csv.reader(f) if r]
-    names, images, labels = [], [], []
-    for row in rows:
-        if len(row) != 3:
-            raise R8Error(f"{labels_csv}: expected 'name,classes,label', got {row}")
-        raw = (folder / row[0]).read_bytes() if (folder / row[0]).is_file() else None
-        if raw is None or len(raw) != 32 * 32 * 3:
-            raise R8Error(f"{folder / row[0]}: expected 3072 bytes, got {'no file' if raw is None else len(raw)}")
-        names.append(row[0])
-        images.append(np.frombuffer(raw, np.uint8).reshape(32, 32, 3))
-        labels.append(int(row[2]))
-    return names, np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
 def _fetch(fetch, url: str, dest: Path, leftover: Path) -> None:

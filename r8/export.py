@@ -72,5 +72,3 @@ def _check(path: str | os.PathLike) -> None:
     onnx.checker.check_model(str(path), full_check=True)
 
 
-def opset_of(path: str | os.PathLike) -> int:
-    return next(o.version for o in onnx.load(str(Path(path))).opset_import if o.domain in ("", "ai.onnx"))

@@ -8,17 +8,16 @@ default matrix is `accuracy`-marked; the rest of its full matrix runs under `slo
 names the model, the gate, its threshold and the measured value.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from r8.backends import gated, registry
 from r8.errors import R8Error
-from r8.jobs.quantize import best_row
 from r8.metrics import agreement, predict, top1
 from r8.pytest_plugin import add_int8_row, gate_failure
-
-ROW_FIELDS = {"backend", "config", "top1", "drop_pp", "size_bytes", "per_class", "artifact",
-              "discordant", "mcnemar_p", "drop_ci95_pp"}
+from r8.rows import Row, best_row
 
 
 def check_gate(model, gate: str, value, threshold, passed: bool) -> None:
@@ -76,14 +75,14 @@ def _cases():
             yield pytest.param(b.name, config, id=f"{b.name}-{config.id}", marks=marks)
 
 
-def check_row(row: dict, n: int) -> None:
-    """Every field of the row is there and consistent with the others."""
-    assert ROW_FIELDS <= set(row)
-    b, c = row["discordant"]
-    assert b - c == round(row["drop_pp"] / 100 * n)  # the drop is b - c images
-    lo, hi = row["drop_ci95_pp"]
-    assert lo <= row["drop_pp"] <= hi
-    assert 0 <= row["mcnemar_p"] <= 1 and (b + c > 0 or row["mcnemar_p"] == 1)
+def check_row(row: Row, n: int) -> None:
+    """The row's figures are consistent with each other."""
+    b, c = row.discordant
+    assert b - c == round(row.drop_pp / 100 * n)  # the drop is b - c images
+    lo, hi = row.drop_ci95_pp
+    assert lo <= row.drop_pp <= hi
+    assert 0 <= row.mcnemar_p <= 1 and (b + c > 0 or row.mcnemar_p == 1)
+    assert row.size_bytes == Path(row.artifact).stat().st_size and 0 <= min(row.per_class) <= row.top1 <= max(row.per_class) <= 1
 
 
 @pytest.mark.parametrize("backend, config", list(_cases()))
@@ -92,16 +91,17 @@ def test_int8_drop(backend, config, r8_model, r8_calibration, r8_int8_rows, r8_d
         row = r8_int8_rows(backend, config)
     except R8Error as e:  # out of this backend's reach for this model: shown, never counted as a pass
         pytest.skip(f"{r8_model.stem}: {backend} cannot take it: {e}")
-    lo, hi = row["drop_ci95_pp"]
-    r8_report(f"{r8_model.stem}: int8 {backend}-{row['config']}",
-           f"{row['top1']:.2%} (drop {row['drop_pp']:.2f} pp, 95 % CI [{lo:.2f}, {hi:.2f}], McNemar p "
-           f"{row['mcnemar_p']:.3g}, discordant {row['discordant']}, "
-           + (f"r8_calibration {row['r8_calibration_s']:.1f} s, " if "r8_calibration_s" in row else "r8_calibration inside ")
-           + f"quantization {row['quantize_s']:.1f} s)")
+    lo, hi = row.drop_ci95_pp
+    r8_report(f"{r8_model.stem}: int8 {backend}-{row.config}",
+              f"{row.top1:.2%} (drop {row.drop_pp:.2f} pp, 95 % CI [{lo:.2f}, {hi:.2f}], McNemar p "
+              f"{row.mcnemar_p:.3g}, discordant {row.discordant}, "
+              + (f"calibration {row.calibration_s:.1f} s, " if row.calibration_s is not None else "calibration inside ")
+              + f"quantization {row.quantize_s:.1f} s)")
     check_row(row, len(r8_data.test.labels))
-    assert row["artifact"] == str(registry()[backend].build(r8_model, config, r8_calibration))
-    check_gate(r8_model, f"int8 drop pp {backend}-{config.id}", row["drop_pp"], r8_thresholds.max_drop_pp,
-               row["drop_pp"] <= r8_thresholds.max_drop_pp)
+    assert (row.backend, row.config_id, row.calibration) == (backend, config.id, r8_calibration.source)
+    assert row.artifact == str(registry()[backend].build(r8_model, config, r8_calibration))
+    check_gate(r8_model, f"int8 drop pp {backend}-{config.id}", row.drop_pp, r8_thresholds.max_drop_pp,
+               row.drop_pp <= r8_thresholds.max_drop_pp)
 
 
 @pytest.mark.accuracy
@@ -116,8 +116,8 @@ def test_best_config_within_target(name, r8_model, r8_int8_rows, r8_thresholds, 
     if not rows:
         pytest.skip(f"{r8_model.stem}: {name} can quantize none of its configs for this model")
     best = best_row(rows, name)
-    r8_report(f"{r8_model.stem}: best {name} int8 config", f"{best['config']}: drop {best['drop_pp']:.2f} pp")
-    check_best_drop(r8_model, name, best["config"], best["drop_pp"], r8_thresholds.best_drop_pp)
+    r8_report(f"{r8_model.stem}: best {name} int8 config", f"{best.config}: drop {best.drop_pp:.2f} pp")
+    check_best_drop(r8_model, name, best.config, best.drop_pp, r8_thresholds.best_drop_pp)
 
 
 @pytest.mark.accuracy
@@ -129,7 +129,7 @@ def test_int8_reference(request, r8_model, r8_data, r8_torch_probs, r8_threshold
     if row is None:
         pytest.skip(f"{r8_model.stem}: no published int8 .tflite of this model beside it")
     add_int8_row(request.config, r8_model, r8_data, None, row)
-    r8_report(f"{r8_model.stem}: int8 reference", f"{row['top1']:.2%} (drop {row['drop_pp']:.2f} pp)")
+    r8_report(f"{r8_model.stem}: int8 reference", f"{row.top1:.2%} (drop {row.drop_pp:.2f} pp)")
     check_row(row, len(r8_data.test.labels))
-    check_gate(r8_model, "int8 drop pp of the published reference", row["drop_pp"], r8_thresholds.max_drop_pp,
-               row["drop_pp"] <= r8_thresholds.max_drop_pp)
+    check_gate(r8_model, "int8 drop pp of the published reference", row.drop_pp, r8_thresholds.max_drop_pp,
+               row.drop_pp <= r8_thresholds.max_drop_pp)

@@ -28,5 +28,3 @@ def keras_model_path() -> Path:
     return mlcommons_dir() / "pretrainedResnet.h5"
 
 
-def tflite_model_path(quantized: bool) -> Path:
-    return mlcommons_dir() / ("pretrainedResnet_quant.tflite" if quantized else "pretrainedResnet.tflite")

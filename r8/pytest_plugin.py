@@ -116,8 +116,8 @@ def int8_rows_for(config, model, data, cal) -> Callable:
     return row
 
 
-def add_int8_row(config, model, data, cal, row: dict) -> None:
-    """Adds a measured int8 row to the model's quantization report written at the end of the run
+def add_int8_row(config, model, data, cal, row) -> None:
+    """Adds a measured row (:class:`r8.rows.Row`) to the model's quantization report written at the end of the run
     (``cal``: its calibration set, None for the default one)."""
     from r8.calibration import calibration_set
     from r8.jobs.quantize import describe

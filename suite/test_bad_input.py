@@ -7,9 +7,10 @@ import shutil
 import h5py
 import numpy as np
 import pytest
+from file_facts import read_eembc_bins
 
 from r8.cli import main
-from r8.data import load_split, read_eembc_bins, verify_cifar10
+from r8.data import load_split, verify_cifar10
 from r8.errors import R8Error
 from r8.frontends.convert import convert
 

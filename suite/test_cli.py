@@ -10,6 +10,7 @@ import pytest
 from cli_run import r8
 
 from r8.calibration import calibration_set
+from r8.errors import R8Error
 from r8.metrics import per_class, predict, top1
 from r8.runtimes.runners import TorchRunner
 
@@ -64,7 +65,13 @@ def test_converter_imports_without_tensorflow(h5_path, tmp_path):
             f"save(convert({str(h5_path)!r}), {str(tmp_path / 'm.pt')!r})\n"
             "assert not any(k.startswith(('tensorflow', 'keras')) for k in sys.modules if sys.modules[k])\n")
     subprocess.run([sys.executable, "-c", code], check=True)
-    assert (tmp_path / "m.pt").is_file()
+    import torch
+
+    from r8.frontends.convert import convert, load_program
+
+    x = torch.rand(2, 3, 32, 32)
+    with torch.inference_mode():  # the program saved is the model converted
+        torch.testing.assert_close(load_program(tmp_path / "m.pt")(x), convert(h5_path)(x), rtol=0, atol=1e-6)
 
 
 @pytest.mark.accuracy
@@ -189,17 +196,52 @@ def test_a_crash_exits_3_and_says_it_is_a_bug(monkeypatch, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+def _rows():
+    """One row of each kind: an ORT and a torch config, the published reference and a TFLM row,
+    the last two with the smallest drops."""
+    from r8.rows import MCU_BACKEND, REFERENCE_BACKEND, Int8Row, McuRow, ReferenceRow
+
+    def shared(drop, artifact):
+        return {"top1": 0.9, "drop_pp": drop, "drop_ci95_pp": (drop - 0.1, drop + 0.1), "mcnemar_p": 0.5,
+                "discordant": (3, 2), "per_class": (0.8, 1.0), "subsets": {"perf200": 0.91}, "size_bytes": 10,
+                "artifact": artifact, "env": {"cpu": "x"}}
+    measured = {"tflm_s": 1.0, "bitexact_ref_kernels": True, "differs_ref_kernels": 0, "ref_kernels_first_differ_at": {},
+                "differs_xnnpack": 0, "differs_xnnpack_top1": 0, "arena": {"needed": 100}, "flash": {"total": 200},
+                "ops": ["CONV_2D"]}
+    return [Int8Row("ort", **shared(0.5, "a.onnx"), config_id="a", calibration="train", artifact_digest="d1",
+                    calibration_s=1.0, quantize_s=2.0),
+            Int8Row("torch", **shared(0.3, "b.pt"), config_id="b", calibration="train", artifact_digest="d2"),
+            ReferenceRow(REFERENCE_BACKEND, **shared(-1.0, "/x/model_int8.tflite")),
+            McuRow(MCU_BACKEND, **shared(-2.0, "b.tflite"), source_backend="tflite", source_config="b-train",
+                   litert_top1=0.9, vs_litert_ci95_pp=(-0.1, 0.1), measured=measured)]
+
+
 def test_best_is_chosen_among_r8s_own_rows():
     """quantize prints r8's best: a published reference or TFLite Micro row with a smaller drop is
     never it; one backend's best is that backend's."""
-    from r8.jobs.quantize import MCU_BACKEND, REFERENCE_BACKEND, best_row
+    from r8.rows import best_row
 
-    rows = [{"backend": "ort", "config": "a", "drop_pp": 0.5}, {"backend": "torch", "config": "b", "drop_pp": 0.3},
-            {"backend": REFERENCE_BACKEND, "config": "published", "drop_pp": -1.0},
-            {"backend": MCU_BACKEND, "config": "b", "drop_pp": -2.0}]
-    assert best_row(rows)["config"] == "b" and best_row(rows)["backend"] == "torch"
-    assert best_row(rows, "ort")["config"] == "a"
+    rows = _rows()
+    assert (best_row(rows).backend, best_row(rows).config) == ("torch", "b-train")
+    assert best_row(rows, "ort").config == "a-train"
     assert best_row(rows[2:]) is None
+
+
+def test_rows_keep_their_identity_through_json():
+    """A row read back from its JSON form is the row written, kind and fields; its label is made
+    from its fields (never parsed back); a row without a kind (an older file) is refused by name."""
+    from r8.rows import row_from_json
+
+    for row in _rows():
+        js = json.loads(json.dumps(row.to_json()))
+        assert row_from_json(js) == row and js["kind"] == row.kind and js["config"] == row.config
+        assert js["top1_perf200"] == 0.91 and "subsets" not in js
+    assert [r.config for r in _rows()] == ["a-train", "b-train", "model_int8.tflite (published int8)", "b-train"]
+    assert _rows()[3].to_json()["arena_bytes"] == 100 and "measured" not in _rows()[3].to_json()
+    with pytest.raises(R8Error, match="kind None .*older r8"):
+        row_from_json({"backend": "ort", "config": "a", "drop_pp": 0.1})
+    with pytest.raises(R8Error, match="lacks config_id"):
+        row_from_json({k: v for k, v in _rows()[0].to_json().items() if k != "config_id"})
 
 
 def test_the_console_state_ends_with_the_run(monkeypatch):

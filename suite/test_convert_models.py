@@ -370,7 +370,7 @@ def test_converted_graph_quantizes(name, flow, keras_case):
     model = convert(case.path)
     config = TorchConfig(flow, "x86" if flow == "pt2e" else "onednn", True, "minmax")
     images = np.clip(case.inputs[0] * 40 + 128, 0, 255).astype(np.uint8)  # quantize calibrates on uint8 NHWC
-    qmodel = quantize(model, config, images)
+    qmodel, _ = quantize(model, config, images)
     convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
     assert int8_convs(qmodel if flow == "pt2e" else torch.jit.script(qmodel)) == convs
     with torch.inference_mode(), quantized_engine(config.engine):

@@ -9,9 +9,10 @@ import threading
 
 import numpy as np
 import pytest
+from file_facts import cifar_test_filenames, read_eembc_bins
 
 from r8 import paths
-from r8.data import MLCOMMONS_FILES, cifar_test_filenames, download_cifar10, download_mlcommons, load_split, read_eembc_bins
+from r8.data import MLCOMMONS_FILES, download_cifar10, download_mlcommons, load_split
 from r8.errors import R8Error
 
 

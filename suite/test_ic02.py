@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 from cli_run import r8
+from file_facts import full_matrix_problems, onnx2torch_program
 
 from r8 import paths
 
@@ -95,6 +96,8 @@ def test_ic02_best_int8(ic02_reports, report):
 def test_ic02_full_default_matrices(ic02, tmp_path):
     done = r8("quantize", "--model", ic02, "--out", tmp_path, "--min-top1", MIN_TOP1, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / ic02.stem / "quantization.json").read_text())
+    assert full_matrix_problems(report) == [] and any(r["kind"] == "reference" for r in report["rows"])
 
 
 @pytest.mark.slow
@@ -120,5 +123,5 @@ def test_ic02_onnx2torch_program_reloads(ic02):
 
     model = load_model(ic02)
     x = torch.rand(2, 32, 32, 3) * 255
-    program = load_program(artifacts.onnx2torch_program(model))
+    program = load_program(onnx2torch_program(model))
     assert torch.allclose(program(x), artifacts.onnx2torch_fp32(model)(x), atol=1e-6)

@@ -12,6 +12,7 @@ import pytest
 
 from r8.report.index import write_index
 from r8.report.writers import append_step_summary, write_benchmark_report, write_quantization_report
+from r8.rows import Int8Row
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,9 +39,10 @@ def _model_reports(root: Path, stem: str, fp32: float, rng) -> None:
         **about, "n": 10000, "classes": [f"class{c}" for c in range(10)], "keras_top1": fp32, "torch_top1": fp32,
         "keras_per_class": per_class, "torch_per_class": per_class, "max_abs_diff": 3e-6, "agreement": 1.0,
         "command": "python -m r8 quantize", "generated": "2026-11-27T12:00:00+00:00"}))
-    rows = [{"backend": "ort", "config": f"c{i}", "top1": fp32 - i / 1000, "drop_pp": 0.1 * i,
-             "drop_ci95_pp": [0, 0.2 * i + 0.1], "mcnemar_p": 0.5, "discordant": [i, 0], "size_bytes": 90_000,
-             "per_class": per_class} for i in range(3)]
+    env = {"cpu": "a CPU", "isa": ["avx2"], "cores": 2, "threads": 1, "versions": {"onnxruntime": "1"}}
+    rows = [Int8Row("ort", top1=fp32 - i / 1000, drop_pp=0.1 * i, drop_ci95_pp=(0, 0.2 * i + 0.1), mcnemar_p=0.5,
+                    discordant=(i, 0), per_class=tuple(per_class), subsets={}, size_bytes=90_000, artifact=f"c{i}.onnx",
+                    env=env, config_id=f"c{i}", calibration="train", artifact_digest=str(i)) for i in range(3)]
     gates = [{"gate": "fp32 top-1", "threshold": 0.85, "value": fp32, "passed": fp32 >= 0.85}]
     write_quantization_report({
         **about, "fp32_top1": fp32, "classes": [f"class{c}" for c in range(10)], "rows": rows, "gates": gates,
@@ -92,8 +94,9 @@ def test_index_gathers_every_report(reports):
     assert {img["data-file"] for img in parsed.images} == {f"{m}/{f}" for m in ("resnet8", "small_cnn")
                                                            for f in ("samples_best_int8.png", "sqnr_layers.png", "study.png")}
     assert all(img["src"].startswith("data:image/png;base64,") and len(img["src"]) > 1000 for img in parsed.images)
-    # header + rows: the models side by side, then per model conversion (all + 10 classes), int8 rows, gates, study
-    assert parsed.tables == [1 + 2] + [1 + 11, 1 + 3, 1 + 1, 1 + 1] * 2
+    # header + rows: the models side by side, then per model conversion (all + 10 classes), int8 rows, gates,
+    # where they were measured, study
+    assert parsed.tables == [1 + 2] + [1 + 11, 1 + 3, 1 + 1, 1 + 1, 1 + 1] * 2
     assert parsed.links == ["#model-resnet8", "#model-small-cnn"] and {link[1:] for link in parsed.links} <= parsed.ids
     assert "87.19%" in text and "65.00%" in text and "1/1" in text and "0/1" in text  # fp32 and gates per model
     assert "Not run yet" in text and "python -m r8 benchmark" in text  # the benchmark section
@@ -124,7 +127,7 @@ def test_index_and_a_models_report_render_the_same_blocks(reports):
     md, _ = write_index(reports)
     own = (reports / "small_cnn" / "quantization.md").read_text()
     body = own.split("\n", 2)[2]  # without its title line
-    assert "## Gates" in body and "| ort | c2 | 64.80% |" in body
+    assert "## Gates" in body and "| ort | c2-train | 64.80% |" in body
     nested = body.replace("\n## ", "\n#### ").replace("](", "](small_cnn/")
     assert nested in md.read_text()
 

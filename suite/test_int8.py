@@ -4,9 +4,10 @@ reference) run for any model in :mod:`r8.gates` (``suite/test_gates.py``)."""
 
 import numpy as np
 import pytest
+from file_facts import activation_scales
 
 from r8.backends import backend, gated, ort, pytorch
-from r8.backends.ort import OrtConfig, activation_scales
+from r8.backends.ort import OrtConfig
 from r8.backends.pytorch import TorchConfig
 from r8.cache import build_facts
 from r8.gates import check_best_drop
@@ -57,7 +58,7 @@ def test_torch_observer_is_not_minmax(flow, engine, observer, ic01, calibration,
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [b.name for b in gated()])
 def test_best_config_mean_drop_over_seeds(name, ic01, cifar10, int8_rows, torch_probs, report):
-    best = min(backend(name).configs(available=True), key=lambda c: int8_rows(name, c)["drop_pp"])
+    best = min(backend(name).configs(available=True), key=lambda c: int8_rows(name, c).drop_pp)
     drops = [r["drop_pp"] for r in seed_runs(ic01, cifar10, name, best, torch_probs, 1000, STUDY_SEEDS)]
     report(f"best {name} {best.id}, n=1000, seeds 0-4: drops (pp)",
            f"{drops}, mean {np.mean(drops):.3f}, std {np.std(drops, ddof=1):.3f}")

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import trained_models
 from cli_run import r8
+from file_facts import tflite_model_path
 
-from r8 import paths
 from r8.backends import backend
 from r8.errors import R8Error
-from r8.jobs.quantize import MCU_MARGIN, best_row
+from r8.jobs.quantize import MCU_MARGIN
 from r8.metrics import paired_drop, top1
+from r8.rows import best_row
 from r8.runtimes import mcu
 
 pytest.importorskip("tflite_micro", reason="TFLite Micro's Python interpreter (tflite-micro) is not installed")
@@ -23,7 +24,7 @@ pytest.importorskip("tflite_micro", reason="TFLite Micro's Python interpreter (t
 
 @pytest.fixture(scope="module")
 def reference():
-    return paths.tflite_model_path(quantized=True)
+    return tflite_model_path(quantized=True)
 
 
 def test_arena_is_the_smallest_that_runs_and_matches_tflms_allocator(reference):
@@ -78,7 +79,7 @@ def _with_opcode(src, dst, builtin: int) -> None:
 
 
 def test_bad_input_is_refused_naming_the_file_and_the_op(reference, tmp_path):
-    float_model, garbage, unknown_op = (paths.tflite_model_path(quantized=False), tmp_path / "notes.tflite",
+    float_model, garbage, unknown_op = (tflite_model_path(quantized=False), tmp_path / "notes.tflite",
                                         tmp_path / "lsh.tflite")
     garbage.write_bytes(b"not a flatbuffer at all")
     _with_opcode(reference, unknown_op, 15)  # LSH_PROJECTION: a TFLite builtin TFLM does not have
@@ -117,11 +118,11 @@ def test_best_tflite_config_on_tflm(r8_model, r8_int8_rows, r8_data, report):
     arena and flash are within 5 % of that file's; another model's are only reported (no other
     model's file is a yardstick for it)."""
     best = best_row([r8_int8_rows("tflite", c) for c in backend("tflite").default], "tflite")
-    m = mcu.measure(best["artifact"], r8_data.test.images)
+    m = mcu.measure(best.artifact, r8_data.test.images)
     labels = r8_data.test.labels
     vs_litert = paired_drop(m["litert_probs"], m["probs"], labels)
     published = r8_model.reference("int8")
-    report(f"{r8_model.stem} {best['config']} on TFLM",
+    report(f"{r8_model.stem} {best.config} on TFLM",
            f"top-1 {top1(m['probs'], labels):.2%} (LiteRT {top1(m['litert_probs'], labels):.2%}), "
            f"{m['differs_ref_kernels']} outputs differ from LiteRT's reference kernels (first at "
            f"{m['ref_kernels_first_differ_at']}), {m['differs_xnnpack']} from XNNPACK "

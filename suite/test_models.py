@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import trained_models  # suite/: the trainers, also a script
 from cli_run import r8
+from file_facts import full_matrix_problems, tflite_model_path
 
 from r8.backends import registry
 from r8.cache import sha256
@@ -115,6 +116,7 @@ def test_full_default_matrix_on_other_models(trained, tmp_path):
     name, path, data = trained
     done = r8("quantize", "--model", str(path), "--data", data, "--out", str(tmp_path), *trained_models.THRESHOLDS[name], check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert full_matrix_problems(json.loads((tmp_path / path.stem / "quantization.json").read_text())) == []
 
 
 def _two_fresh_runs(tmp_path, model: Path, data: str, thresholds: list[str]) -> list[dict]:
@@ -162,7 +164,6 @@ def test_the_suite_on_a_model_other_than_ic01(tmp_path, report):
     own model: every test run on M (its stem in the id) passes, at M's thresholds. The premise:
     M's best TFLite int8 file needs a larger TFLite Micro arena than IC01's published int8 file,
     so a check that compared M with IC01's file would fail."""
-    from r8 import paths
     from r8.backends import backend
     from r8.calibration import calibration_set
     from r8.data import load_dataset
@@ -183,7 +184,7 @@ def test_the_suite_on_a_model_other_than_ic01(tmp_path, report):
     model = load_model(path)
     cal = calibration_set(load_dataset(data), num_classes=model.num_classes)
     arenas = [mcu.arena_bytes(backend("tflite").build(model, c, cal))["needed"] for c in backend("tflite").default]
-    ic01 = mcu.arena_bytes(paths.tflite_model_path(quantized=True))["needed"]
+    ic01 = mcu.arena_bytes(tflite_model_path(quantized=True))["needed"]
     report("cifar_cnn's TFLite int8 arenas vs IC01's published int8", f"{min(arenas):,}-{max(arenas):,} B vs {ic01:,} B")
     assert min(arenas) > ic01
 

@@ -1,4 +1,4 @@
-"""The fallback conversion route (tf2onnx -> onnx2torch) held to the h5py route's gates."""
+"""The fallback conversion route (tf2onnx -> onnx2torch) held to the gates of r8's own converter."""
 
 import subprocess
 import sys
@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from file_facts import onnx2torch_program
 from numpy.testing import assert_allclose
 
 from r8 import artifacts
@@ -38,7 +39,7 @@ def test_fp32_top1(onnx2torch_probs, test_split, report):
 
 def test_saved_program_loads_without_r8_at_any_batch(ic01, onnx2torch_probs, test_split, tmp_path):
     """torch.export survives once onnx2torch's constant Reshape is folded (see r8.frontends.onnx_route)."""
-    path = artifacts.onnx2torch_program(ic01)
+    path = onnx2torch_program(ic01)
     code = ("import sys, numpy as np, torch; sys.modules['r8'] = None\n"
             f"m = torch.export.load(open({str(path)!r}, 'rb')).module()\n"
             f"x = torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r})).float()\n"

@@ -25,7 +25,7 @@ def test_saved_int8_model_has_int8_convs(config, ic01, calibration):
 
 @pytest.mark.parametrize("config", CASES)
 def test_reload_gives_same_predictions(config, ic01, calibration, test_split, report):
-    model = quantize(artifacts.torch_fp32(ic01), config, calibration.images)
+    model, _ = quantize(artifacts.torch_fp32(ic01), config, calibration.images)
     images = test_split.images[:2000]
     fresh = predict(TorchRunner(model, engine=config.engine), images, progress=False)
     path = build(ic01, config, calibration)

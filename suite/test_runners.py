@@ -2,14 +2,14 @@
 
 import numpy as np
 import pytest
+from file_facts import tflite_model_path
 
-from r8 import paths
 from r8.runtimes.runners import TfliteRunner
 
 
 @pytest.mark.parametrize("quantized", [False, True], ids=["fp32-reference", "int8-reference"])
 def test_litert_equals_tf_lite(quantized, perf200):
-    path = paths.tflite_model_path(quantized)  # the MLCommons reference files
+    path = tflite_model_path(quantized)  # the MLCommons reference files
     litert = TfliteRunner(path, interpreter="litert")
     assert TfliteRunner(path).engine == "litert"  # the default where ai-edge-litert is installed
     assert np.array_equal(litert.predict(perf200.images),
@@ -19,7 +19,7 @@ def test_litert_equals_tf_lite(quantized, perf200):
 def test_tflite_int8_input_bit_flip_is_exact():
     """pixel - 128 as int8 is the uint8 byte with its top bit flipped: the fast input path equals
     the general quantization formula for every byte value."""
-    runner = TfliteRunner(paths.tflite_model_path(True))
+    runner = TfliteRunner(tflite_model_path(True))
     assert runner.input["quantization"] == (1.0, -128)
     pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
     general = np.clip(np.round(pixels.astype(np.float32) / 1.0 - 128), -128, 127).astype(np.int8)

@@ -6,7 +6,6 @@ import contextlib
 import io
 import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -160,15 +159,6 @@ def initializers(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     return {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
 
 
-def activation_scales(path: str | Path) -> dict[str, float]:
-    """tensor -> the scale its QuantizeLinear applies (QDQ) or its quantized output carries
-    (QOperator): the activation ranges the int8 model really uses."""
-    graph = onnx.load(str(path)).graph
-    init = initializers(graph)
-    return {n.input[0]: float(init[n.input[1]]) for n in graph.node
-            if n.op_type == "QuantizeLinear" and n.input[1] in init and init[n.input[1]].size == 1}
-
-
 def activation_sqnr(pre: str | Path, qdq: str | Path, images: np.ndarray) -> dict[str, float]:
     """SQNR (dB) of every quantized activation of a QDQ model against the float model it was
     made from (ORT's qdq_loss_debug), worst first: where the int8 error enters."""
@@ -193,10 +183,6 @@ def _tensor_labels(path: str | Path) -> dict[str, str]:
             module = ast.literal_eval(scopes)[-2] or "model"
             labels.update({out: f"{module} ({node.op_type})" for out in node.output})
     return labels
-
-
-def op_counts(path: str | Path) -> Counter:
-    return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
 
 
 def int8_convs(path: str | Path) -> int:

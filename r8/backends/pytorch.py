@@ -120,15 +120,28 @@ def _batches(images: np.ndarray, nhwc: bool, batch: int = 100):
         yield torch_input(images[start:start + batch], nhwc)
 
 
-def _calibrate(model: nn.Module, batches: list[torch.Tensor], facts: dict) -> None:
-    """Run the calibration batches through a prepared model; ``facts`` receives the seconds it
-    took and the activation ranges its observers chose."""
+@dataclass(frozen=True)
+class Calibrated:
+    """What calibrating a prepared model took and chose."""
+    seconds: float
+    ranges: dict[str, list[float]]  # observer -> the [rmin, rmax] it chose
+
+
+@dataclass(frozen=True)
+class QuantizeFacts:
+    """What a quantization took (kept with the cached artifact: ``r8.cache.build_facts``)."""
+    calibration_s: float
+    quantize_s: float  # the rest: preparing, fusing, converting
+    ranges: dict[str, list[float]]
+
+
+def _calibrate(model: nn.Module, batches: list[torch.Tensor]) -> Calibrated:
+    """Run the calibration batches through a prepared model."""
     start = time.perf_counter()
     with torch.no_grad():
         for x in batches:
             model(x)
-    facts["calibration_s"] = time.perf_counter() - start
-    facts["ranges"] = observed_ranges(model)
+    return Calibrated(time.perf_counter() - start, observed_ranges(model))
 
 
 def observed_ranges(prepared: nn.Module) -> dict[str, list[float]]:
@@ -190,32 +203,32 @@ def fused_eager(model: fx.GraphModule) -> EagerQuantizable:
     return wrapped
 
 
-def quantize_fx(model: fx.GraphModule, config: TorchConfig, batches: list, facts: dict) -> nn.Module:
+def quantize_fx(model: fx.GraphModule, config: TorchConfig, batches: list) -> tuple[nn.Module, Calibrated]:
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     mapping = QConfigMapping().set_global(qconfig(config)).set_object_type(nn.Softmax, None)
     prepared = prepare_fx(copy.deepcopy(model).eval(), mapping, example_inputs(model, 1))
-    _calibrate(prepared, batches, facts)
-    return convert_fx(prepared)
+    calibrated = _calibrate(prepared, batches)
+    return convert_fx(prepared), calibrated
 
 
-def quantize_eager(model: fx.GraphModule, config: TorchConfig, batches: list, facts: dict) -> nn.Module:
+def quantize_eager(model: fx.GraphModule, config: TorchConfig, batches: list) -> tuple[nn.Module, Calibrated]:
     from torch.ao.quantization import convert, prepare
 
     wrapped = fused_eager(model)
     wrapped.qconfig, wrapped.softmax.qconfig = qconfig(config), None
     prepare(wrapped, inplace=True)
-    _calibrate(wrapped, batches, facts)
+    calibrated = _calibrate(wrapped, batches)
     qmodel = convert(wrapped)
     for m in qmodel.modules():
         # torch's eager from_float gives a BatchNorm that follows no conv 1-element scale and zero
         # point tensors, which TorchScript's quantized::batch_norm2d refuses as scalars: make them 0-d
         if isinstance(m, torch.ao.nn.quantized.BatchNorm2d):
             m.scale, m.zero_point = m.scale.reshape(()), m.zero_point.reshape(())
-    return qmodel
+    return qmodel, calibrated
 
 
-def quantize_pt2e(model: fx.GraphModule, config: TorchConfig, batches: list, facts: dict) -> nn.Module:
+def quantize_pt2e(model: fx.GraphModule, config: TorchConfig, batches: list) -> tuple[nn.Module, Calibrated]:
     import torchao.quantization.pt2e as ao
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -235,8 +248,8 @@ def quantize_pt2e(model: fx.GraphModule, config: TorchConfig, batches: list, fac
     quantizer = xiq.X86InductorQuantizer().set_global(quant_config)  # it leaves softmax float
     graph = export_program(model.eval()).module()
     prepared = prepare_pt2e(graph, quantizer)
-    _calibrate(prepared, batches, facts)
-    return convert_pt2e(prepared)
+    calibrated = _calibrate(prepared, batches)
+    return convert_pt2e(prepared), calibrated
 
 
 def save_script(qmodel: nn.Module, path: str | Path, inputs: tuple) -> None:
@@ -291,7 +304,7 @@ class Flow:
     """How a torch quantization flow quantizes, saves and loads, and the fp32 model with the same
     module boundaries as its int8 model (None: no modules to hook for per-layer SQNR)."""
 
-    quantize: Callable[..., nn.Module]  # (fp32 GraphModule, config, batches, facts)
+    quantize: Callable[..., tuple]  # (fp32 GraphModule, config, batches) -> (int8 model, Calibrated)
     save: Callable[..., None]  # (int8 model, path, example inputs of the fp32 model)
     load: Callable[..., nn.Module]  # (path)
     reference: Callable[..., nn.Module] | None  # (fp32 GraphModule) -> fused fp32 model
@@ -308,16 +321,14 @@ FLOWS_BY_NAME = {"fx": Flow(quantize_fx, save_script, load_script, fused_fx),
                  "pt2e": Flow(quantize_pt2e, save_export, load_export, None)}
 
 
-def quantize(model: fx.GraphModule, config: TorchConfig, images: np.ndarray, facts: dict | None = None) -> nn.Module:
-    """The int8 model. ``facts``, if given, receives ``calibration_s``, ``quantize_s`` (the rest:
-    preparing, fusing, converting) and the activation ``ranges``."""
-    facts = {} if facts is None else facts
+def quantize(model: fx.GraphModule, config: TorchConfig, images: np.ndarray) -> tuple[nn.Module, QuantizeFacts]:
+    """The int8 model, and what quantizing it took."""
     batches = list(_batches(images, model.meta.get("nhwc", False)))  # the onnx2torch route keeps NHWC
     start = time.perf_counter()
     with quantized_engine(config.engine), quiet_deprecations():
-        qmodel = FLOWS_BY_NAME[config.flow].quantize(model, config, batches, facts)
-    facts["quantize_s"] = time.perf_counter() - start - facts["calibration_s"]
-    return qmodel
+        qmodel, calibrated = FLOWS_BY_NAME[config.flow].quantize(model, config, batches)
+    took = time.perf_counter() - start
+    return qmodel, QuantizeFacts(calibrated.seconds, took - calibrated.seconds, calibrated.ranges)
 
 
 def save(qmodel: nn.Module, config: TorchConfig, path: str | Path, inputs: tuple) -> None:
@@ -373,7 +384,7 @@ def layer_sqnr(model: fx.GraphModule, config: TorchConfig, calibration: np.ndarr
     first. FX and eager only: a PT2E graph has no modules to hook."""
     if not FLOWS_BY_NAME[config.flow].hookable:
         raise ValueError("per-layer SQNR needs an FX or eager model")
-    qmodel, reference = quantize(model, config, calibration), float_reference(model, config)
+    qmodel, reference = quantize(model, config, calibration)[0], float_reference(model, config)
     int8_layers = (torch.ao.nn.quantized.Conv2d, torch.ao.nn.quantized.Linear)  # incl. fused ConvReLU2d
     names = [n for n, m in qmodel.named_modules() if isinstance(m, int8_layers)]
     outputs = {"int8": {}, "fp32": {}}
@@ -402,24 +413,24 @@ def onnx2torch_float_ops(model: Model, cal: CalibrationSet) -> dict:
     """Why the onnx2torch route is not the default: the ops FX x86 leaves in float on each
     route's graph (the same config, the same calibration set)."""
     config = ONNX2TORCH_MATRIX[0]
-    return {"config": config.id, **{route: float_ops(quantize(make(model), config, cal.images))
+    return {"config": config.id, **{route: float_ops(quantize(make(model), config, cal.images)[0])
                                     for route, make in artifacts.TORCH_ROUTES.items()}}
 
 
-def build(model: Model, config: TorchConfig, cal: CalibrationSet, route: str = "h5") -> Path:
+def build(model: Model, config: TorchConfig, cal: CalibrationSet, route: str = "r8") -> Path:
     """A PyTorch int8 model of the ``route``'s fp32 model (see :data:`FLOWS_BY_NAME` for the
     format); its build facts hold the calibration and quantization seconds and the ranges."""
-    prefix = "torch" if route == "h5" else f"torch-{route}"
+    prefix = "torch" if route == "r8" else f"torch-{route}"
 
     def make(tmp: Path) -> dict:
-        facts, fp32 = {}, artifacts.TORCH_ROUTES[route](model)
+        fp32 = artifacts.TORCH_ROUTES[route](model)
         with route_limit(model.path, f"quantized with {config.flow}") if route == "onnx2torch" else nullcontext():
             try:
-                qmodel = quantize(fp32, config, cal.images, facts)
+                qmodel, facts = quantize(fp32, config, cal.images)
             except fx.proxy.TraceError as e:  # e.g. a data-dependent Reshape of a Flatten
                 raise R8Error(f"{model.path}: the {route} route's module cannot be traced by FX for {config.flow}: {e}") from None
             save(qmodel, config, tmp, example_inputs(fp32))
-        return facts
+        return dataclasses.asdict(facts)
     return build_once(artifacts.name(model, f"{prefix}/{config.id}-{cal.tag}.pt"),
                       artifacts.key(model, calibration=cal.sha256), make)
 

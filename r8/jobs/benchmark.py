@@ -34,7 +34,7 @@ def _best(backend: str, rows: dict, fmt: str | None = None):
     """The default config with the smallest drop (of one ORT format, if given); None where the
     backend has no row (it cannot take this model)."""
     return min((c for (b, c) in rows if b == backend and (fmt is None or c.fmt == fmt)),
-               key=lambda c: rows[backend, c]["drop_pp"], default=None)
+               key=lambda c: rows[backend, c].drop_pp, default=None)
 
 
 def _best_integer_input(model, cal, rows: dict, fmt: str):
@@ -42,7 +42,7 @@ def _best_integer_input(model, cal, rows: dict, fmt: str):
     pixels, so its model takes uint8 NHWC directly (``r8.backends.ort.build_integer_input``); None if none."""
     from r8.backends.ort import build_integer_input
 
-    for config in sorted((c for (b, c) in rows if b == "ort" and c.fmt == fmt), key=lambda c: rows["ort", c]["drop_pp"]):
+    for config in sorted((c for (b, c) in rows if b == "ort" and c.fmt == fmt), key=lambda c: rows["ort", c].drop_pp):
         try:
             build_integer_input(model, config, cal)
             return config
@@ -65,26 +65,17 @@ def _keras(model, threads: int):
     return KerasRunner(model.path)
 
 
-def runtimes(model, data, cal, rows: dict) -> dict[str, Runtime]:
-    """Every runtime this model can be benchmarked on, by name. ``rows`` maps (backend, config)
-    to its measured int8 row: the int8 runtimes use the best ORT config per format, the best torch
-    and TFLite configs; the references are the model's published ``.tflite`` files, where it has
-    them. (PT2E int8 under torch.compile/inductor was tried and ran slower than fp32 ORT: left out.)"""
-    from r8.backends.ort import build_integer_input
-
+def int8_runtimes(model, cal, rows: dict) -> list[Runtime]:
+    """The best ORT config per format (also on OpenVINO), the best torch and TFLite configs; a
+    backend that cannot take the model has none."""
     def file(name, config):
         return lambda: backend(name).build(model, config, cal)
 
     def int8(name, config):  # -> Runtime's (config, make, file)
         return config.id, lambda t: backend(name).runner(config, file(name, config)(), t), file(name, config)
 
-    def fp32_model():
-        return artifacts.torch_fp32(model)
-
     qdq, qop, tq, lite = _best("ort", rows, "qdq"), _best("ort", rows, "qop"), _best("torch", rows), _best("tflite", rows)
-    fp32_onnx, program = lambda: artifacts.onnx_fp32(model, "torch"), lambda: artifacts.exported_program(model)
-    sample = data.test.images.shape[1:]
-    int8_runtimes = [
+    found = [
         Runtime("onnxruntime-int8-qdq", "int8", *int8("ort", qdq)) if qdq else None,
         Runtime("onnxruntime-int8-qop", "int8", *int8("ort", qop)) if qop else None,
         Runtime("openvino-int8-qdq", "int8", qdq.id, lambda t: OpenVinoRunner(file("ort", qdq)(), threads=t),
@@ -92,41 +83,70 @@ def runtimes(model, data, cal, rows: dict) -> dict[str, Runtime]:
         Runtime("torch-int8", "int8", *int8("torch", tq)) if tq else None,
         Runtime("tflite-int8", "int8", *int8("tflite", lite)) if lite else None,  # r8's own TFLite int8, LiteRT/XNNPACK
     ]
-    table = [
+    return [r for r in found if r is not None]
+
+
+def fp32_runtimes(model) -> list[Runtime]:
+    """The model in Keras (not for a .tflite: its own runtime is its reference row), the converted
+    torch model eager and compiled, its ONNX file on ONNX Runtime and OpenVINO, torch on CUDA."""
+    def fp32_model():
+        return artifacts.torch_fp32(model)
+
+    fp32_onnx, program = lambda: artifacts.onnx_fp32(model, "torch"), lambda: artifacts.exported_program(model)
+    return [
         *([Runtime("keras", "fp32", "", lambda t: _keras(model, t), lambda: model.path)]
-          if model.path.suffix.lower() != ".tflite" else []),  # a .tflite's own runtime is its reference row
+          if model.path.suffix.lower() != ".tflite" else []),
         Runtime("torch", "fp32", "", lambda t: TorchRunner(fp32_model(), threads=t), program),
         Runtime("torch-compile", "fp32", "", lambda t: TorchRunner(torch.compile(fp32_model(), dynamic=True), threads=t),
                 program),
         Runtime("onnxruntime", "fp32", "", lambda t: OnnxRunner(fp32_onnx(), threads=t), fp32_onnx),
         Runtime("openvino", "fp32", "", lambda t: OpenVinoRunner(fp32_onnx(), threads=t), fp32_onnx),
-        *(r for r in int8_runtimes if r is not None),  # a backend that cannot take the model has none
-        Runtime("torch-cuda", "fp32", "", lambda t: TorchRunner(fp32_model(), device="cuda"), program),
     ]
-    if data.test.images.dtype == np.uint8:  # uint8 NHWC pixels in: no float conversion, no float transpose
-        table += [
-            # the bare per-call floor of each runtime: a model that only averages the input
-            Runtime("overhead-onnxruntime", "overhead", "", lambda t: OnnxRunner(overhead_onnx(sample), threads=t),
-                        lambda: overhead_onnx(sample)),
-            Runtime("overhead-openvino", "overhead", "", lambda t: OpenVinoRunner(overhead_onnx(sample), threads=t),
-                        lambda: overhead_onnx(sample)),
-            Runtime("overhead-tflite", "overhead", "", lambda t: TfliteRunner(overhead_tflite(sample), threads=t),
-                        lambda: overhead_tflite(sample)),
-            Runtime("overhead-torch", "overhead", "", lambda t: TorchRunner(PixelMean(), nhwc=True, threads=t),
-                        lambda: overhead_onnx(sample)),
-        ]
-        for fmt, make in (("qop", OnnxRunner), ("qdq", OpenVinoRunner)):
-            config = _best_integer_input(model, cal, rows, fmt)
-            if config is not None:
-                u8 = (lambda c: lambda: build_integer_input(model, c, cal))(config)
-                name = f"{'onnxruntime' if make is OnnxRunner else 'openvino'}-int8-{fmt}-u8in"
-                table.append(Runtime(name, "int8", config.id, (lambda m, f: lambda t: m(f(), threads=t))(make, u8), u8))
-    for precision, path in model.references:
-        name = "tflite-reference" + ("-int8" if precision == "int8" else "")
-        table.append(Runtime(name, precision, "published int8" if precision == "int8" else "",
-                             (lambda p: lambda t: TfliteRunner(p, threads=t))(path), (lambda p: lambda: p)(path),
-                             reference=True))
-    return unique(table, "runtime")
+
+
+def pixel_runtimes(model, cal, rows: dict, sample: tuple) -> list[Runtime]:
+    """Where the data is uint8 NHWC pixels: each runtime's bare per-call floor (a model that only
+    averages the input), and the ORT int8 models that take the pixels as they are (no float
+    conversion, no float transpose)."""
+    from r8.backends.ort import build_integer_input
+
+    table = [
+        Runtime("overhead-onnxruntime", "overhead", "", lambda t: OnnxRunner(overhead_onnx(sample), threads=t),
+                lambda: overhead_onnx(sample)),
+        Runtime("overhead-openvino", "overhead", "", lambda t: OpenVinoRunner(overhead_onnx(sample), threads=t),
+                lambda: overhead_onnx(sample)),
+        Runtime("overhead-tflite", "overhead", "", lambda t: TfliteRunner(overhead_tflite(sample), threads=t),
+                lambda: overhead_tflite(sample)),
+        Runtime("overhead-torch", "overhead", "", lambda t: TorchRunner(PixelMean(), nhwc=True, threads=t),
+                lambda: overhead_onnx(sample)),
+    ]
+    for fmt, make in (("qop", OnnxRunner), ("qdq", OpenVinoRunner)):
+        config = _best_integer_input(model, cal, rows, fmt)
+        if config is not None:
+            u8 = (lambda c: lambda: build_integer_input(model, c, cal))(config)
+            name = f"{'onnxruntime' if make is OnnxRunner else 'openvino'}-int8-{fmt}-u8in"
+            table.append(Runtime(name, "int8", config.id, (lambda m, f: lambda t: m(f(), threads=t))(make, u8), u8))
+    return table
+
+
+def reference_runtimes(model) -> list[Runtime]:
+    """The model's published .tflite files, where it has them: what the targets compare r8's with."""
+    return [Runtime("tflite-reference" + ("-int8" if precision == "int8" else ""), precision,
+                    "published int8" if precision == "int8" else "",
+                    (lambda p: lambda t: TfliteRunner(p, threads=t))(path), (lambda p: lambda: p)(path), reference=True)
+            for precision, path in model.references]
+
+
+def runtimes(model, data, cal, rows: dict) -> dict[str, Runtime]:
+    """Every runtime this model can be benchmarked on, by name. ``rows`` maps (backend, config)
+    to its measured int8 row. (PT2E int8 under torch.compile/inductor was tried and ran slower
+    than fp32 ORT: left out.)"""
+    table = [*fp32_runtimes(model), *int8_runtimes(model, cal, rows),
+             Runtime("torch-cuda", "fp32", "", lambda t: TorchRunner(artifacts.torch_fp32(model), device="cuda"),
+                     lambda: artifacts.exported_program(model))]
+    if data.test.images.dtype == np.uint8:
+        table += pixel_runtimes(model, cal, rows, data.test.images.shape[1:])
+    return unique(table + reference_runtimes(model), "runtime")
 
 
 # Every runtime name a benchmark may have, for the tests' ids; a model lacking one skips it with the reason.

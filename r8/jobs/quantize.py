@@ -6,6 +6,7 @@ and worst config, and the gates of :mod:`r8.thresholds`. Reports go to ``OUT/<mo
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,51 +23,47 @@ from r8.metrics import paired_drop, per_class, predict, top1
 from r8.model import Model
 from r8.report.index import write_index
 from r8.report.writers import append_step_summary, stamp, write_quantization_report
+from r8.rows import MCU_BACKEND, REFERENCE_BACKEND, Int8Row, McuRow, ReferenceRow, Row, best_row
 from r8.runtimes.runners import TfliteRunner, TorchRunner
 from r8.thresholds import DEFAULT, Thresholds
 
 SQNR_IMAGES = 500  # test images the per-layer SQNR is measured on
-REFERENCE_BACKEND = "tflite-reference"  # the row of a model's published int8 .tflite
 
 
-def int8_row(backend: str, config: str, probs: np.ndarray, fp32_probs: np.ndarray, data: Dataset,
-             artifact: Path, facts: dict | None, runner) -> dict:
-    """One row of quantization.json (accuracies are fractions, the drop is in percent points),
-    paired against the fp32 predictions on the same test images, with the environment ``runner``
-    measured it in."""
+def scored(probs: np.ndarray, fp32_probs: np.ndarray, data: Dataset, artifact: Path, runner) -> dict:
+    """The fields every :class:`r8.rows.Row` shares: ``probs`` (of ``artifact``, run by ``runner``)
+    scored on the test images and paired against the fp32 predictions, and where it was measured."""
     labels = data.test.labels
-    acc = top1(probs, labels)
-    row = {"backend": backend, "config": config, "top1": acc}
-    for name, idx in data.subsets:
-        row[f"top1_{name}"] = top1(probs[idx], labels[idx])
-    row.update(drop_pp=round((top1(fp32_probs, labels) - acc) * 100, 4), **paired_drop(fp32_probs, probs, labels),
-               size_bytes=artifact.stat().st_size, artifact=str(artifact), per_class=per_class(probs, labels),
-               env=environment(runner))
-    for key in ("calibration_s", "quantize_s"):
-        if facts and key in facts:
-            row[key] = round(facts[key], 3)
-    return row
+    acc, paired = top1(probs, labels), paired_drop(fp32_probs, probs, labels)
+    return {"top1": acc, "drop_pp": round((top1(fp32_probs, labels) - acc) * 100, 4),
+            "drop_ci95_pp": tuple(paired["drop_ci95_pp"]), "mcnemar_p": paired["mcnemar_p"],
+            "discordant": tuple(paired["discordant"]), "per_class": tuple(per_class(probs, labels)),
+            "subsets": {name: top1(probs[idx], labels[idx]) for name, idx in data.subsets},
+            "size_bytes": artifact.stat().st_size, "artifact": str(artifact), "env": environment(runner)}
 
 
 def evaluate_config(model: Model, data: Dataset, backend: str, config, fp32_probs: np.ndarray,
-                    cal: CalibrationSet, progress: bool = False) -> tuple[dict, np.ndarray]:
+                    cal: CalibrationSet, progress: bool = False) -> tuple[Int8Row, np.ndarray]:
     """Build (or reuse) one int8 artifact, evaluate it on the test images: (row, its predictions)."""
     b = backends.backend(backend)
     path = b.build(model, config, cal)
     runner = b.runner(config, path)
     probs = predict(runner, data.test.images, progress=progress)
-    row = int8_row(backend, f"{config.id}-{cal.source}", probs, fp32_probs, data, path, build_facts(path), runner)
-    return {**row, "artifact_digest": b.digest(path)}, probs
+    facts = build_facts(path)
+    timings = {k: round(facts[k], 3) for k in ("calibration_s", "quantize_s") if k in facts}
+    return Int8Row(backend, **scored(probs, fp32_probs, data, path, runner), config_id=config.id,
+                   calibration=cal.source, artifact_digest=b.digest(path), **timings), probs
 
 
 def config_row(model: Model, data: Dataset, backend: str, config, fp32_probs: np.ndarray, cal: CalibrationSet,
-               progress: bool = False) -> dict:
+               progress: bool = False) -> Int8Row:
     """The report row of one int8 config (see :func:`evaluate_config`)."""
     return evaluate_config(model, data, backend, config, fp32_probs, cal, progress)[0]
 
 
 def backend_rows(model: Model, data: Dataset, b: Backend, fp32_probs: np.ndarray, cal: CalibrationSet,
-                 progress: bool, configs: list | None = None, skipped: list | None = None) -> list[tuple[dict, np.ndarray]]:
+                 progress: bool, configs: list | None = None,
+                 skipped: list | None = None) -> list[tuple[Int8Row, np.ndarray]]:
     """(row, predictions) of every default config (or ``configs``) this machine can run; a config
     the backend refuses for this model (R8Error) goes to ``skipped`` with the reason."""
     rows, skipped = [], [] if skipped is None else skipped
@@ -83,53 +80,59 @@ def backend_rows(model: Model, data: Dataset, b: Backend, fp32_probs: np.ndarray
     return rows
 
 
-def reference_row(model: Model, data: Dataset, fp32_probs: np.ndarray, progress: bool) -> dict | None:
+def reference_row(model: Model, data: Dataset, fp32_probs: np.ndarray, progress: bool) -> ReferenceRow | None:
     """The model's published int8 .tflite on the same images, where it has one."""
     path = model.reference("int8")
     if path is None:
         return None
     runner = TfliteRunner(path, name=REFERENCE_BACKEND)
     probs = predict(runner, data.test.images, progress=progress)
-    return int8_row(REFERENCE_BACKEND, f"{path.name} (published int8)", probs, fp32_probs, data, path, None, runner)
+    return ReferenceRow(REFERENCE_BACKEND, **scored(probs, fp32_probs, data, path, runner))
 
 
-MCU_BACKEND = "tflite-micro"  # rows of int8 .tflite files run on TFLM's microcontroller kernels
+@dataclass(frozen=True)
+class McuFile:
+    """An int8 .tflite to run on TFLM, and whose it is (see :class:`r8.rows.McuRow`)."""
+    backend: str
+    config: str
+    path: Path
 
 
-def mcu_rows(model: Model, data: Dataset, fp32_probs: np.ndarray, files: list[tuple[str, Path]],
-             progress: bool = True) -> list[dict]:
-    """A row per (config, int8 .tflite): top-1 on TFLM paired against fp32 like every row, and
-    what says whether it runs on a microcontroller (agreement with LiteRT's kernels, arena and
-    flash bytes, ops)."""
+def mcu_rows(model: Model, data: Dataset, fp32_probs: np.ndarray, files: list[McuFile],
+             progress: bool = True) -> list[McuRow]:
+    """A row per int8 .tflite: top-1 on TFLM paired against fp32 like every row, and what says
+    whether it runs on a microcontroller (agreement with LiteRT's kernels, arena and flash bytes,
+    ops)."""
     from r8.runtimes import mcu
 
     rows = []
-    for config, path in tqdm(files, desc="TFLM (microcontroller kernels)", disable=not progress):
-        m = mcu.measure(path, data.test.images)
+    for f in tqdm(files, desc="TFLM (microcontroller kernels)", disable=not progress):
+        m = mcu.measure(f.path, data.test.images)
+        probs, litert_probs = m.pop("probs"), m.pop("litert_probs")
         # the environment of TflmRunner's class: TFLM ran in one single-threaded process per core
-        row = int8_row(MCU_BACKEND, config, m["probs"], fp32_probs, data, Path(path), None, mcu.TflmRunner)
-        vs_litert = paired_drop(m["litert_probs"], m["probs"], data.test.labels)["drop_ci95_pp"]
-        rows.append({**row, "file": str(path), "litert_top1": top1(m["litert_probs"], data.test.labels),
-                     "vs_litert_ci95_pp": vs_litert,
-                     **{k: v for k, v in m.items() if not k.endswith("probs")},
-                     "arena_bytes": m["arena"]["needed"], "flash_bytes": m["flash"]["total"]})
+        rows.append(McuRow(MCU_BACKEND, **scored(probs, fp32_probs, data, Path(f.path), mcu.TflmRunner),
+                           source_backend=f.backend, source_config=f.config,
+                           litert_top1=top1(litert_probs, data.test.labels),
+                           vs_litert_ci95_pp=tuple(paired_drop(litert_probs, probs, data.test.labels)["drop_ci95_pp"]),
+                           measured=m))
     return rows
 
 
-def mcu_files(rows: list[dict]) -> list[tuple[str, Path]]:
-    """(config, file) of every int8 .tflite among ``rows`` (r8's TFLite backend, the reference)."""
-    return [(r["config"], Path(r["artifact"])) for r in rows if r["backend"] in ("tflite", REFERENCE_BACKEND)]
+def mcu_files(rows: list[Row]) -> list[McuFile]:
+    """The int8 .tflite of every row of r8's TFLite backend and of the published reference."""
+    return [McuFile(r.backend, r.config, Path(r.artifact)) for r in rows
+            if isinstance(r, ReferenceRow) or (isinstance(r, Int8Row) and r.backend == "tflite")]
 
 
-def backend_sqnr(model: Model, b: Backend, rows: list[dict], cal: CalibrationSet, data: Dataset) -> list[dict]:
+def backend_sqnr(model: Model, b: Backend, rows: list[Int8Row], cal: CalibrationSet, data: Dataset) -> list[dict]:
     """Per-layer SQNR for the backend's best and worst config (of those it can measure)."""
     images = data.test.images[:SQNR_IMAGES]
-    by_name = {f"{c.id}-{cal.source}": c for c in b.default if b.sqnr_for(c)}
-    ranked = sorted((r for r in rows if r["backend"] == b.name and r["config"] in by_name), key=lambda r: r["drop_pp"])
+    by_id = {c.id: c for c in b.default if b.sqnr_for(c)}
+    ranked = sorted((r for r in rows if r.backend == b.name and r.config_id in by_id), key=lambda r: r.drop_pp)
     out = []
     for which, row in (("best", ranked[0]), ("worst", ranked[-1])) if ranked else ():
-        measured_on, sqnr = b.layer_sqnr(model, by_name[row["config"]], cal, images)
-        out.append({"backend": b.name, "which": which, "config": row["config"],
+        measured_on, sqnr = b.layer_sqnr(model, by_id[row.config_id], cal, images)
+        out.append({"backend": b.name, "which": which, "config": row.config,
                     "measured_on": f"{measured_on}-{cal.source}", "images": len(images), "sqnr_db": sqnr})
     return out
 
@@ -139,47 +142,40 @@ def fp32_predictions(model: Model, data: Dataset, progress: bool) -> np.ndarray:
     return predict(TorchRunner(artifacts.torch_fp32(model), name="torch-fp32"), data.test.images, progress=progress)
 
 
-def best_row(rows: list[dict], backend: str | None = None) -> dict | None:
-    """The row with the smallest drop among r8's own backends' rows (or one backend's): a
-    published reference or a TFLite Micro row is never r8's best. None where there is none."""
-    own = [r for r in rows if r["backend"] in backends.registry() and backend in (None, r["backend"])]
-    return min(own, key=lambda r: r["drop_pp"]) if own else None
-
-
 def gates(report: dict, thresholds: Thresholds) -> list[dict]:
     """Each gate of ``thresholds`` on a quantize report: {gate, threshold, value, passed}."""
     out = [{"gate": "fp32 top-1", "threshold": thresholds.min_top1, "value": report["fp32_top1"],
             "passed": report["fp32_top1"] >= thresholds.min_top1}]
-    own = [r for r in report["rows"] if r["backend"] in backends.registry()]
-    out += [{"gate": f"int8 drop pp {r['backend']}-{r['config']}", "threshold": thresholds.max_drop_pp,
-             "value": r["drop_pp"], "passed": r["drop_pp"] <= thresholds.max_drop_pp} for r in own]
+    own = [r for r in report["rows"] if isinstance(r, Int8Row)]
+    out += [{"gate": f"int8 drop pp {r.backend}-{r.config}", "threshold": thresholds.max_drop_pp,
+             "value": r.drop_pp, "passed": r.drop_pp <= thresholds.max_drop_pp} for r in own]
     for b in backends.gated():
         best = best_row(own, b.name)
         if best:
-            passed, waiver = best["drop_pp"] <= thresholds.best_drop_pp, b.best_gate_waiver()
+            passed, waiver = best.drop_pp <= thresholds.best_drop_pp, b.best_gate_waiver()
             out.append({"gate": f"best int8 drop pp {b.name}", "threshold": thresholds.best_drop_pp,
-                        "value": best["drop_pp"], "passed": passed, **({"waived": waiver} if waiver and not passed else {})})
+                        "value": best.drop_pp, "passed": passed, **({"waived": waiver} if waiver and not passed else {})})
     return out + mcu_gates(report["rows"])
 
 
 MCU_MARGIN = 1.05  # r8's arena and flash may exceed the published int8 model's by 5 % at most
 
 
-def mcu_gates(rows: list[dict]) -> list[dict]:
+def mcu_gates(rows: list[Row]) -> list[dict]:
     """On r8's best int8 .tflite run on TFLM (where ``quantize --mcu`` ran): its top-1 is LiteRT's
     within the paired 95 % interval, and (where the model has a published int8 .tflite) its arena
     and flash are within 5 % of that model's."""
-    mcu = [r for r in rows if r["backend"] == MCU_BACKEND]
-    ours = [r for r in mcu if r["config"] in {x["config"] for x in rows if x["backend"] == "tflite"}]
+    mcu = [r for r in rows if isinstance(r, McuRow)]
+    ours = [r for r in mcu if r.source_backend == "tflite"]
     if not ours:
         return []
-    best = min(ours, key=lambda r: r["drop_pp"])
-    lo, hi = best["vs_litert_ci95_pp"]
-    out = [{"gate": f"TFLM top-1 = LiteRT's, {best['config']} (pp, 95 % CI)", "threshold": "0 in CI",
-            "value": best["top1"] * 100 - best["litert_top1"] * 100, "passed": lo <= 0 <= hi}]
-    for ref in (r for r in mcu if r["config"].endswith("(published int8)")):
-        out += [{"gate": f"TFLM {what} bytes, {best['config']}", "threshold": round(MCU_MARGIN * ref[key]),
-                 "value": best[key], "passed": best[key] <= MCU_MARGIN * ref[key]}
+    best = min(ours, key=lambda r: r.drop_pp)
+    lo, hi = best.vs_litert_ci95_pp
+    out = [{"gate": f"TFLM top-1 = LiteRT's, {best.config} (pp, 95 % CI)", "threshold": "0 in CI",
+            "value": best.top1 * 100 - best.litert_top1 * 100, "passed": lo <= 0 <= hi}]
+    for ref in (r for r in mcu if r.source_backend == REFERENCE_BACKEND):
+        out += [{"gate": f"TFLM {what} bytes, {best.config}", "threshold": round(MCU_MARGIN * getattr(ref, key)),
+                 "value": getattr(best, key), "passed": getattr(best, key) <= MCU_MARGIN * getattr(ref, key)}
                 for what, key in (("arena", "arena_bytes"), ("flash", "flash_bytes"))]
     return out
 
@@ -222,7 +218,7 @@ def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal:
         plan = [(b, None) for b in (backends.registry().values() if backend == "all" else (backends.backend(backend),))]
     for b, only in plan:
         evaluated += backend_rows(model, data, b, fp32_probs, cal, progress, only, report["skipped"])
-        rows = [row for row, _ in evaluated if row["backend"] == b.name]
+        rows = [row for row, _ in evaluated if row.backend == b.name]
         report["rows"] += rows
         if b.layer_sqnr:
             report["sqnr"] += backend_sqnr(model, b, rows, cal, data)
@@ -261,7 +257,7 @@ def write_conversion_report(model: Model, data: Dataset, torch_probs: np.ndarray
     return report
 
 
-def quantization_figures(report: dict, evaluated: list[tuple[dict, np.ndarray]], fp32_probs: np.ndarray,
+def quantization_figures(report: dict, evaluated: list[tuple[Int8Row, np.ndarray]], fp32_probs: np.ndarray,
                          data: Dataset, out_dir: Path) -> dict:
     """title -> file: sample predictions of the best int8 config (of ``evaluated``, its rows and
     predictions), and the per-layer SQNR bars."""
@@ -270,8 +266,9 @@ def quantization_figures(report: dict, evaluated: list[tuple[dict, np.ndarray]],
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = {}
     if evaluated and data.test.images.ndim == 4:
-        best, probs = min(evaluated, key=lambda e: e[0]["drop_pp"])
-        title = (f"Where fp32 and the best int8 config ({best['backend']} {best['config']}) disagree, "
+        best = best_row([row for row, _ in evaluated])
+        probs = next(p for row, p in evaluated if row is best)
+        title = (f"Where fp32 and the best int8 config ({best.backend} {best.config}) disagree, "
                  "and a few where they agree")
         samples_figure(data.test.images, data.test.labels, fp32_probs.argmax(1), probs.argmax(1), title,
                        out_dir / "samples_best_int8.png", report["classes"])

@@ -25,7 +25,7 @@ def best_configs(model: Model, data: Dataset, b: Backend, fp32_probs: np.ndarray
                  k: int = 2) -> list:
     """The backend's ``k`` default configs with the smallest drop (calibration set ``cal``)."""
     default = b.configs(available=True)
-    drops = {c: config_row(model, data, b.name, c, fp32_probs, cal)["drop_pp"] for c in default}
+    drops = {c: config_row(model, data, b.name, c, fp32_probs, cal).drop_pp for c in default}
     return sorted(default, key=drops.get)[:k]
 
 
@@ -35,10 +35,9 @@ def seed_runs(model: Model, data: Dataset, backend: str, config, fp32_probs: np.
     for seed in seeds:
         cal = calibration_set(data, n, seed, num_classes=model.num_classes)
         row = config_row(model, data, backend, config, fp32_probs, cal)
-        runs.append({"backend": backend, "config": config.id, "n": n, "seed": seed, "top1": row["top1"],
-                     "drop_pp": row["drop_pp"],  # TFLite calibrates inside its converter: all in quantize_s
-                     "calibration_s": row.get("calibration_s", 0.0),
-                     "quantize_s": row["quantize_s"]})
+        runs.append({"backend": backend, "config": config.id, "n": n, "seed": seed, "top1": row.top1,
+                     "drop_pp": row.drop_pp,  # TFLite calibrates inside its converter: all in quantize_s
+                     "calibration_s": row.calibration_s or 0.0, "quantize_s": row.quantize_s})
     return runs
 
 

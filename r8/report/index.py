@@ -5,12 +5,15 @@ files by each job; a job that has not run yet for a model is listed as such."""
 
 import json
 import os
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from r8.cache import atomic_write
+from r8.errors import R8Error
 from r8.report.blocks import Figure, Para, Table, html_blocks, inline_html, markdown, under
 from r8.report.writers import SOURCES
+from r8.rows import Int8Row, McuRow, ReferenceRow, Row, best_row, rows_from_json
 
 
 def model_dirs(out_root: Path) -> list[Path]:
@@ -19,7 +22,15 @@ def model_dirs(out_root: Path) -> list[Path]:
 
 
 def _load(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A report, or None where there is none (or its rows cannot be read: said, and left out)."""
+    report = json.loads(path.read_text()) if path.is_file() else None
+    if report and path.name == "quantization.json":
+        try:
+            rows_from_json(report)
+        except R8Error as e:
+            print(f"r8: warning: {path}: {e}; left out of the index", file=sys.stderr)
+            return None
+    return report
 
 
 def overview(out_root: Path) -> list:
@@ -31,12 +42,8 @@ def overview(out_root: Path) -> list:
         q, b = _load(d / "quantization.json"), _load(d / "benchmark.json")
         conv = _load(d / "conversion.json")
         about = q or b or conv or {}
-        best = {}
-        for r in (q or {}).get("rows", []):
-            if r["backend"] not in best or r["drop_pp"] < best[r["backend"]]["drop_pp"]:
-                best[r["backend"]] = r
-        int8 = "; ".join(f"{k} {r['config']} {r['drop_pp']:.2f} [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}]"
-                         for k, r in best.items()) or "-"
+        int8 = "; ".join(f"{r.backend} {r.config} {r.drop_pp:.2f} [{r.drop_ci95_pp[0]:.2f}, {r.drop_ci95_pp[1]:.2f}]"
+                         for r in best_per_backend(rows_from_json(q or {}))) or "-"
         gates = (q or {}).get("gates", [])
         fastest = ["-", "-"]
         if b:
@@ -49,6 +56,12 @@ def overview(out_root: Path) -> list:
     return [Table(head, rows)] if rows else [Para("No model measured yet: `python -m r8 quantize --model FILE` writes the first.")]
 
 
+def best_per_backend(rows: list[Row]) -> list[Row]:
+    """Each of r8's backends' best row, then the published reference's (never counted as a backend)."""
+    best = [best_row(rows, b) for b in dict.fromkeys(r.backend for r in rows if isinstance(r, Int8Row))]
+    return best + [r for r in rows if isinstance(r, ReferenceRow)]
+
+
 def sections(out_dir: Path) -> list[tuple[str, str, list]]:
     """(title, provenance line, blocks) per report of one model's folder, in reading order; the
     blocks are those its own ``.md`` is rendered from, figures seen from the reports root."""
@@ -58,7 +71,10 @@ def sections(out_dir: Path) -> list[tuple[str, str, list]]:
         if not path.is_file():
             out.append((title, f"Not run yet: `{command}` writes it.", []))
             continue
-        report = json.loads(path.read_text())
+        report = _load(path)
+        if report is None:
+            out.append((title, f"Unreadable: {path} was written by another r8; rerun `{command}`.", []))
+            continue
         when = report.get("generated", datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds"))
         out.append((title, f"Made by `{report.get('command', command)}` at {when} ({out_dir.name}/{name}).",
                     under([b for b in blocks(report) if not isinstance(b, Figure) or (out_dir / b.file).is_file()],
@@ -74,8 +90,8 @@ def microcontroller(out_root: Path) -> list:
     ``quantize --mcu``), with the RAM / flash chart (written beside the index)."""
     from r8.report.writers import boards_note, mcu_blocks, mcu_figure
 
-    rows = [{**r, "model": d.name} for d in model_dirs(out_root)
-            for r in (_load(d / "quantization.json") or {}).get("rows", []) if "arena_bytes" in r]
+    rows = [(d.name, r) for d in model_dirs(out_root)
+            for r in rows_from_json(_load(d / "quantization.json") or {}) if isinstance(r, McuRow)]
     if not rows:
         return [Para("Not run yet: `python -m r8 quantize --mcu` (or `nox -s quantize`) adds the rows.")]
     mcu_figure(rows, out_root / MCU_FIGURE)

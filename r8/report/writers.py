@@ -11,6 +11,7 @@ import numpy as np
 
 from r8.cache import atomic_write
 from r8.report.blocks import Figure, Heading, Para, Table, markdown
+from r8.rows import REFERENCE_BACKEND, McuRow, report_json, rows_from_json
 
 
 def reproducibility_blocks(report: dict) -> list:
@@ -18,11 +19,10 @@ def reproducibility_blocks(report: dict) -> list:
     backend's artifacts and predictions depend on besides the config."""
     from r8.environment import summary
 
-    envs = {}  # one line per distinct environment, with the backends measured in it
-    for r in report["rows"]:
-        if "env" in r:
-            envs.setdefault(summary(r["env"]), []).append(r["backend"])
-    versions = next((r["env"]["versions"] for r in report["rows"] if "env" in r), {})
+    envs, rows = {}, rows_from_json(report)  # one line per distinct environment, with the backends measured in it
+    for r in rows:
+        envs.setdefault(summary(r.env), []).append(r.backend)
+    versions = next((r.env["versions"] for r in rows), {})
     if not envs:
         return []
     return [Heading(1, "Where these numbers were measured"),
@@ -34,14 +34,14 @@ def reproducibility_blocks(report: dict) -> list:
 def quantization_blocks(report: dict) -> list:
     cal, classes = report["calibration"], report["classes"]
     rows = []
-    for r in sorted(report["rows"], key=lambda r: r["drop_pp"]):
-        worst = min(range(len(classes)), key=lambda c: r["per_class"][c])
-        lo, hi = r["drop_ci95_pp"]
-        rows.append([r["backend"], r["config"], f"{r['top1']:.2%}", f"{r['drop_pp']:.2f} [{lo:.2f}, {hi:.2f}]",
-                     f"{r['discordant'][0]} / {r['discordant'][1]}", f"{r['mcnemar_p']:.3g}",
-                     f"{r['top1_perf200']:.1%}" if "top1_perf200" in r else "-", f"{r['size_bytes'] / 1024:.0f}",
-                     *(f"{r[k]:.1f}" if k in r else "-" for k in ("calibration_s", "quantize_s")),
-                     f"{classes[worst]} {r['per_class'][worst]:.1%}"])
+    for r in sorted(rows_from_json(report), key=lambda r: r.drop_pp):
+        worst = min(range(len(classes)), key=lambda c: r.per_class[c])
+        lo, hi = r.drop_ci95_pp
+        seconds = [getattr(r, k, None) for k in ("calibration_s", "quantize_s")]
+        rows.append([r.backend, r.config, f"{r.top1:.2%}", f"{r.drop_pp:.2f} [{lo:.2f}, {hi:.2f}]",
+                     f"{r.discordant[0]} / {r.discordant[1]}", f"{r.mcnemar_p:.3g}",
+                     f"{r.subsets['perf200']:.1%}" if "perf200" in r.subsets else "-", f"{r.size_bytes / 1024:.0f}",
+                     *("-" if s is None else f"{s:.1f}" for s in seconds), f"{classes[worst]} {r.per_class[worst]:.1%}"])
     blocks = [
         Para(f"fp32 baseline (converted torch model, {report['data']['test']:,} {report['data']['name']} test images): "
              f"**{report['fp32_top1']:.2%}** top-1. Calibration: {cal['n']} images from the **{cal['source']}** set, "
@@ -64,7 +64,7 @@ def quantization_blocks(report: dict) -> list:
         ops = report["onnx2torch_float_ops"]
         blocks += [Heading(1, "Why the onnx2torch route is not the default"), Para(
             f"Ops that {ops['config']} leaves computing in float (after a dequantize), per route: "
-            f"r8's module {ops['h5']}, onnx2torch {ops['onnx2torch']}. onnx2torch keeps tf2onnx's graph: "
+            f"r8's module {ops['r8']}, onnx2torch {ops['onnx2torch']}. onnx2torch keeps tf2onnx's graph: "
             "an input Transpose, Pad modules, and the Dense layer as MatMul + Add, which FX quantizes "
             "as an activation x activation matmul (the weight per-tensor uint8 like an activation, "
             "not a per-channel int8 Linear weight) followed by a separately quantized bias add; "
@@ -134,19 +134,20 @@ def sqnr_figure(sqnr: list[dict], path: Path) -> None:
 BOARDS = {"NUCLEO-L4R5ZI (STM32L4R5ZI)": (640 << 10, 2 << 20), "Arduino Nano 33 BLE Sense (nRF52840)": (256 << 10, 1 << 20)}
 
 
-def mcu_blocks(rows: list[dict]) -> list:
-    """The table of every int8 .tflite run on TFLite Micro (rows of quantization.json, each with
-    its model): accuracy, agreement with LiteRT's kernels, arena and flash bytes, ops."""
+def mcu_blocks(rows: list[tuple[str, McuRow]]) -> list:
+    """The table of every int8 .tflite run on TFLite Micro ((model stem, row) each): accuracy,
+    agreement with LiteRT's kernels, arena and flash bytes, ops."""
     table = []
-    for r in rows:
-        parted = ", ".join(f"{op} ({d['images']} images, ≤ {d['max_lsb']} LSB)" for op, d in r["ref_kernels_first_differ_at"].items())
-        table.append([r["model"], r["config"], f"{r['top1']:.2%}", f"{r['top1_perf200']:.1%}" if "top1_perf200" in r else "-",
-                      f"{r['litert_top1']:.2%}", f"{r['drop_pp']:.2f} [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}]",
-                      "bit-exact" if r["bitexact_ref_kernels"] else f"{r['differs_ref_kernels']} differ, first at {parted}",
-                      f"{r['differs_xnnpack']} / {r['differs_xnnpack_top1']}",
-                      f"{r['arena_bytes']:,}" + (f" ({r['arena']['peak_activations']:,})" if "peak_activations" in r["arena"] else ""),
-                      f"{r['flash']['total']:,} ({r['flash']['weights']:,} + {r['flash']['graph']:,})",
-                      " ".join(r["ops"]), f"{r['tflm_s']:.0f}"])
+    for model, r in rows:
+        m = r.measured
+        parted = ", ".join(f"{op} ({d['images']} images, ≤ {d['max_lsb']} LSB)" for op, d in m["ref_kernels_first_differ_at"].items())
+        table.append([model, r.config, f"{r.top1:.2%}", f"{r.subsets['perf200']:.1%}" if "perf200" in r.subsets else "-",
+                      f"{r.litert_top1:.2%}", f"{r.drop_pp:.2f} [{r.drop_ci95_pp[0]:.2f}, {r.drop_ci95_pp[1]:.2f}]",
+                      "bit-exact" if m["bitexact_ref_kernels"] else f"{m['differs_ref_kernels']} differ, first at {parted}",
+                      f"{m['differs_xnnpack']} / {m['differs_xnnpack_top1']}",
+                      f"{r.arena_bytes:,}" + (f" ({m['arena']['peak_activations']:,})" if "peak_activations" in m["arena"] else ""),
+                      f"{m['flash']['total']:,} ({m['flash']['weights']:,} + {m['flash']['graph']:,})",
+                      " ".join(m["ops"]), f"{m['tflm_s']:.0f}"])
     head = ["model", "int8 .tflite", "TFLM top-1", "perf200", "LiteRT top-1", "drop pp [95 % CI]", "vs LiteRT reference kernels",
             "≠ XNNPACK", "arena B (peak activations)", "flash B (weights + graph)", "ops", "TFLM s"]
     return [Para("Each int8 .tflite on TensorFlow Lite for Microcontrollers (the `tflite-micro` package: the reference "
@@ -164,15 +165,16 @@ def boards_note() -> Para:
                 + " (STM32L4R5xx datasheet DS12023; nRF52840 Product Specification).")
 
 
-def mcu_figure(rows: list[dict], path: Path) -> None:
+def mcu_figure(rows: list[tuple[str, McuRow]], path: Path) -> None:
     """RAM (arena) and flash per int8 .tflite, the published references in gray, against the
     memory of common MLPerf Tiny boards."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.4 * len(rows) + 2))
-    labels = [f"{r['model']}: {r['config']}"[:48] for r in rows]
+    labels = [f"{model}: {r.config}"[:48] for model, r in rows]
     for ax, (what, key, board) in zip(axes, (("RAM: arena", "arena_bytes", 0), ("flash", "flash_bytes", 1))):
-        kib = [r[key] / 1024 for r in rows]
-        ax.barh(range(len(rows)), kib, color=["tab:gray" if "published" in r["config"] else "tab:blue" for r in rows])
+        kib = [getattr(r, key) / 1024 for _, r in rows]
+        ax.barh(range(len(rows)), kib, color=["tab:gray" if r.source_backend == REFERENCE_BACKEND else "tab:blue"
+                                              for _, r in rows])
         for y, v in enumerate(kib):
             ax.text(v, y, f" {v:,.0f}", va="center", fontsize=7)
         for (name, sizes), style in zip(BOARDS.items(), ("--", ":")):
@@ -194,8 +196,10 @@ def _write(report: dict, blocks: list, out_dir: Path, stem: str, title: str) -> 
 
 
 def write_quantization_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    """``report``'s rows are :class:`r8.rows.Row` values; the JSON holds their JSON form."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    report = report_json(report)
     return _write(report, quantization_blocks(report), out_dir, "quantization", "r8 int8 quantization")
 
 
