@@ -117,20 +117,21 @@ MCU_FIELDS = ("file", "config", "top1", "top1_perf200", "litert_top1", "bitexact
 
 
 def _mcu_rows(args) -> list[tuple[str, object]]:
-    """(model stem, McuRow) of the model's TFLite int8 configs (built if needed), its published
-    int8 .tflite and the files given."""
-    from r8.backends import backend
+    """(model stem, McuRow) of the int8 .tflite of every default config of r8's backends that
+    write one (built if needed), the model's published int8 .tflite and the files given."""
+    from r8 import backends
     from r8.calibration import calibration_set
     from r8.jobs.quantize import McuFile, fp32_predictions, mcu_rows
     from r8.rows import REFERENCE_BACKEND, int8_label, reference_label
 
     model, data = model_and_data(args)
-    tflite, cal, files = backend("tflite"), calibration_set(data, num_classes=model.num_classes), []
-    for config in tflite.default:
-        try:
-            files.append(McuFile("tflite", int8_label(config.id, cal.source), tflite.build(model, config, cal)))
-        except R8Error as e:  # e.g. a .tflite source: TFLite's quantizer needs the Keras model
-            print(f"skipped tflite-{config.id}: {e}", file=sys.stderr)
+    cal, files = calibration_set(data, num_classes=model.num_classes), []
+    for b in backends.mcu():
+        for config in b.default:
+            try:
+                files.append(McuFile(b.name, int8_label(config.id, cal.source), b.build(model, config, cal)))
+            except R8Error as e:  # e.g. a .tflite source: TFLite's quantizer needs the Keras model
+                print(f"skipped {b.name}-{config.id}: {e}", file=sys.stderr)
     reference = model.reference("int8")
     files += [McuFile(REFERENCE_BACKEND, reference_label(reference), reference)] if reference else []
     files += [McuFile("file", f.name, f) for f in args.tflite]

@@ -5,7 +5,9 @@ through the pipeline like any model (``quantize --model …tflite``).
 Gates: fp32 >= 91 % on perf200 and on the 10k test images; r8's best int8 >= 91 %
 on perf200 and within 0.2 pp of fp32 on the 10k images (in CI for one calibration seed; the mean
 of 5 seeds under `slow`). The TFLite int8 backend cannot take a .tflite (its quantizer converts
-a Keras model while it calibrates): shown as not measured, with that reason.
+a Keras model while it calibrates): shown as not measured, with that reason. The LiteRT quantizer
+can: its int8 .tflite is r8's own int8 flatbuffer of IC02, run on LiteRT and (under `slow`) on
+TFLite Micro beside the published one.
 """
 
 import json
@@ -21,7 +23,8 @@ MIN_TOP1, BEST_DROP_PP = 0.91, 0.2
 # one config per backend within 0.2 pp on IC02 in its default matrix on a VNNI CPU (measured: ort -0.05 pp;
 # torch PT2E x86 0.09 pp, whose reference kernels do not depend on the CPU's ISA: fx-onednn's 0.17 pp there
 # was 10.33 pp on an AVX2-only CPU); the full matrices run under `slow`
-CONFIGS = ["ort/qdq-u8s8-perchannel-minmax", "torch/pt2e-x86-perchannel-histogram"]
+CONFIGS = ["ort/qdq-u8s8-perchannel-minmax", "torch/pt2e-x86-perchannel-histogram", "litert/a8w8-perchannel-minmax",
+           "nncf/perchannel-fastbc"]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,7 @@ def test_ic02_best_int8(ic02_reports, report):
     for r in q["rows"]:
         report(f"IC02 int8 {r['backend']} {r['config']}", f"{r['top1']:.2%} (perf200 {r['top1_perf200']:.1%}), drop "
                f"{r['drop_pp']:.2f} pp [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}]")
-    assert {r["backend"] for r in q["rows"]} == {"ort", "torch", "tflite-reference"}  # the MLCommons int8 file's row
+    assert {r["backend"] for r in q["rows"]} == {"ort", "torch", "litert", "nncf", "tflite-reference"}  # + the MLCommons int8 file
     assert [s["backend"] for s in q["skipped"]] == ["tflite"] and "Keras model" in q["skipped"][0]["reason"]
     assert best["top1_perf200"] >= MIN_TOP1 and best["drop_pp"] <= BEST_DROP_PP
 
@@ -98,6 +101,23 @@ def test_ic02_full_default_matrices(ic02, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / ic02.stem / "quantization.json").read_text())
     assert full_matrix_problems(report) == [] and any(r["kind"] == "reference" for r in report["rows"])
+
+
+@pytest.mark.slow
+def test_ic02_r8_int8_tflite_on_tflm(ic02, tmp_path, report):
+    """r8's own int8 .tflite of IC02 (the LiteRT quantizer's) on TFLite Micro: its top-1 is LiteRT's
+    within the paired interval, and its arena and flash within 5 % of the published int8 file's."""
+    done = r8("quantize", "--model", ic02, "--out", tmp_path, "--configs", "litert/a8w8-perchannel-minmax", "--mcu",
+              "--min-top1", MIN_TOP1, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    q = json.loads((tmp_path / ic02.stem / "quantization.json").read_text())
+    micro = {r["source_backend"]: r for r in q["rows"] if r["kind"] == "mcu"}
+    assert set(micro) == {"litert", "tflite-reference"}
+    for r in micro.values():
+        report(f"IC02 on TFLM: {r['config']}", f"{r['top1']:.2%} (LiteRT {r['litert_top1']:.2%}), arena "
+               f"{r['arena_bytes']:,} B, flash {r['flash_bytes']:,} B")
+    tflm_gates = [g for g in q["gates"] if g["gate"].startswith("TFLM")]
+    assert len(tflm_gates) == 3 and all(g["passed"] for g in tflm_gates), tflm_gates
 
 
 @pytest.mark.slow

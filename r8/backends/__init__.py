@@ -1,8 +1,8 @@
 """Every int8 quantization backend behind one small interface, in one registry: the quantize
 job, the study, the suite's parametrization and the benchmarks iterate over it instead of
-branching on backend names. Each backend module (``ort``, ``pytorch``,
-``tflite``) defines its :class:`Backend`s and owns their cached builds; this module imports
-none of them except inside :func:`registry`. Backends may import the core values, the front-ends,
+branching on backend names. Each backend module (``ort``, ``pytorch``, ``tflite``, ``litert``,
+``nncf``) defines its :class:`Backend`s and owns their cached builds; this module imports none
+of them except inside :func:`registry`. Backends may import the core values, the front-ends,
 ``r8.artifacts`` and the runtimes (to evaluate what they build), never a report or job."""
 
 from dataclasses import dataclass
@@ -13,7 +13,8 @@ from typing import Callable
 from r8.cache import sha256
 from r8.errors import R8Error
 
-BACKEND_MODULES = ("r8.backends.ort", "r8.backends.pytorch", "r8.backends.tflite")  # each lists its BACKENDS
+BACKEND_MODULES = ("r8.backends.ort", "r8.backends.pytorch", "r8.backends.tflite", "r8.backends.litert",
+                   "r8.backends.nncf")  # each lists its BACKENDS
 
 
 def weights_id(per_channel: bool) -> str:
@@ -32,6 +33,7 @@ class Backend:
     sqnr_for: Callable[..., bool] = lambda config: True  # which configs layer_sqnr can measure
     unavailable: Callable[..., str | None] = lambda config: None  # why this machine cannot run a config
     gated: bool = False  # r8's own routes: the best config is held to the best-drop threshold
+    mcu: bool = False  # its artifacts are int8 .tflite files: quantize --mcu runs them on TFLite Micro
     notes: Callable[..., dict] | None = None  # (Model, CalibrationSet) -> extra report fields
     digest: Callable[[Path], str] = sha256  # the artifact's identity: equal for two builds of one config
     reproducibility: str = ""  # what else than the config its artifact and predictions depend on (the report's)
@@ -73,3 +75,7 @@ def backend(name: str) -> Backend:
 
 def gated() -> list[Backend]:
     return [b for b in registry().values() if b.gated]
+
+
+def mcu() -> list[Backend]:
+    return [b for b in registry().values() if b.mcu]

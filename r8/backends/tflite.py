@@ -92,7 +92,7 @@ def build(model: Model, config: TfliteConfig, cal: CalibrationSet) -> Path:
 BACKENDS = [Backend("tflite", MATRIX, MATRIX, build,
                     runner=lambda config, path, threads=0: TfliteRunner(path, name=f"tflite-{config.id}",
                                                                         threads=threads or None),
-                    gated=True,
+                    gated=True, mcu=True,
                     reproducibility="Two builds of a config in separate processes give byte-identical .tflite "
                                     "files and identical predictions (tested). LiteRT's XNNPACK kernels pick their "
                                     "code path by CPU (they differ from TFLite's reference kernels by one LSB in "

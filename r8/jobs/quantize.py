@@ -119,9 +119,10 @@ def mcu_rows(model: Model, data: Dataset, fp32_probs: np.ndarray, files: list[Mc
 
 
 def mcu_files(rows: list[Row]) -> list[McuFile]:
-    """The int8 .tflite of every row of r8's TFLite backend and of the published reference."""
+    """The int8 .tflite of every row of r8's backends that write one, and of the published reference."""
+    writers = {b.name for b in backends.mcu()}
     return [McuFile(r.backend, r.config, Path(r.artifact)) for r in rows
-            if isinstance(r, ReferenceRow) or (isinstance(r, Int8Row) and r.backend == "tflite")]
+            if isinstance(r, ReferenceRow) or (isinstance(r, Int8Row) and r.backend in writers)]
 
 
 def backend_sqnr(model: Model, b: Backend, rows: list[Int8Row], cal: CalibrationSet, data: Dataset) -> list[dict]:
@@ -166,7 +167,7 @@ def mcu_gates(rows: list[Row]) -> list[dict]:
     within the paired 95 % interval, and (where the model has a published int8 .tflite) its arena
     and flash are within 5 % of that model's."""
     mcu = [r for r in rows if isinstance(r, McuRow)]
-    ours = [r for r in mcu if r.source_backend == "tflite"]
+    ours = [r for r in mcu if r.source_backend in {b.name for b in backends.mcu()}]
     if not ours:
         return []
     best = min(ours, key=lambda r: r.drop_pp)

@@ -1,0 +1,73 @@
+"""NNCF's post-training quantization (``nncf.quantize``, OpenVINO's toolkit) on the fp32 ONNX file:
+ONNX in, QDQ ONNX out, run by ONNX Runtime like r8's ORT configs, calibrated on the same set.
+NNCF's default corrects each layer's bias after quantization (fast bias correction); the full
+matrix also has its full bias correction. The field's quantizer beside r8's own: each config is held
+to the per-config drop gate, not to the best-drop gate of r8's routes (on IC02 its best lost
+0.31 pp on an AVX2-only CPU)."""
+
+import importlib.util
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from r8 import artifacts
+from r8.backends import Backend, weights_id
+from r8.backends.ort import ImageReader, reduce_range
+from r8.cache import build_once
+from r8.calibration import CalibrationSet
+from r8.errors import R8Error
+from r8.model import Model
+from r8.runtimes.runners import OnnxRunner
+
+
+@dataclass(frozen=True)
+class NncfConfig:
+    per_channel: bool = True  # NNCF's default
+    bias_correction: str = "fast"  # NNCF's default; "full": its BiasCorrection (slower, statistics per layer)
+
+    @property
+    def id(self) -> str:
+        return f"{weights_id(self.per_channel)}-{self.bias_correction}bc"
+
+
+DEFAULT_MATRIX = [NncfConfig(), NncfConfig(False)]
+FULL_MATRIX = DEFAULT_MATRIX + [NncfConfig(True, "full"), NncfConfig(False, "full")]
+
+
+def quantize(src: Path, out: Path, config: NncfConfig, calibration: CalibrationSet) -> dict:
+    """Every image of the calibration set, one per NNCF sample. On x86 without VNNI the weights
+    get 7 bits everywhere (NNCF's overflow fix), for the reason ORT's configs do (``reduce_range``)."""
+    import nncf
+    import onnx
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix, QuantizationParameters
+
+    reader = ImageReader(calibration.images, src, batch=1)
+    reader.rewind()
+    samples = list(iter(reader.get_next, None))
+    advanced = AdvancedQuantizationParameters(
+        overflow_fix=OverflowFix.ENABLE if reduce_range() else OverflowFix.FIRST_LAYER,
+        weights_quantization_params=QuantizationParameters(per_channel=config.per_channel))
+    start = time.perf_counter()
+    try:
+        quantized = nncf.quantize(onnx.load(str(src)), nncf.Dataset(samples), subset_size=len(samples),
+                                  fast_bias_correction=config.bias_correction == "fast", advanced_parameters=advanced)
+    except RuntimeError as e:  # e.g. its full bias correction on a residual graph: a missing node output
+        raise R8Error(f"{src.name}: NNCF could not quantize it with {config.id}: {e}") from None
+    onnx.save(quantized, str(out))
+    return {"quantize_s": time.perf_counter() - start}  # NNCF calibrates inside nncf.quantize
+
+
+def build(model: Model, config: NncfConfig, cal: CalibrationSet) -> Path:
+    src = artifacts.onnx_fp32(model, "torch")
+    return build_once(artifacts.name(model, f"nncf/{config.id}-{cal.tag}.onnx"),
+                      artifacts.key(model, calibration=cal.sha256, overflow_fix=reduce_range()),
+                      lambda tmp: quantize(src, tmp, config, cal))
+
+
+BACKENDS = [Backend("nncf", DEFAULT_MATRIX, FULL_MATRIX, build,
+                    runner=lambda config, path, threads=0: OnnxRunner(path, name=f"nncf-{config.id}", threads=threads),
+                    unavailable=lambda config: None if importlib.util.find_spec("nncf") else
+                    "nncf is not installed (pip install 'r8[quant]')",
+                    reproducibility="NNCF quantizes the fp32 ONNX file (ONNX in, QDQ out); ONNX Runtime runs it "
+                                    "on its int8 kernels, which pick their code path by CPU. On x86 without VNNI "
+                                    "every weight gets 7 bits (NNCF's overflow fix), as ORT's configs do.")]

@@ -1,0 +1,58 @@
+"""The LiteRT quantizer backend (``litert``): what its int8 .tflite holds, why r8's default
+calibrates activation ranges on the calibration set's min/max and not on the quantizer's own
+default (a moving average of each image's min/max), and the route a .tflite-only model takes."""
+
+import pytest
+
+from r8.backends import backend
+from r8.backends.litert import LitertConfig, float_tflite, signature
+from r8.errors import R8Error
+from r8.model import load_model
+from r8.runtimes import mcu
+from r8.runtimes.runners import TfliteRunner
+
+MINMAX, MOVINGAVG = LitertConfig(True), LitertConfig(True, "movingavg")
+
+
+def _input_quantization(path) -> tuple[float, int]:
+    return TfliteRunner(path).input["quantization"]
+
+
+@pytest.mark.accuracy
+def test_int8_file_is_integer_end_to_end(ic01, calibration):
+    """Every op of the int8 file is an int8 kernel (no DEQUANTIZE back to float), and with the
+    calibration set's min/max its input takes pixels exactly: int8 = pixel - 128, the MLCommons
+    reference's input."""
+    path = backend("litert").build(ic01, MINMAX, calibration)
+    ops = mcu.ops(path)
+    assert "CONV_2D" in ops and "DEQUANTIZE" not in ops and "QUANTIZE" not in ops, ops
+    scale, zero_point = _input_quantization(path)
+    assert scale == pytest.approx(1.0) and zero_point == -128
+
+
+@pytest.mark.accuracy
+def test_the_quantizers_default_ranges_clip(ic01, calibration, report):
+    """The premise of r8's default: the quantizer's moving average of per-image extremes gives a
+    narrower range than the calibration set's (here the input's: pixels above the clip saturate)."""
+    clipped, _ = _input_quantization(backend("litert").build(ic01, MOVINGAVG, calibration))
+    report("litert input scale, movingavg vs minmax", f"{clipped:.4f} vs 1.0")
+    assert clipped < 1.0
+
+
+@pytest.mark.slow
+def test_minmax_ranges_lose_less_than_the_quantizers_default(int8_rows, report):
+    """On IC01, the default config's drop is below the quantizer's own default's."""
+    ours, theirs = int8_rows("litert", MINMAX), int8_rows("litert", MOVINGAVG)
+    report("IC01 litert drop pp, minmax vs movingavg", f"{ours.drop_pp:.2f} vs {theirs.drop_pp:.2f}")
+    assert ours.drop_pp < theirs.drop_pp
+
+
+def test_a_tflite_is_quantized_as_it_is(tmp_path):
+    """A float .tflite is the quantizer's input as it stands; one without a signature (IC01's
+    published float file) is refused by name, with what to do."""
+    from file_facts import tflite_model_path
+
+    path = tflite_model_path(quantized=False)
+    assert float_tflite(load_model(path)) == path
+    with pytest.raises(R8Error, match=f"{path.name}: has no signature, and the LiteRT quantizer calibrates through one"):
+        signature(path)
