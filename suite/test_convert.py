@@ -111,3 +111,18 @@ def test_parity_gate_catches(mutate, torch_model, keras_probs, test_split, repor
     diff, agree = float(np.abs(probs - keras_probs).max()), agreement(probs, keras_probs)
     report(f"mutation {mutate.__name__}: max|dp|, argmax agreement", f"{diff:.2e}, {agree:.2%}")
     assert diff > PROB_ATOL
+
+
+@pytest.mark.parametrize("kind", ["add", "mul", "sub", "div", "max", "min", "mean"])
+def test_elementwise_modules_compile_to_torchscript(kind, rng):
+    """The eager int8 flow saves TorchScript, which compiles every branch of a forward: a merge or
+    constant op (a Keras Multiply of a squeeze-and-excitation block, Keras 3's ``x + 3.0``) must
+    script, and the scripted module compute what the module does."""
+    from r8.frontends.keras.layers import Arith, ArithConst
+
+    a, b = (torch.from_numpy(rng.standard_normal((2, 3, 4, 4), dtype=np.float32)) + 3 for _ in range(2))
+    merge = Arith(kind)
+    assert torch.equal(torch.jit.script(merge)([a, b]), merge([a, b]))
+    if kind != "mean":
+        const = ArithConst(kind, b[0])
+        assert torch.equal(torch.jit.script(const)(a), const(a))

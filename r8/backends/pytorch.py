@@ -225,6 +225,11 @@ def quantize_eager(model: fx.GraphModule, config: TorchConfig, batches: list) ->
         # point tensors, which TorchScript's quantized::batch_norm2d refuses as scalars: make them 0-d
         if isinstance(m, torch.ao.nn.quantized.BatchNorm2d):
             m.scale, m.zero_point = m.scale.reshape(()), m.zero_point.reshape(())
+    try:  # eager mode quantizes every module between the stubs; one without an int8 kernel fails only when run
+        with torch.no_grad():
+            qmodel(batches[0][:1])
+    except (RuntimeError, NotImplementedError) as e:
+        raise R8Error(f"eager mode leaves an op without int8 kernel on int8 tensors: {str(e).strip().splitlines()[-1]}") from None
     return qmodel, calibrated
 
 
@@ -247,7 +252,10 @@ def quantize_pt2e(model: fx.GraphModule, config: TorchConfig, batches: list) -> 
                                        weight=weight)
     quantizer = xiq.X86InductorQuantizer().set_global(quant_config)  # it leaves softmax float
     graph = export_program(model.eval()).module()
-    prepared = prepare_pt2e(graph, quantizer)
+    try:
+        prepared = prepare_pt2e(graph, quantizer)
+    except ValueError as e:  # torchao 0.18 refuses, e.g., a conv -> add whose conv output also feeds another op
+        raise R8Error(f"torchao's X86InductorQuantizer cannot annotate this graph: {e}") from None
     calibrated = _calibrate(prepared, batches)
     return convert_pt2e(prepared), calibrated
 
@@ -429,6 +437,8 @@ def build(model: Model, config: TorchConfig, cal: CalibrationSet, route: str = "
                 qmodel, facts = quantize(fp32, config, cal.images)
             except fx.proxy.TraceError as e:  # e.g. a data-dependent Reshape of a Flatten
                 raise R8Error(f"{model.path}: the {route} route's module cannot be traced by FX for {config.flow}: {e}") from None
+            except R8Error as e:
+                raise R8Error(f"{model.path}: {config.flow}: {e}") from None
             save(qmodel, config, tmp, example_inputs(fp32))
         return dataclasses.asdict(facts)
     return build_once(artifacts.name(model, f"{prefix}/{config.id}-{cal.tag}.pt"),

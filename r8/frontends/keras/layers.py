@@ -207,8 +207,22 @@ class Concat(nn.Module):
         return self.op.cat(xs, dim=self.dim)
 
 
-ELEMENTWISE = {"add": torch.add, "mul": torch.mul, "sub": torch.sub, "div": torch.div, "max": torch.maximum,
-               "min": torch.minimum}
+def elementwise(kind: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a (kind) b``; an if-chain rather than a dict of functions, which TorchScript (the eager
+    int8 flow's file format) cannot compile."""
+    if kind == "add":
+        return torch.add(a, b)
+    if kind == "mul":
+        return torch.mul(a, b)
+    if kind == "sub":
+        return torch.sub(a, b)
+    if kind == "div":
+        return torch.div(a, b)
+    if kind == "max":
+        return torch.maximum(a, b)
+    if kind == "min":
+        return torch.minimum(a, b)
+    raise ValueError(kind)
 
 
 class Arith(nn.Module):
@@ -227,7 +241,7 @@ class Arith(nn.Module):
             if self.kind in ("add", "mul"):
                 out = self.op.add(out, x) if self.kind == "add" else self.op.mul(out, x)
             else:
-                out = ELEMENTWISE["add" if self.kind == "mean" else self.kind](out, x)
+                out = elementwise("add" if self.kind == "mean" else self.kind, out, x)
         return out / len(xs) if self.kind == "mean" else out
 
 
@@ -241,7 +255,7 @@ class ArithConst(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = (self.const, x) if self.const_first else (x, self.const)
-        return ELEMENTWISE[self.kind](a, b)
+        return elementwise(self.kind, a, b)
 
 
 def constant_in_torch_layout(array, rank: int) -> torch.Tensor:
