@@ -1,4 +1,4 @@
-"""``python -m r8 {convert,inspect,evaluate,quantize,calibrate,study,benchmark,download,cache,mcu}``: the
+"""``python -m r8 {convert,inspect,evaluate,quantize,search,calibrate,study,benchmark,download,cache,mcu}``: the
 command-line contract. The only place, with the suite's options, where a model, a data set and
 thresholds are made from paths and flags; everything below takes them as values."""
 
@@ -109,6 +109,43 @@ def cmd_quantize(args) -> None:
                   file=sys.stderr)
     if failed:
         raise SystemExit(1)
+
+
+def cmd_search(args) -> None:
+    from r8.backends import backend
+    from r8.calibration import calibration_set
+    from r8.jobs.quantize import model_dir
+    from r8.jobs.search import BudgetNotMet, search_job
+
+    names = [args.backend] if args.backend else None
+    configs = {}
+    if args.config:
+        if not args.backend:
+            raise R8Error("--config needs --backend (a config id is a backend's)")
+        configs[args.backend] = backend(args.backend).config(args.config).id
+    for name in names or ():
+        backend(name)  # an unknown name is refused before any work
+    model, data = model_and_data(args)
+    cal = calibration_set(data, num_classes=model.num_classes)
+    try:
+        rows = search_job(model, data, cal, args.max_drop_pp, args.out, names, configs)
+    except BudgetNotMet as e:
+        print(f"r8: budget not met: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    for r in rows:
+        print(f"{r.backend} {r.config}: {'met' if r.met else 'NOT met'} with {len(r.float_layers)} float layer(s) "
+              f"({r.float_mac_share:.1%} of the MACs: {', '.join(r.float_layers) or 'none'}); test drop {r.drop_pp:.2f} pp "
+              f"(95 % CI {r.drop_ci95_pp[0]:.2f} to {r.drop_ci95_pp[1]:.2f}), validation {r.validation_drop_pp:.2f} pp "
+              f"(upper bound {r.validation_drop_ci95_pp[1]:.2f})")
+    if args.out:
+        print(f"wrote {model_dir(args.out, model) / 'search.md'} and search.json")
+
+
+def budget(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} pp cannot be met: a drop budget is >= 0")
+    return value
 
 
 MCU_FIELDS = ("file", "config", "top1", "top1_perf200", "litert_top1", "bitexact_ref_kernels", "differs_ref_kernels",
@@ -307,6 +344,15 @@ def add_int8_commands(sub) -> None:
     p.add_argument("--tflite", type=Path, nargs="+", default=[], help="more int8 .tflite files to measure")
     p.add_argument("--json", action="store_true", help='{"rows": [...]} on stdout')
     p.set_defaults(run=cmd_mcu)
+
+    p = sub.add_parser("search", help="when int8 loses too much: the fewest layers to keep float so the drop meets a budget")
+    add_inputs(p)
+    p.add_argument("--max-drop-pp", type=budget, required=True, help="the drop budget, pp: met when the validation "
+                   "drop's paired upper 95 %% bound is within it")
+    p.add_argument("--backend", help="one backend that can keep layers float (default: every such backend)")
+    p.add_argument("--config", help="the config to start from (default: the backend's worst default config)")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="reports root: OUT/<model stem>/search.{md,json}")
+    p.set_defaults(run=cmd_search)
 
     p = sub.add_parser("calibrate", help="write the calibration set (indices, seed, sha256) as .npz")
     add_inputs(p)

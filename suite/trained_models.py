@@ -87,6 +87,15 @@ def train_digits(out: Path, data) -> float:
     return float(model.evaluate(data.test.images.astype(np.float32), data.test.labels, verbose=0)[1])
 
 
+def one_layer_model(out: Path) -> Path:
+    """A digits classifier of one Dense layer (untrained; seeded): too small to search."""
+    keras = _keras()
+    inputs = keras.Input((8, 8, 1), name="pixels")
+    outputs = keras.layers.Dense(10, activation="softmax", name="classes")(keras.layers.Flatten(name="flatten")(inputs))
+    keras.Model(inputs, outputs).save(out)
+    return out
+
+
 def _written_as(suffix: str, write):
     """A build for ``build_once`` whose writer insists on a file suffix (Keras's .h5, numpy's .npz)."""
     def build(tmp: Path):

@@ -5,6 +5,7 @@ branching on backend names. Each backend module (``ort``, ``pytorch``, ``tflite`
 of them except inside :func:`registry`. Backends may import the core values, the front-ends,
 ``r8.artifacts`` and the runtimes (to evaluate what they build), never a report or job."""
 
+import hashlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -15,6 +16,15 @@ from r8.errors import R8Error
 
 BACKEND_MODULES = ("r8.backends.ort", "r8.backends.pytorch", "r8.backends.tflite", "r8.backends.litert",
                    "r8.backends.nncf")  # each lists its BACKENDS
+
+
+def float_layers_tag(model_path: Path, float_layers: tuple[str, ...], known) -> str:
+    """Names a mixed build's artifact after its float layers; R8Error for a name not in ``known``
+    (the model's conv / linear layers as the backend sees them)."""
+    unknown = sorted(set(float_layers) - set(known))
+    if unknown:
+        raise R8Error(f"{model_path}: no conv / linear layer {', '.join(unknown)}")
+    return hashlib.sha256("\0".join(sorted(float_layers)).encode()).hexdigest()[:12]
 
 
 def weights_id(per_channel: bool) -> str:
@@ -31,6 +41,9 @@ class Backend:
     runner: Callable[..., object]  # (config, artifact, threads) -> runner with .predict(images NHWC)
     layer_sqnr: Callable[..., tuple] | None = None  # (Model, config, CalibrationSet, images) -> (measured on, {tensor: dB})
     sqnr_for: Callable[..., bool] = lambda config: True  # which configs layer_sqnr can measure
+    # (Model, config, CalibrationSet, float_layers) -> the int8 artifact with those layers (r8's conv / linear
+    # module names) left float: how `r8 search` keeps the most sensitive layers float
+    build_mixed: Callable[..., Path] | None = None
     unavailable: Callable[..., str | None] = lambda config: None  # why this machine cannot run a config
     gated: bool = False  # r8's own routes: the best config is held to the best-drop threshold
     mcu: bool = False  # its artifacts are int8 .tflite files: quantize --mcu runs them on TFLite Micro

@@ -31,11 +31,12 @@ from onnxruntime.quantization.qdq_loss_debug import (
 from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
 from r8 import artifacts
-from r8.backends import Backend, weights_id
+from r8.backends import Backend, float_layers_tag, weights_id
 from r8.cache import build_once, sha256
 from r8.calibration import CalibrationSet
 from r8.data import Split
 from r8.environment import saturating_int8
+from r8.layers import LAYER_TYPES, conv_of_batchnorm
 from r8.model import Model
 from r8.runtimes.runners import OnnxRunner, model_input, onnx_layout
 
@@ -128,10 +129,12 @@ def reduce_range() -> bool:
     return saturating_int8()
 
 
-def quantize(pre: str | Path, out: str | Path, config: OrtConfig, calibration: Split) -> dict:
-    """Statically quantize the pre-processed model ``pre`` to ``out``, calibrating first. Softmax
-    stays float: int8 probabilities can tie, and a tie changes the argmax. Returns the seconds
-    each step took and the calibrated ``ranges`` (tensor -> [rmin, rmax])."""
+def quantize(pre: str | Path, out: str | Path, config: OrtConfig, calibration: Split, float_nodes: tuple = (),
+             ranges_file: Path | None = None) -> dict:
+    """Statically quantize the pre-processed model ``pre`` to ``out``, calibrating first (or
+    reading the calibration cache ``ranges_file``). Softmax stays float: int8 probabilities can
+    tie, and a tie changes the argmax; so do ``float_nodes`` (ONNX node names). Returns the
+    seconds each step took and the calibrated ``ranges`` (tensor -> [rmin, rmax])."""
     activations, weights = TYPES[config.types]
     extra_options = {}
     if config.method == "distribution":
@@ -140,14 +143,15 @@ def quantize(pre: str | Path, out: str | Path, config: OrtConfig, calibration: S
         extra_options["ActivationSymmetric"] = True
     softmax = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Softmax"]
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "calibration.json"
+        cache = Path(ranges_file or Path(tmp) / "calibration.json")
         start = time.perf_counter()
-        calibrate(pre, config.method, calibration.images, cache)
+        if ranges_file is None:
+            calibrate(pre, config.method, calibration.images, cache)
         calibrated = time.perf_counter()
         quantize_static(str(pre), str(out), None, calibration_cache_path=str(cache),
                         quant_format=FORMATS[config.fmt], per_channel=config.per_channel,
                         activation_type=activations, weight_type=weights,
-                        calibrate_method=METHODS[config.method], nodes_to_exclude=softmax,
+                        calibrate_method=METHODS[config.method], nodes_to_exclude=softmax + list(float_nodes),
                         reduce_range=reduce_range(), extra_options=extra_options)
         ranges = {name: [float(np.ravel(v)[0]) for v in t.range_value] for name, t in load_tensors_data(cache).data.items()}
     return {"calibration_s": calibrated - start, "quantize_s": time.perf_counter() - calibrated, "ranges": ranges,
@@ -159,9 +163,10 @@ def initializers(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     return {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
 
 
-def activation_sqnr(pre: str | Path, qdq: str | Path, images: np.ndarray) -> dict[str, float]:
+def activation_sqnr(pre: str | Path, qdq: str | Path, images: np.ndarray, labels: dict[str, str]) -> dict[str, float]:
     """SQNR (dB) of every quantized activation of a QDQ model against the float model it was
-    made from (ORT's qdq_loss_debug), worst first: where the int8 error enters."""
+    made from (ORT's qdq_loss_debug), worst first: where the int8 error enters. ``labels``:
+    tensor name -> how the report names it."""
     with tempfile.TemporaryDirectory() as tmp:
         acts = {}
         for kind, model in (("float", pre), ("qdq", qdq)):
@@ -169,20 +174,30 @@ def activation_sqnr(pre: str | Path, qdq: str | Path, images: np.ndarray) -> dic
             modify_model_output_intermediate_tensors(str(model), str(augmented))
             acts[kind] = collect_activations(str(augmented), ImageReader(images, model))
     errors = compute_activation_error(create_activation_matching(acts["qdq"], acts["float"]))
-    labels = _tensor_labels(pre)
     sqnr = {labels.get(name, name): float(e["xmodel_err"]) for name, e in errors.items() if "xmodel_err" in e}
     return dict(sorted(sqnr.items(), key=lambda kv: kv[1]))
 
 
-def _tensor_labels(path: str | Path) -> dict[str, str]:
-    """ONNX tensor name -> "torch module (ONNX op)", from the scopes torch.onnx records."""
-    labels = {}
-    for node in onnx.load(str(path)).graph.node:
+def node_layers(model: Model) -> dict[str, str]:
+    """ONNX node name -> r8's module it computes. torch.onnx records each node's module; its
+    optimizer folds a BatchNorm into the conv before it and gives the fused Conv the BatchNorm's
+    scope, which is mapped back to the conv. ORT's pre-processing keeps node names (not the
+    records), so the names hold for the pre-processed graph too."""
+    owner = conv_of_batchnorm(artifacts.torch_fp32(model))
+    out = {}
+    for node in onnx.load(str(artifacts.onnx_fp32(model, "torch"))).graph.node:
         scopes = {p.key: p.value for p in node.metadata_props}.get("pkg.torch.onnx.name_scopes")
-        if scopes:
-            module = ast.literal_eval(scopes)[-2] or "model"
-            labels.update({out: f"{module} ({node.op_type})" for out in node.output})
-    return labels
+        if scopes and ast.literal_eval(scopes)[-2]:
+            module = ast.literal_eval(scopes)[-2]
+            out[node.name] = owner.get(module, module)
+    return out
+
+
+def tensor_labels(model: Model) -> dict[str, str]:
+    """Tensor name of the pre-processed graph -> "module (ONNX op)" (see :func:`node_layers`)."""
+    layers = node_layers(model)
+    return {out: f"{layers[n.name]} ({n.op_type})" for n in onnx.load(str(onnx_preprocessed(model))).graph.node
+            if n.name in layers for out in n.output}
 
 
 def int8_convs(path: str | Path) -> int:
@@ -237,6 +252,38 @@ def build(model: Model, config: OrtConfig, cal: CalibrationSet) -> Path:
                       lambda tmp: quantize(onnx_preprocessed(model), tmp, config, cal))
 
 
+def layer_nodes(model: Model) -> dict[str, list[str]]:
+    """r8's conv / linear module name -> its nodes in the pre-processed ONNX (the names a float
+    layer is excluded by)."""
+    layers = {name for name, m in artifacts.torch_fp32(model).named_modules() if isinstance(m, LAYER_TYPES)}
+    owners = node_layers(model)
+    out: dict[str, list[str]] = {}
+    for node in onnx.load(str(onnx_preprocessed(model))).graph.node:
+        if owners.get(node.name) in layers and node.op_type in ("Conv", "Gemm", "MatMul"):
+            out.setdefault(owners[node.name], []).append(node.name)
+    return out
+
+
+def calibration_ranges(model: Model, config: OrtConfig, cal: CalibrationSet) -> Path:
+    """The calibrated ranges of a config's method (ORT's calibration cache), reused by every mixed build."""
+    return build_once(artifacts.name(model, f"ort/ranges/{config.method}-{cal.tag}.json"),
+                      artifacts.key(model, calibration=cal.sha256),
+                      lambda tmp: calibrate(onnx_preprocessed(model), config.method, cal.images, tmp))
+
+
+def build_mixed(model: Model, config: OrtConfig, cal: CalibrationSet, float_layers: tuple[str, ...]) -> Path:
+    """:func:`build` with ``float_layers`` (r8's module names) left float (``nodes_to_exclude``)."""
+    if not float_layers:
+        return build(model, config, cal)
+    nodes = layer_nodes(model)
+    tag = float_layers_tag(model.path, float_layers, nodes)
+    excluded = tuple(sorted(n for layer in float_layers for n in nodes[layer]))
+    return build_once(artifacts.name(model, f"ort/mixed/{config.id}-{cal.tag}-float-{tag}.onnx"),
+                      artifacts.key(model, calibration=cal.sha256, reduce_range=reduce_range(), float_layers=sorted(float_layers)),
+                      lambda tmp: quantize(onnx_preprocessed(model), tmp, config, cal, excluded,
+                                         calibration_ranges(model, config, cal)))
+
+
 def build_integer_input(model: Model, config: OrtConfig, cal: CalibrationSet) -> Path:
     """The int8 model rewritten to take uint8 NHWC pixels (:func:`integer_input`); ValueError
     where its input quantization is not exact on pixels."""
@@ -249,12 +296,12 @@ def layer_sqnr(model: Model, config: OrtConfig, cal: CalibrationSet, images: np.
     """Per-layer SQNR of a config. ``qdq_loss_debug`` reads QDQ models only, so a QOperator
     config is measured on its QDQ twin (the same calibration ranges)."""
     twin = OrtConfig("qdq", config.types, config.per_channel, config.method)
-    return twin.id, activation_sqnr(onnx_preprocessed(model), build(model, twin, cal), images)
+    return twin.id, activation_sqnr(onnx_preprocessed(model), build(model, twin, cal), images, tensor_labels(model))
 
 
 BACKENDS = [Backend("ort", DEFAULT_MATRIX, FULL_MATRIX, build,
                     runner=lambda config, path, threads=0: OnnxRunner(path, name=f"ort-{config.id}", threads=threads),
-                    layer_sqnr=layer_sqnr, gated=True,
+                    layer_sqnr=layer_sqnr, build_mixed=build_mixed, gated=True,
                     reproducibility="Two builds of a config in separate processes give byte-identical .onnx files "
                                     "and identical predictions (tested). ONNX Runtime's int8 kernels (MLAS) pick "
                                     "their AVX2 / AVX-512 / VNNI code path by CPU: compare rows across machines "

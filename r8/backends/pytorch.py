@@ -29,13 +29,14 @@ from torch.ao.quantization import (
 )
 
 from r8 import artifacts
-from r8.backends import Backend, weights_id
+from r8.backends import Backend, float_layers_tag, weights_id
 from r8.cache import build_once
 from r8.calibration import CalibrationSet
 from r8.environment import saturating_int8
 from r8.errors import R8Error
 from r8.frontends.convert import example_inputs, export_program
 from r8.frontends.onnx_route import route_limit
+from r8.layers import LAYER_TYPES
 from r8.model import Model
 from r8.runtimes.runners import TorchRunner, quantized_engine, torch_input
 
@@ -203,10 +204,12 @@ def fused_eager(model: fx.GraphModule) -> EagerQuantizable:
     return wrapped
 
 
-def quantize_fx(model: fx.GraphModule, config: TorchConfig, batches: list) -> tuple[nn.Module, Calibrated]:
+def quantize_fx(model: fx.GraphModule, config: TorchConfig, batches: list, float_layers: tuple = ()) -> tuple[nn.Module, Calibrated]:
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     mapping = QConfigMapping().set_global(qconfig(config)).set_object_type(nn.Softmax, None)
+    for name in float_layers:  # a conv keeps the name of the conv-bn(-relu) group FX fuses it into
+        mapping.set_module_name(name, None)
     prepared = prepare_fx(copy.deepcopy(model).eval(), mapping, example_inputs(model, 1))
     calibrated = _calibrate(prepared, batches)
     return convert_fx(prepared), calibrated
@@ -329,12 +332,15 @@ FLOWS_BY_NAME = {"fx": Flow(quantize_fx, save_script, load_script, fused_fx),
                  "pt2e": Flow(quantize_pt2e, save_export, load_export, None)}
 
 
-def quantize(model: fx.GraphModule, config: TorchConfig, images: np.ndarray) -> tuple[nn.Module, QuantizeFacts]:
-    """The int8 model, and what quantizing it took."""
+def quantize(model: fx.GraphModule, config: TorchConfig, images: np.ndarray, float_layers: tuple = ()) -> tuple[nn.Module, QuantizeFacts]:
+    """The int8 model (``float_layers``: module names left float, FX only), and what quantizing it took."""
     batches = list(_batches(images, model.meta.get("nhwc", False)))  # the onnx2torch route keeps NHWC
     start = time.perf_counter()
     with quantized_engine(config.engine), quiet_deprecations():
-        qmodel, calibrated = FLOWS_BY_NAME[config.flow].quantize(model, config, batches)
+        if float_layers:
+            qmodel, calibrated = quantize_fx(model, config, batches, float_layers)
+        else:
+            qmodel, calibrated = FLOWS_BY_NAME[config.flow].quantize(model, config, batches)
     took = time.perf_counter() - start
     return qmodel, QuantizeFacts(calibrated.seconds, took - calibrated.seconds, calibrated.ranges)
 
@@ -445,6 +451,24 @@ def build(model: Model, config: TorchConfig, cal: CalibrationSet, route: str = "
                       artifacts.key(model, calibration=cal.sha256), make)
 
 
+def build_mixed(model: Model, config: TorchConfig, cal: CalibrationSet, float_layers: tuple[str, ...]) -> Path:
+    """:func:`build` with ``float_layers`` (r8's module names) left float: FX's per-module qconfig
+    None (the FX flow only: eager and PT2E name their modules otherwise)."""
+    if config.flow != "fx":
+        raise R8Error(f"{config.id}: float layers need the fx flow, e.g. {dataclasses.replace(config, flow='fx').id}")
+    if not float_layers:
+        return build(model, config, cal)
+    fp32 = artifacts.torch_fp32(model)
+    tag = float_layers_tag(model.path, float_layers, (n for n, m in fp32.named_modules() if isinstance(m, LAYER_TYPES)))
+
+    def make(tmp: Path) -> dict:
+        qmodel, facts = quantize(fp32, config, cal.images, tuple(sorted(float_layers)))
+        save(qmodel, config, tmp, example_inputs(fp32))
+        return dataclasses.asdict(facts)
+    return build_once(artifacts.name(model, f"torch/mixed/{config.id}-{cal.tag}-float-{tag}.pt"),
+                      artifacts.key(model, calibration=cal.sha256, float_layers=sorted(float_layers)), make)
+
+
 def runner(config: TorchConfig, path: str | Path, threads: int = 0, prefix: str = "torch", nhwc: bool = False) -> TorchRunner:
     return TorchRunner(load(config, path), name=f"{prefix}-{config.id}", engine=config.engine, nhwc=nhwc,
                        threads=threads)
@@ -468,7 +492,7 @@ BACKENDS = [
             layer_sqnr=lambda model, config, cal, images: (
                 config.id, layer_sqnr(artifacts.torch_fp32(model), config, cal.images, images)),
             sqnr_for=lambda config: FLOWS_BY_NAME[config.flow].hookable,
-            unavailable=unavailable, gated=True),
+            unavailable=unavailable, build_mixed=build_mixed, gated=True),
     # The fallback conversion route's model (tf2onnx -> onnx2torch), quantized the same way.
     Backend("torch-onnx2torch", ONNX2TORCH_MATRIX, ONNX2TORCH_MATRIX,
             lambda model, config, cal: build(model, config, cal, route="onnx2torch"),

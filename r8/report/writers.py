@@ -455,3 +455,73 @@ SOURCES = {
 
 def _verdict(gate: dict) -> str:
     return "pass" if gate["passed"] else f"not met on this CPU: {gate['waived']}" if "waived" in gate else "FAIL"
+
+
+def search_blocks(report: dict) -> list:
+    """``search.json``'s rows as the "When int8 hurts" section: the verdict first."""
+    rows = report["rows"]
+    met = [r for r in rows if r["met"]]
+    verdict = (f"**Met** on {', '.join(r['backend'] for r in met)}: " + "; ".join(
+        f"{r['backend']} {r['config']} with {len(r['float_layers'])} float layer(s) ({r['float_mac_share']:.1%} of the MACs), "
+        f"test drop {r['drop_pp']:.2f} pp [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}]" for r in met)
+               if met else "**Not met** on any backend, even with every layer float.")
+    return [Para(f"{verdict} Budget: {report['budget_pp']} pp, met when the validation drop's paired upper 95 % bound is "
+                 f"within it ({report['validation']['n']} training images, disjoint from the {report['calibration']['n']} "
+                 f"calibration images); the test images ({report['test_n']}, fp32 {report['fp32_top1']:.2%}) are used once, "
+                 "for each final row."),
+            Table(["backend", "config", "met", "float layers", "float MACs", "test top-1", "test drop (95 % CI)",
+                   "validation drop (95 % CI)", "steps"],
+                  [[r["backend"], r["config"], "yes" if r["met"] else "no", ", ".join(r["float_layers"]) or "none",
+                    f"{r['float_mac_share']:.1%}", f"{r['top1']:.2%}",
+                    f"{r['drop_pp']:.2f} [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}]",
+                    f"{r['validation_drop_pp']:.2f} [{r['validation_drop_ci95_pp'][0]:.2f}, {r['validation_drop_ci95_pp'][1]:.2f}]",
+                    str(len(r["steps"]))] for r in rows]),
+            Heading(1, "Why these layers stayed float"),
+            Para("Each layer float alone, and each with the next layer run: the drop on the validation images with only "
+                 "those float (the start config's drop less this is what they recover). The search keeps the most helpful "
+                 "float first, until the budget is met; listed: what it kept."),
+            Table(["backend", "layers", "MACs", "SQNR (dB)", "drop with only these float (95 % CI)"],
+                  [[r["backend"], " + ".join(s["layers"]), f"{s['macs']:,}", "-" if s["sqnr_db"] is None else f"{s['sqnr_db']:.1f}",
+                    f"{s['alone_float_drop_pp']:.2f} [{s['alone_float_drop_ci95_pp'][0]:.2f}, {s['alone_float_drop_ci95_pp'][1]:.2f}]"]
+                   for r in rows for s in r["sensitivity"] if set(s["layers"]) <= set(r["float_layers"])]),
+            Figure("validation drop against the number of float layers", "search_steps.png"),
+            Figure("per-layer sensitivity", "search_sensitivity.png")]
+
+
+SENSITIVITY_BARS = 30  # the most helpful ones: a chart a person can read
+
+
+def _search_plots(report: dict, out_dir: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in report["rows"]:
+        n = [len(s["float_layers"]) for s in r["steps"]]
+        drop = np.array([s["validation_drop_pp"] for s in r["steps"]])
+        ci = np.array([s["validation_drop_ci95_pp"] for s in r["steps"]]).T
+        ax.errorbar(n, drop, yerr=[drop - ci[0], ci[1] - drop], marker="o", capsize=3, label=f"{r['backend']} {r['config']}")
+    ax.axhline(report["budget_pp"], color="grey", linestyle="--", linewidth=1, label=f"budget {report['budget_pp']} pp")
+    ax.set(xlabel="layers kept float (most helpful first)", ylabel="validation drop vs fp32 (pp), 95 % CI",
+           title="int8 drop as layers are kept float")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=7)
+    _save(fig, out_dir / "search_steps.png")
+    rows = [r for r in report["rows"] if r["sensitivity"]] or report["rows"][:1]
+    bars = min(SENSITIVITY_BARS, max(len(r["sensitivity"]) for r in rows))
+    fig, axes = plt.subplots(1, len(rows), figsize=(5 * len(rows), 1.9 + 0.22 * bars), squeeze=False)
+    for ax, r in zip(axes.flat, rows):
+        ranked = sorted(r["sensitivity"], key=lambda s: s["alone_float_drop_pp"], reverse=True)[-SENSITIVITY_BARS:]
+        start = r["steps"][0]["validation_drop_pp"]
+        ax.barh(range(len(ranked)), [start - s["alone_float_drop_pp"] for s in ranked],  # most helpful at the top
+                color=["tab:orange" if set(s["layers"]) <= set(r["float_layers"]) else "tab:blue" for s in ranked])
+        ax.set_yticks(range(len(ranked)), [" + ".join(s["layers"])[:32] + ("" if s["sqnr_db"] is None else f" ({s['sqnr_db']:.0f} dB)")
+                                           for s in ranked], fontsize=6)
+        ax.set(xlabel="pp recovered with only these float", title=f"{r['backend']} {r['config']} (orange: kept float)")
+        ax.title.set_fontsize(8)
+    _save(fig, out_dir / "search_sensitivity.png", dpi=110)
+
+
+def write_search_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _search_plots(report, out_dir)
+    return _write(report, search_blocks(report), out_dir, "search", "r8 search: the fewest float layers")

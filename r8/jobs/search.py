@@ -1,0 +1,192 @@
+"""The job behind `python -m r8 search`: when int8 loses too much, the fewest layers to keep
+float so that the drop meets a budget, per backend.
+
+Per backend, from a given int8 config (default: the backend's worst default config it can mix):
+1. the per-layer SQNR of that config against fp32 on calibration images (where the backend
+   measures it), and the validation drop with one conv / linear layer float, and with a layer and
+   the next one run float (a float layer's output stays int8 where its consumer is);
+2. those, most helpful first (smallest drop; then fewest MACs), kept float one more at a time
+   until the validation drop's paired upper 95 % bound is within the budget.
+
+Every decision is made on a validation split of the *training* images (stratified, seeded,
+disjoint from the calibration images); the test images are used once, for the final row. Each
+backend keeps a layer float its own way (:attr:`r8.backends.Backend.build_mixed`: ORT's
+``nodes_to_exclude``, FX's per-module qconfig None).
+"""
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from r8 import artifacts, backends
+from r8.backends import Backend
+from r8.calibration import CalibrationSet, stratified_indices
+from r8.data import Dataset, Split
+from r8.errors import R8Error
+from r8.frontends.convert import example_inputs
+from r8.jobs.quantize import describe
+from r8.layers import layer_macs
+from r8.metrics import paired_drop, predict, top1
+from r8.model import Model
+from r8.report.writers import write_search_report
+from r8.runtimes.runners import TorchRunner
+
+VALIDATION_SIZE = 10_000  # at this size the paired upper bound sits about 0.25 pp above the point drop
+SQNR_IMAGES = 200  # calibration images the per-layer SQNR is measured on
+
+
+class BudgetNotMet(R8Error):
+    """The budget cannot be met on this model, even with every layer float (the CLI exits 1)."""
+
+
+def validation_split(data: Dataset, cal: CalibrationSet, n: int = VALIDATION_SIZE, seed: int = 0) -> Split:
+    """Up to ``n`` training images, an equal number per class (as many as the smallest class has
+    left), drawn with ``seed`` from the training images the calibration set does not use."""
+    labels = data.train.labels
+    num_classes = int(max(labels.max(), data.test.labels.max())) + 1
+    pool = np.setdiff1d(np.arange(len(labels)), cal.indices if cal.source == "train" else [])
+    per_class = min(n // num_classes, *(int(np.sum(labels[pool] == c)) for c in range(num_classes)))
+    if per_class < 1:
+        raise R8Error(f"data {data.name}: no training images are left for a validation split beside the "
+                      f"{len(cal.labels)} calibration images (a class has none)")
+    return data.train.take("validation", pool[stratified_indices(labels[pool], per_class * num_classes, seed, num_classes)])
+
+
+@dataclass(frozen=True)
+class Step:
+    float_layers: tuple[str, ...]
+    validation_drop_pp: float
+    validation_drop_ci95_pp: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    layers: tuple[str, ...]  # one layer, or a layer and the next one run (see search_backend)
+    macs: int
+    sqnr_db: float | None  # the int8 model's output of the (first) layer against fp32 (None: not measured)
+    alone_float_drop_pp: float  # validation drop with only these layers float
+    alone_float_drop_ci95_pp: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class SearchRow:
+    """One backend's search: the fewest float layers found, and the final row on the test images."""
+    backend: str
+    config: str
+    budget_pp: float
+    met: bool
+    float_layers: tuple[str, ...]
+    float_mac_share: float
+    top1: float
+    drop_pp: float
+    drop_ci95_pp: tuple[float, float]
+    validation_drop_pp: float
+    validation_drop_ci95_pp: tuple[float, float]
+    steps: tuple[Step, ...]
+    sensitivity: tuple[Sensitivity, ...]
+    artifact: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _drop(fp32_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> tuple[float, tuple[float, float]]:
+    paired = paired_drop(fp32_probs, probs, labels)
+    return round((top1(fp32_probs, labels) - top1(probs, labels)) * 100, 4), tuple(paired["drop_ci95_pp"])
+
+
+def worst_default(b: Backend, model: Model, data: Dataset, cal: CalibrationSet, val: Split, fp32_val: np.ndarray):
+    """The backend's default config with the largest validation drop among those it can mix."""
+    drops = {}
+    for config in b.configs(available=True):
+        try:
+            drops[config] = _drop(fp32_val, _probs(b, model, config, cal, (), val), val.labels)[0]
+        except R8Error:
+            continue  # a flow that cannot keep layers float (or cannot take this model)
+    if not drops:
+        raise R8Error(f"{model.path}: no default {b.name} config can keep layers float")
+    return max(drops, key=drops.get)
+
+
+def _probs(b: Backend, model: Model, config, cal: CalibrationSet, float_layers: tuple, split: Split) -> np.ndarray:
+    path = b.build_mixed(model, config, cal, float_layers)
+    return predict(b.runner(config, path), split.images, progress=False)
+
+
+def search_backend(model: Model, data: Dataset, b: Backend, config, cal: CalibrationSet, val: Split, budget_pp: float,
+                   fp32_val: np.ndarray, fp32_test: np.ndarray, macs: dict[str, int], progress: bool = False) -> SearchRow:
+    """The fewest float layers of ``config`` whose validation drop's upper bound is within ``budget_pp``."""
+    sqnr = {}
+    if b.layer_sqnr and b.sqnr_for(config):
+        measured = b.layer_sqnr(model, config, cal, cal.images[:SQNR_IMAGES])[1]
+        for layer in macs:
+            values = [v for k, v in measured.items() if k == layer or k.startswith(f"{layer} (")]
+            sqnr[layer] = min(values) if values else None
+    steps = [Step((), *_drop(fp32_val, _probs(b, model, config, cal, (), val), val.labels))]
+    sensitivity = []
+    if steps[0].validation_drop_ci95_pp[1] > budget_pp:
+        # Each layer alone, and each layer with the next one run: a float layer's output is still
+        # quantized where its consumer is int8, so an error at a layer boundary needs both float.
+        names = list(macs)
+        units = [(name,) for name in names] + list(zip(names, names[1:]))
+        for unit in tqdm(units, desc=f"{b.name} layers float alone", disable=not progress, leave=False):
+            drop, ci = _drop(fp32_val, _probs(b, model, config, cal, unit, val), val.labels)
+            sensitivity.append(Sensitivity(unit, sum(macs[n] for n in unit), sqnr.get(unit[0]), drop, ci))
+        # most helpful first; among equals, the one holding fewer MACs
+        ranked = sorted(sensitivity, key=lambda u: (u.alone_float_drop_pp, u.macs))
+        float_layers: tuple[str, ...] = ()
+        for unit in tqdm(ranked, desc=f"{b.name} float layers", disable=not progress, leave=False):
+            grown = float_layers + tuple(n for n in unit.layers if n not in float_layers)
+            if grown == float_layers:
+                continue
+            float_layers = grown
+            steps.append(Step(float_layers, *_drop(fp32_val, _probs(b, model, config, cal, float_layers, val), val.labels)))
+            if steps[-1].validation_drop_ci95_pp[1] <= budget_pp:
+                break
+    final = steps[-1]
+    path = b.build_mixed(model, config, cal, final.float_layers)
+    probs = predict(b.runner(config, path), data.test.images, progress=False)  # the test images: once
+    drop, ci = _drop(fp32_test, probs, data.test.labels)
+    return SearchRow(b.name, config.id, budget_pp, final.validation_drop_ci95_pp[1] <= budget_pp, final.float_layers,
+                     round(sum(macs[name] for name in final.float_layers) / sum(macs.values()), 4),
+                     top1(probs, data.test.labels), drop, ci, final.validation_drop_pp, final.validation_drop_ci95_pp,
+                     tuple(steps), tuple(sensitivity), str(path))
+
+
+def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: float, out: Path | None,
+               backend_names: list[str] | None = None, config_ids: dict[str, str] | None = None,
+               progress: bool = True) -> list[SearchRow]:
+    """Search each backend that can keep layers float (or ``backend_names``), from ``config_ids``
+    (backend -> config id; default: the backend's worst default config); writes
+    ``out/<model stem>/search.{json,md}`` and charts. BudgetNotMet where no backend meets it."""
+    if budget_pp < 0:
+        raise ValueError(f"a drop budget of {budget_pp} pp cannot be met: it must be >= 0")
+    chosen = [backends.backend(n) for n in backend_names] if backend_names else \
+        [b for b in backends.registry().values() if b.build_mixed]
+    for b in chosen:
+        if b.build_mixed is None:
+            raise R8Error(f"backend {b.name} cannot keep layers float; choose from "
+                          f"{', '.join(x.name for x in backends.registry().values() if x.build_mixed)}")
+    fp32 = artifacts.torch_fp32(model)
+    macs = layer_macs(fp32, example_inputs(fp32)[0])
+    if len(macs) < 2:
+        raise BudgetNotMet(f"{model.path}: it has {len(macs)} conv / linear layer; a search for float layers needs two or more")
+    val = validation_split(data, cal)
+    runner = TorchRunner(fp32)
+    fp32_val, fp32_test = predict(runner, val.images, progress=False), predict(runner, data.test.images, progress=False)
+    rows = []
+    for b in tqdm(chosen, desc="search", disable=not progress):
+        config = b.config(config_ids[b.name]) if config_ids and b.name in config_ids else \
+            worst_default(b, model, data, cal, val, fp32_val)
+        rows.append(search_backend(model, data, b, config, cal, val, budget_pp, fp32_val, fp32_test, macs, progress))
+    if out is not None:
+        write_search_report({**describe(model, data, cal), "budget_pp": budget_pp, "validation": {"n": len(val.labels), "source": "train"},
+                             "test_n": len(data.test.labels), "fp32_top1": top1(fp32_test, data.test.labels),
+                             "macs": macs, "rows": [r.to_json() for r in rows]}, Path(out) / model.stem)
+    if not any(r.met for r in rows):
+        raise BudgetNotMet(f"{model.path}: no backend meets a {budget_pp} pp drop even with every layer float: "
+                           + "; ".join(f"{r.backend} {r.config}: validation drop {r.validation_drop_pp:.2f} pp, upper bound "
+                                       f"{r.validation_drop_ci95_pp[1]:.2f}" for r in rows))
+    return rows

@@ -1,0 +1,122 @@
+"""``python -m r8 search``: the fewest layers kept float so the int8 drop meets a budget, decided on
+a validation split of the training images (disjoint from calibration), the test images used
+once. The hard model is ``suite/trained_models.py``'s ``mnv3`` (MobileNetV3-style)."""
+
+import json
+
+import numpy as np
+import pytest
+import trained_models
+from cli_run import r8
+
+from r8.calibration import calibration_set
+from r8.jobs.search import VALIDATION_SIZE, validation_split
+
+
+def test_validation_split_is_stratified_seeded_and_disjoint_from_calibration(cifar10, calibration):
+    val = validation_split(cifar10, calibration)
+    again = validation_split(cifar10, calibration)
+    assert len(val.labels) == VALIDATION_SIZE and np.array_equal(val.images, again.images)
+    assert np.bincount(val.labels, minlength=10).tolist() == [VALIDATION_SIZE // 10] * 10
+    # no validation image is a calibration image (pixel for pixel)
+    cal_rows = {img.tobytes() for img in calibration.images}
+    assert not any(img.tobytes() in cal_rows for img in val.images)
+    assert not np.array_equal(validation_split(cifar10, calibration, seed=1).images, val.images)
+
+
+def test_validation_split_takes_what_a_small_data_set_leaves():
+    """The digits data (1,437 training images): what the calibration set leaves, equal per class."""
+    from r8.data import load_dataset
+
+    _, npz = trained_models.cached("digits")
+    data = load_dataset(npz)
+    cal = calibration_set(data, n=500)
+    val = validation_split(data, cal)
+    counts = np.bincount(val.labels, minlength=10)
+    assert len(set(counts)) == 1 and 0 < len(val.labels) <= len(data.train.labels) - 500
+
+
+def test_search_refuses_a_negative_budget_and_a_model_of_one_layer(tmp_path):
+    done = r8("search", "--max-drop-pp", "-0.1", check=False)
+    assert done.returncode == 2 and "cannot be met" in done.stderr
+    _, npz = trained_models.cached("digits")
+    one_layer = trained_models.one_layer_model(tmp_path / "one_layer.h5")
+    done = r8("search", "--model", one_layer, "--data", npz, "--max-drop-pp", "0.3", "--out", tmp_path, check=False)
+    assert done.returncode == 1 and "one_layer.h5" in done.stderr and "needs two or more" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_search_refuses_a_backend_that_cannot_keep_layers_float(tmp_path):
+    done = r8("search", "--backend", "tflite", "--max-drop-pp", "0.3", check=False)
+    assert done.returncode == 2 and "cannot keep layers float" in done.stderr
+
+
+def rescaled(path, out, layer: str, next_layer: str, channel: int = 0, factor: float = 512.0):
+    """``path`` with one output channel of ``layer`` (ReLU-activated) scaled up by ``factor`` and the
+    matching input channel of ``next_layer`` scaled down: the same function in float (ReLU is
+    positively homogeneous), but that channel's range swamps per-tensor int8 of the layer's weights
+    and of its output. A test of the search, not a hard model (see test_hard_model_premise)."""
+    import shutil
+
+    import h5py
+
+    shutil.copyfile(path, out)
+    with h5py.File(out, "r+") as f:
+        w = f["model_weights"]
+        w[f"{layer}/{layer}/kernel"][..., channel] *= factor
+        w[f"{layer}/{layer}/bias"][channel] *= factor
+        w[f"{next_layer}/{next_layer}/kernel"][:, :, channel, :] /= factor
+    return out
+
+
+@pytest.mark.accuracy
+def test_search_finds_the_layers_an_equivalent_rescaling_breaks(tmp_path, report):
+    """On the digits CNN with one conv0 channel scaled 512x (and conv1 compensating), every backend
+    that can keep layers float starts from its worst default config, which loses more than the
+    budget (the premise, checked), and the search meets the budget on validation and on the test
+    images by keeping float only conv0 / conv1, the layers the rescaling touched."""
+    from r8.backends import registry
+    from r8.data import load_dataset
+    from r8.metrics import agreement, predict
+    from r8.model import load_model
+    from r8.runtimes.runners import reference_runner
+
+    path, npz = trained_models.cached("digits")
+    broken = rescaled(path, tmp_path / "digits_rescaled.h5", "conv0", "conv1")
+    images = load_dataset(npz).test.images
+    assert agreement(predict(reference_runner(path), images, progress=False),
+                     predict(reference_runner(broken), images, progress=False)) == 1.0  # the same function in float
+    budget = 1.0
+    done = r8("search", "--model", broken, "--data", npz, "--max-drop-pp", budget, "--out", tmp_path, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    search = json.loads((tmp_path / "digits_rescaled" / "search.json").read_text())
+    assert {r["backend"] for r in search["rows"]} == {b.name for b in registry().values() if b.build_mixed}
+    for r in search["rows"]:
+        report(f"search on the rescaled digits CNN: {r['backend']} {r['config']}",
+               f"start {r['steps'][0]['validation_drop_pp']:.2f} pp -> float {r['float_layers']} "
+               f"({r['float_mac_share']:.1%} MACs), test drop {r['drop_pp']:.2f} pp {r['drop_ci95_pp']}")
+        assert r["steps"][0]["validation_drop_ci95_pp"][1] > budget  # the premise: int8 loses there
+        assert r["met"] and r["validation_drop_ci95_pp"][1] <= budget and r["drop_pp"] <= budget
+        assert r["float_layers"] and set(r["float_layers"]) <= {"conv0", "conv1"}
+        assert load_model(broken).sha256 == search["model"]["sha256"]
+    assert (tmp_path / "digits_rescaled" / "search.md").read_text().split("\n\n")[1].startswith("**Met**")
+    assert (tmp_path / "digits_rescaled" / "search_steps.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", ["ort", "torch"])
+def test_each_backend_keeps_the_named_layer_float(name):
+    """Op counts as proof: with conv1 float, one int8 conv fewer; an unknown layer is refused by name."""
+    from r8 import R8Error
+    from r8.backends import backend, ort, pytorch
+    from r8.data import load_dataset
+    from r8.model import load_model
+
+    path, npz = trained_models.cached("digits")
+    model = load_model(path)
+    cal = calibration_set(load_dataset(npz), n=500)
+    b = backend(name)
+    config = next(c for c in b.default if b.build_mixed and not b.unavailable(c) and (name == "ort" or c.flow == "fx"))
+    count = ort.int8_convs if name == "ort" else lambda p: pytorch.int8_convs(pytorch.load(config, p))
+    assert count(b.build_mixed(model, config, cal, ("conv1",))) == count(b.build_mixed(model, config, cal, ())) - 1 == 1
+    with pytest.raises(R8Error, match="no conv / linear layer gap"):
+        b.build_mixed(model, config, cal, ("gap",))
