@@ -164,3 +164,17 @@ def test_junitxml_keeps_the_suite_ids(tmp_path):
     names = {case.get("name") for case in ET.parse(xml).iter("testcase")}
     assert {"test_parity[keras3-conv-same-k3-s1]", "test_parity[keras2-conv-same-k3-s1]",
             "test_accuracy_counted_by_hand"} <= names
+
+
+def test_a_report_from_an_older_r8_is_left_out_and_said_once(reports, capsys):
+    """A quantization.json whose rows this r8 cannot read: the index leaves it out and warns once
+    per rebuild, not once per part of the index that reads it."""
+    from r8.report.index import write_index
+
+    path = reports / "small_cnn" / "quantization.json"
+    old = json.loads(path.read_text())
+    old["rows"][0].pop("kind")
+    path.write_text(json.dumps(old))
+    capsys.readouterr()
+    write_index(reports)
+    assert capsys.readouterr().err.count("left out of the index") == 1

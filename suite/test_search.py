@@ -101,6 +101,7 @@ def test_search_finds_the_layers_an_equivalent_rescaling_breaks(tmp_path, report
         assert load_model(broken).sha256 == search["model"]["sha256"]
     assert (tmp_path / "digits_rescaled" / "search.md").read_text().split("\n\n")[1].startswith("**Met**")
     assert (tmp_path / "digits_rescaled" / "search_steps.png").stat().st_size > 0
+    assert "When int8 hurts: the fewest float layers" in (tmp_path / "index.html").read_text()
 
 
 @pytest.mark.parametrize("name", ["ort", "torch"])

@@ -18,6 +18,13 @@ BACKEND_MODULES = ("r8.backends.ort", "r8.backends.pytorch", "r8.backends.tflite
                    "r8.backends.nncf")  # each lists its BACKENDS
 
 
+def needs(module: str, package: str):
+    """``Backend.unavailable`` for a backend whose quantizer is an optional package."""
+    import importlib.util
+
+    return lambda config: None if importlib.util.find_spec(module) else f"{package} is not installed (pip install 'r8[quant]')"
+
+
 def float_layers_tag(model_path: Path, float_layers: tuple[str, ...], known) -> str:
     """Names a mixed build's artifact after its float layers; R8Error for a name not in ``known``
     (the model's conv / linear layers as the backend sees them)."""
@@ -92,3 +99,8 @@ def gated() -> list[Backend]:
 
 def mcu() -> list[Backend]:
     return [b for b in registry().values() if b.mcu]
+
+
+def mcu_names() -> set[str]:
+    """The backends whose artifacts are int8 .tflite files (TFLite Micro rows name them as their source)."""
+    return {b.name for b in mcu()}

@@ -5,7 +5,6 @@ gets an r8-built int8 file too; a Keras model is first converted to float ``.tfl
 converter (no optimization). It calibrates through a signature of the file."""
 
 import contextlib
-import importlib.util
 import io
 import os
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from r8 import artifacts
-from r8.backends import Backend, weights_id
+from r8.backends import Backend, needs, weights_id
 from r8.cache import build_once
 from r8.calibration import CalibrationSet
 from r8.errors import R8Error
@@ -112,8 +111,7 @@ BACKENDS = [Backend("litert", DEFAULT_MATRIX, FULL_MATRIX, build,
                     runner=lambda config, path, threads=0: TfliteRunner(path, name=f"litert-{config.id}",
                                                                         threads=threads or None),
                     gated=True, mcu=True,
-                    unavailable=lambda config: None if importlib.util.find_spec("litert_quantizer") else
-                    "litert-quantizer is not installed (pip install 'r8[quant]')",
+                    unavailable=needs("litert_quantizer", "litert-quantizer"),
                     reproducibility="The LiteRT quantizer (litert-quantizer) reads a float .tflite: the model's "
                                     "own, or TF's conversion of its Keras model. Its int8 .tflite runs on LiteRT's "
                                     "XNNPACK kernels here, and on TFLite Micro's with quantize --mcu.")]

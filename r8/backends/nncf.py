@@ -5,13 +5,12 @@ matrix also has its full bias correction. The field's quantizer beside r8's own:
 to the per-config drop gate, not to the best-drop gate of r8's routes (on IC02 its best lost
 0.31 pp on an AVX2-only CPU)."""
 
-import importlib.util
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from r8 import artifacts
-from r8.backends import Backend, weights_id
+from r8.backends import Backend, needs, weights_id
 from r8.backends.ort import ImageReader, reduce_range
 from r8.cache import build_once
 from r8.calibration import CalibrationSet
@@ -66,8 +65,7 @@ def build(model: Model, config: NncfConfig, cal: CalibrationSet) -> Path:
 
 BACKENDS = [Backend("nncf", DEFAULT_MATRIX, FULL_MATRIX, build,
                     runner=lambda config, path, threads=0: OnnxRunner(path, name=f"nncf-{config.id}", threads=threads),
-                    unavailable=lambda config: None if importlib.util.find_spec("nncf") else
-                    "nncf is not installed (pip install 'r8[quant]')",
+                    unavailable=needs("nncf", "nncf"),
                     reproducibility="NNCF quantizes the fp32 ONNX file (ONNX in, QDQ out); ONNX Runtime runs it "
                                     "on its int8 kernels, which pick their code path by CPU. On x86 without VNNI "
                                     "every weight gets 7 bits (NNCF's overflow fix), as ORT's configs do.")]

@@ -120,7 +120,7 @@ def mcu_rows(model: Model, data: Dataset, fp32_probs: np.ndarray, files: list[Mc
 
 def mcu_files(rows: list[Row]) -> list[McuFile]:
     """The int8 .tflite of every row of r8's backends that write one, and of the published reference."""
-    writers = {b.name for b in backends.mcu()}
+    writers = backends.mcu_names()
     return [McuFile(r.backend, r.config, Path(r.artifact)) for r in rows
             if isinstance(r, ReferenceRow) or (isinstance(r, Int8Row) and r.backend in writers)]
 
@@ -167,7 +167,7 @@ def mcu_gates(rows: list[Row]) -> list[dict]:
     within the paired 95 % interval, and (where the model has a published int8 .tflite) its arena
     and flash are within 5 % of that model's."""
     mcu = [r for r in rows if isinstance(r, McuRow)]
-    ours = [r for r in mcu if r.source_backend in {b.name for b in backends.mcu()}]
+    ours = [r for r in mcu if r.source_backend in backends.mcu_names()]
     if not ours:
         return []
     best = min(ours, key=lambda r: r.drop_pp)

@@ -30,7 +30,8 @@ from r8.jobs.quantize import describe
 from r8.layers import layer_macs
 from r8.metrics import paired_drop, predict, top1
 from r8.model import Model
-from r8.report.writers import write_search_report
+from r8.report.index import write_index
+from r8.report.writers import stamp, write_search_report
 from r8.runtimes.runners import TorchRunner
 
 VALIDATION_SIZE = 10_000  # at this size the paired upper bound sits about 0.25 pp above the point drop
@@ -182,9 +183,11 @@ def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: floa
             worst_default(b, model, data, cal, val, fp32_val)
         rows.append(search_backend(model, data, b, config, cal, val, budget_pp, fp32_val, fp32_test, macs, progress))
     if out is not None:
-        write_search_report({**describe(model, data, cal), "budget_pp": budget_pp, "validation": {"n": len(val.labels), "source": "train"},
-                             "test_n": len(data.test.labels), "fp32_top1": top1(fp32_test, data.test.labels),
-                             "macs": macs, "rows": [r.to_json() for r in rows]}, Path(out) / model.stem)
+        report = {**describe(model, data, cal), "budget_pp": budget_pp, "validation": {"n": len(val.labels), "source": "train"},
+                  "test_n": len(data.test.labels), "fp32_top1": top1(fp32_test, data.test.labels), "macs": macs,
+                  "rows": [r.to_json() for r in rows]}
+        write_search_report(stamp(report, "search.search_job"), Path(out) / model.stem)
+        write_index(Path(out))
     if not any(r.met for r in rows):
         raise BudgetNotMet(f"{model.path}: no backend meets a {budget_pp} pp drop even with every layer float: "
                            + "; ".join(f"{r.backend} {r.config}: validation drop {r.validation_drop_pp:.2f} pp, upper bound "

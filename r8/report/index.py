@@ -3,10 +3,12 @@ embedded, no network) gathering what every job wrote into the reports folder: th
 so far side by side, then one section per model (``OUT/<model stem>/``). Rebuilt from the JSON
 files by each job; a job that has not run yet for a model is listed as such."""
 
+import copy
 import json
 import os
 import sys
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 
 from r8.cache import atomic_write
@@ -22,8 +24,17 @@ def model_dirs(out_root: Path) -> list[Path]:
 
 
 def _load(path: Path) -> dict | None:
-    """A report, or None where there is none (or its rows cannot be read: said, and left out)."""
-    report = json.loads(path.read_text()) if path.is_file() else None
+    """A report, or None where there is none (or its rows cannot be read: said once, and left out)."""
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return copy.deepcopy(_read(path, stat.st_mtime_ns, stat.st_size))  # a caller may change its copy
+
+
+@lru_cache(maxsize=256)
+def _read(path: Path, mtime_ns: int, size: int) -> dict | None:
+    """Read once per version of the file (an index rebuild looks at each report several times)."""
+    report = json.loads(path.read_text())
     if report and path.name == "quantization.json":
         try:
             rows_from_json(report)

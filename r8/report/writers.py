@@ -444,15 +444,6 @@ def append_step_summary(markdown_text: str) -> None:
             f.write(markdown_text.rstrip() + "\n\n")
 
 
-# file in a model's report folder -> (title, the command that writes it, its blocks)
-SOURCES = {
-    "conversion.json": ("Conversion: Keras vs PyTorch, fp32", "python -m r8 quantize (or nox -s quantize)", conversion_blocks),
-    "quantization.json": ("int8 quantization", "python -m r8 quantize (or nox -s quantize)", quantization_blocks),
-    "study.json": ("Calibration size and seed study", "python -m r8 study (or nox -s study)", study_blocks),
-    "benchmark.json": ("CPU inference benchmark", "python -m r8 benchmark (or nox -s benchmark)", benchmark_blocks),
-}
-
-
 def _verdict(gate: dict) -> str:
     return "pass" if gate["passed"] else f"not met on this CPU: {gate['waived']}" if "waived" in gate else "FAIL"
 
@@ -525,3 +516,13 @@ def write_search_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     _search_plots(report, out_dir)
     return _write(report, search_blocks(report), out_dir, "search", "r8 search: the fewest float layers")
+
+
+# file in a model's report folder -> (title, the command that writes it, its blocks)
+SOURCES = {
+    "conversion.json": ("Conversion: Keras vs PyTorch, fp32", "python -m r8 quantize (or nox -s quantize)", conversion_blocks),
+    "quantization.json": ("int8 quantization", "python -m r8 quantize (or nox -s quantize)", quantization_blocks),
+    "study.json": ("Calibration size and seed study", "python -m r8 study (or nox -s study)", study_blocks),
+    "benchmark.json": ("CPU inference benchmark", "python -m r8 benchmark (or nox -s benchmark)", benchmark_blocks),
+    "search.json": ("When int8 hurts: the fewest float layers", "python -m r8 search --max-drop-pp X", search_blocks),
+}
