@@ -211,3 +211,44 @@ def test_fully_connected_parts_by_rounding_mode(reference, cifar10):
             np.testing.assert_array_equal(got.reshape(-1), want)
         parted += not np.array_equal(micro.GetTensor(out_i, 0)["tensor_data"].reshape(-1), ref.get_tensor(out_i).reshape(-1))
     assert parted > 0  # the two roundings do part on these images
+
+
+def test_buffers_past_the_flatbuffer_are_refused_and_inlined(reference, cifar10, tmp_path):
+    """The LiteRT quantizer writes a model with 256 KiB of weights or more with its buffers past the
+    flatbuffer (offset / size); TFLite Micro reads those as empty and computes one output for every
+    image (IC02: about chance). r8 refuses such a file by name, and ``inline_buffers`` (which r8's
+    own LiteRT-quantizer files go through) gives back a file TFLM runs bit-exactly."""
+    from ai_edge_litert.tools import flatbuffer_utils
+    from litert_quantizer.model_modifier import ModelModifier, _PackedBufferData
+
+    from r8.backends.litert import inline_buffers
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(reference.read_bytes()))
+    packed = _PackedBufferData(model)  # the quantizer's own serializer of a large model, here on IC01's file
+    outside = tmp_path / "offset_buffers.tflite"
+    outside.write_bytes(bytes(ModelModifier(model)._serialize_model(model, packed)))
+    with pytest.raises(R8Error, match="offset_buffers.tflite: .* buffers lie past the flatbuffer"):
+        mcu.ops(outside)
+    inline = tmp_path / "inline.tflite"
+    inline.write_bytes(inline_buffers(outside.read_bytes()))
+    images = cifar10.test.images[:20]
+    assert np.array_equal(mcu._tflm_outputs(str(inline), images), mcu._tflm_outputs(str(reference), images))
+    assert mcu.flash_bytes(inline)["weights"] == mcu.flash_bytes(reference)["weights"]
+
+
+def test_r8s_litert_int8_file_of_ic02_runs_on_tflm(cifar10):
+    """IC02's LiteRT-quantizer int8 .tflite (the CI config) on TFLite Micro: bit-exact with LiteRT's
+    reference kernels on 50 test images, arena and flash within 5 % of the published int8 file's
+    (the 10k-image row and its gates: test_ic02.py, under `slow`)."""
+    from r8 import paths
+    from r8.calibration import calibration_set
+    from r8.model import load_model
+
+    ic02 = load_model(paths.mlcommons_dir() / "pretrainedResnet_large_float.tflite")
+    litert = backend("litert")
+    ours = litert.build(ic02, litert.default[0], calibration_set(cifar10, num_classes=ic02.num_classes))
+    images = cifar10.test.images[:50]
+    assert np.array_equal(mcu._tflm_outputs(str(ours), images), mcu._litert_outputs(str(ours), images, True))
+    published = ic02.reference("int8")
+    assert mcu.arena_bytes(ours)["needed"] <= MCU_MARGIN * mcu.arena_bytes(published)["needed"]
+    assert mcu.flash_bytes(ours)["total"] <= MCU_MARGIN * mcu.flash_bytes(published)["total"]

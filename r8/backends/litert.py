@@ -97,8 +97,17 @@ def quantize(src: Path, out: Path, config: LitertConfig, calibration: Calibratio
         calibrated = time.perf_counter()
         result = quantizer.Quantizer(src, recipe.get_quantization_recipe()).quantize(
             calib.get_model_qsvs(), enable_progress_report=False)
-    out.write_bytes(bytes(result.quantized_model))
+    out.write_bytes(inline_buffers(result.quantized_model))
     return {"calibration_s": calibrated - start, "quantize_s": time.perf_counter() - calibrated}
+
+
+def inline_buffers(model_bytes: bytes) -> bytes:
+    """The same model with every buffer inside the flatbuffer. The LiteRT quantizer stores buffers
+    past it (offset / size) once they hold 256 KiB or more (IC02: 10 of 24), which TFLite Micro
+    does not read: it took the weights as empty and gave one output for every image."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))))
 
 
 def build(model: Model, config: LitertConfig, cal: CalibrationSet) -> Path:

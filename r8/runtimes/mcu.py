@@ -36,6 +36,11 @@ def _model(path: Path):
     if kind != tflite.TensorType.INT8:
         raise R8Error(f"{path}: its input is not int8 (a float model?); TFLM's MCU kernels run int8 models: "
                       "quantize it first (python -m r8 quantize --backend tflite)")
+    outside = sum(model.Buffers(i).Offset() > 1 for i in range(model.BuffersLength()))
+    if outside:
+        raise R8Error(f"{path}: {outside} of its buffers lie past the flatbuffer (offset / size, as the LiteRT quantizer "
+                      "writes a model with 256 KiB of weights or more); TFLite Micro reads them as empty and computes "
+                      "garbage. Rewrite it with every buffer inside (r8.backends.litert.inline_buffers)")
     return model
 
 
