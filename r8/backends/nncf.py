@@ -5,15 +5,20 @@ matrix also has its full bias correction. The field's quantizer beside r8's own:
 to the per-config drop gate, not to the best-drop gate of r8's routes (on IC02 its best lost
 0.31 pp on an AVX2-only CPU)."""
 
+import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from r8 import artifacts
 from r8.backends import Backend, needs, weights_id
 from r8.backends.ort import ImageReader, reduce_range
 from r8.cache import build_once
 from r8.calibration import CalibrationSet
+from r8.data import Split
 from r8.errors import R8Error
 from r8.model import Model
 from r8.runtimes.runners import OnnxRunner
@@ -38,14 +43,10 @@ def quantize(src: Path, out: Path, config: NncfConfig, calibration: CalibrationS
     get 7 bits everywhere (NNCF's overflow fix), for the reason ORT's configs do (``reduce_range``)."""
     import nncf
     import onnx
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix, QuantizationParameters
 
     reader = ImageReader(calibration.images, src, batch=1)
-    reader.rewind()
     samples = list(iter(reader.get_next, None))
-    advanced = AdvancedQuantizationParameters(
-        overflow_fix=OverflowFix.ENABLE if reduce_range() else OverflowFix.FIRST_LAYER,
-        weights_quantization_params=QuantizationParameters(per_channel=config.per_channel))
+    advanced = _advanced(config)
     start = time.perf_counter()
     try:
         quantized = nncf.quantize(onnx.load(str(src)), nncf.Dataset(samples), subset_size=len(samples),
@@ -54,6 +55,60 @@ def quantize(src: Path, out: Path, config: NncfConfig, calibration: CalibrationS
         raise R8Error(f"{src.name}: NNCF could not quantize it with {config.id}: {e}") from None
     onnx.save(quantized, str(out))
     return {"quantize_s": time.perf_counter() - start}  # NNCF calibrates inside nncf.quantize
+
+
+def _quiet_nncf() -> None:
+    """NNCF sets its logger to INFO when imported (per-step lines, progress bars): follow r8's console instead."""
+    logging.getLogger("nncf").setLevel(max(logging.getLogger().getEffectiveLevel(), logging.WARNING))
+
+
+def _advanced(config: NncfConfig):
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix, QuantizationParameters
+
+    _quiet_nncf()
+    return AdvancedQuantizationParameters(
+        overflow_fix=OverflowFix.ENABLE if reduce_range() else OverflowFix.FIRST_LAYER,
+        weights_quantization_params=QuantizationParameters(per_channel=config.per_channel))
+
+
+def accuracy_controlled(model: Model, config: NncfConfig, cal: CalibrationSet, val: Split, max_drop_pp: float) -> Path:
+    """``nncf.quantize_with_accuracy_control``: NNCF's quantization of ``config``, then layers
+    reverted to float, the most sensitive first (NNCF's ranking), until the top-1 drop on ``val``
+    is within ``max_drop_pp`` (NNCF's rule: the point drop)."""
+    import nncf
+    import onnx
+    import onnxruntime as ort
+
+    src = artifacts.onnx_fp32(model, "torch")
+
+    def make(tmp: Path) -> dict:
+        reader = ImageReader(cal.images, src, batch=1)
+        calibration = list(iter(reader.get_next, None))
+        name = reader.name
+        inputs = ImageReader(val.images, src, batch=1).batches
+        items = list(zip(inputs, val.labels))
+
+        def validate(candidate, data) -> tuple[float, None]:
+            data = list(data)
+            session = ort.InferenceSession(candidate.SerializeToString(), providers=["CPUExecutionProvider"])
+            logits = session.run(None, {name: np.concatenate([x for x, _ in data])})[0]
+            return float(np.mean(logits.argmax(1) == np.array([y for _, y in data]))), None
+
+        start = time.perf_counter()
+        try:
+            quantized = nncf.quantize_with_accuracy_control(
+                onnx.load(str(src)), nncf.Dataset(calibration), nncf.Dataset(items, lambda item: {name: item[0]}), validate,
+                max_drop=max_drop_pp / 100, subset_size=len(calibration), fast_bias_correction=config.bias_correction == "fast",
+                advanced_quantization_parameters=_advanced(config))
+        except RuntimeError as e:
+            raise R8Error(f"{src.name}: NNCF's accuracy control could not quantize it with {config.id}: {e}") from None
+        onnx.save(quantized, str(tmp))
+        return {"quantize_s": time.perf_counter() - start}
+
+    digest = hashlib.sha256(np.ascontiguousarray(val.images).data).hexdigest()[:12]
+    return build_once(artifacts.name(model, f"nncf/accuracy-control-{config.id}-{cal.tag}-max{max_drop_pp}pp-val{digest}.onnx"),
+                      artifacts.key(model, calibration=cal.sha256, overflow_fix=reduce_range(), validation=digest,
+                                    max_drop_pp=max_drop_pp), make)
 
 
 def build(model: Model, config: NncfConfig, cal: CalibrationSet) -> Path:

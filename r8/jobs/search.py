@@ -156,6 +156,41 @@ def search_backend(model: Model, data: Dataset, b: Backend, config, cal: Calibra
                      tuple(steps), tuple(sensitivity), str(path))
 
 
+def float_layers_of(model: Model, path: Path, macs: dict[str, int]) -> tuple[str, ...]:
+    """The conv / linear layers of a QDQ ONNX file whose weights are not dequantized int8."""
+    import onnx
+
+    from r8.backends.ort import node_layers
+
+    graph = onnx.load(str(path)).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    owners = node_layers(model)
+    int8 = {owners.get(n.name) for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and n.input[1] in dequantized}
+    return tuple(name for name in macs if name not in int8)
+
+
+def nncf_anchor(model: Model, data: Dataset, cal: CalibrationSet, val: Split, budget_pp: float, fp32_val: np.ndarray,
+                fp32_test: np.ndarray, macs: dict[str, int]) -> SearchRow | None:
+    """NNCF's own answer to the same question (``nncf.quantize_with_accuracy_control`` at the same
+    budget, on the same calibration and validation images), scored as r8's rows are; None where
+    NNCF is not installed."""
+    from r8.backends.nncf import accuracy_controlled
+
+    b = backends.backend("nncf")
+    config = b.default[0]
+    if b.unavailable(config):
+        return None
+    path = accuracy_controlled(model, config, cal, val, budget_pp)
+    runner = b.runner(config, path)
+    val_drop, val_ci = _drop(fp32_val, predict(runner, val.images, progress=False), val.labels)
+    probs = predict(runner, data.test.images, progress=False)
+    drop, ci = _drop(fp32_test, probs, data.test.labels)
+    layers = float_layers_of(model, path, macs)
+    return SearchRow("nncf", f"accuracy-control-{config.id}", budget_pp, val_ci[1] <= budget_pp, layers,
+                     round(sum(macs[n] for n in layers) / sum(macs.values()), 4), top1(probs, data.test.labels), drop, ci,
+                     val_drop, val_ci, (Step(layers, val_drop, val_ci),), (), str(path))
+
+
 def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: float, out: Path | None,
                backend_names: list[str] | None = None, config_ids: dict[str, str] | None = None,
                progress: bool = True) -> list[SearchRow]:
@@ -164,7 +199,7 @@ def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: floa
     ``out/<model stem>/search.{json,md}`` and charts. BudgetNotMet where no backend meets it."""
     if budget_pp < 0:
         raise ValueError(f"a drop budget of {budget_pp} pp cannot be met: it must be >= 0")
-    chosen = [backends.backend(n) for n in backend_names] if backend_names else \
+    chosen = [backends.backend(n) for n in backend_names if n != "nncf"] if backend_names else \
         [b for b in backends.registry().values() if b.build_mixed]
     for b in chosen:
         if b.build_mixed is None:
@@ -182,13 +217,16 @@ def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: floa
         config = b.config(config_ids[b.name]) if config_ids and b.name in config_ids else \
             worst_default(b, model, data, cal, val, fp32_val)
         rows.append(search_backend(model, data, b, config, cal, val, budget_pp, fp32_val, fp32_test, macs, progress))
+    if backend_names is None or "nncf" in backend_names:
+        anchor = nncf_anchor(model, data, cal, val, budget_pp, fp32_val, fp32_test, macs)
+        rows += [anchor] if anchor else []
     if out is not None:
         report = {**describe(model, data, cal), "budget_pp": budget_pp, "validation": {"n": len(val.labels), "source": "train"},
                   "test_n": len(data.test.labels), "fp32_top1": top1(fp32_test, data.test.labels), "macs": macs,
                   "rows": [r.to_json() for r in rows]}
         write_search_report(stamp(report, "search.search_job"), Path(out) / model.stem)
         write_index(Path(out))
-    if not any(r.met for r in rows):
+    if not any(r.met for r in ([r for r in rows if r.backend != "nncf"] or rows)):  # NNCF's row decides only alone
         raise BudgetNotMet(f"{model.path}: no backend meets a {budget_pp} pp drop even with every layer float: "
                            + "; ".join(f"{r.backend} {r.config}: validation drop {r.validation_drop_pp:.2f} pp, upper bound "
                                        f"{r.validation_drop_ci95_pp[1]:.2f}" for r in rows))
