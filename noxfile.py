@@ -1,6 +1,7 @@
 """Sessions that create their own environment: `nox -s quantize` (main job), `nox -s tests`,
-`nox -s study` (calibration size x seed study), `nox -s benchmark`. Arguments after `--` go to the
-command: `nox -s quantize -- --model my.h5 --data my.npz`, `nox -s tests -- --r8-model my.h5`."""
+`nox -s study` (calibration size x seed study), `nox -s search` (fewest float layers),
+`nox -s benchmark`. Arguments after `--` go to the command: `nox -s quantize -- --model my.h5
+--data my.npz`, `nox -s tests -- --r8-model my.h5`."""
 
 import nox
 
@@ -37,6 +38,15 @@ def study(session):
     session.install("-e", ".[test]")
     session.run("python", "-m", "r8", "download")
     session.run("python", "-m", "r8", "study", "--out", "reports", *session.posargs)
+
+
+@nox.session
+def search(session):
+    """When int8 hurts: per backend, the fewest float layers that meet a drop budget -> reports/<model>/search.*
+    (`nox -s search -- --model M --max-drop-pp 0.3`)"""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "r8", "download")
+    session.run("python", "-m", "r8", "search", "--out", "reports", *session.posargs)
 
 
 @nox.session

@@ -187,8 +187,8 @@ def node_layers(model: Model) -> dict[str, str]:
     out = {}
     for node in onnx.load(str(artifacts.onnx_fp32(model, "torch"))).graph.node:
         scopes = {p.key: p.value for p in node.metadata_props}.get("pkg.torch.onnx.name_scopes")
-        if scopes and ast.literal_eval(scopes)[-2]:
-            module = ast.literal_eval(scopes)[-2]
+        module = ast.literal_eval(scopes)[-2] if scopes else ""
+        if module:
             out[node.name] = owner.get(module, module)
     return out
 
