@@ -21,8 +21,10 @@ def conv_of_batchnorm(model: fx.GraphModule) -> dict[str, str]:
     return out
 
 
-def layer_macs(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
+def layer_macs(model: fx.GraphModule) -> dict[str, int]:
     """Conv / linear module name -> multiply-accumulates per sample, in execution order."""
+    from r8.frontends.convert import example_inputs
+
     macs: dict[str, int] = {}
 
     def hook(name):
@@ -34,7 +36,7 @@ def layer_macs(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
 
     hooks = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
     with torch.no_grad():
-        model(example[:1])
+        model(*example_inputs(model, 1))
     for h in hooks:
         h.remove()
     return macs

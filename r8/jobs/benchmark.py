@@ -13,6 +13,7 @@ from torch import nn
 from r8 import artifacts
 from r8.backends import backend, unique
 from r8.cache import build_once
+from r8.layers import layer_macs
 from r8.runtimes.runners import OnnxRunner, OpenVinoRunner, TfliteRunner, TorchRunner, quantized_engine
 
 THREADS = int(os.environ.get("R8_BENCH_THREADS", "2"))  # the most threads any runtime gets
@@ -223,20 +224,4 @@ def gemm_peaks(threads: int = THREADS, size: int = 2048) -> dict[str, float]:
 
 def macs_per_image(model: nn.Module) -> int:
     """Multiply-accumulates of one sample through every conv and linear layer of a converted model."""
-    from r8.frontends.convert import example_inputs
-
-    total = 0
-
-    def count(module, args, out):
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            total += out[0].numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-        else:
-            total += module.in_features * module.out_features
-
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    with torch.no_grad():
-        model(*example_inputs(model, 1))
-    for h in hooks:
-        h.remove()
-    return total
+    return sum(layer_macs(model).values())

@@ -25,7 +25,6 @@ from r8.backends import Backend
 from r8.calibration import CalibrationSet, stratified_indices
 from r8.data import Dataset, Split
 from r8.errors import R8Error
-from r8.frontends.convert import example_inputs
 from r8.jobs.quantize import describe
 from r8.layers import layer_macs
 from r8.metrics import paired_drop, predict, top1
@@ -206,7 +205,7 @@ def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: floa
             raise R8Error(f"backend {b.name} cannot keep layers float; choose from "
                           f"{', '.join(x.name for x in backends.registry().values() if x.build_mixed)}")
     fp32 = artifacts.torch_fp32(model)
-    macs = layer_macs(fp32, example_inputs(fp32)[0])
+    macs = layer_macs(fp32)
     if len(macs) < 2:
         raise BudgetNotMet(f"{model.path}: it has {len(macs)} conv / linear layer; a search for float layers needs two or more")
     val = validation_split(data, cal)
