@@ -106,6 +106,7 @@ def test_search_finds_the_layers_an_equivalent_rescaling_breaks(tmp_path, report
         assert r["met"] and r["validation_drop_ci95_pp"][1] <= budget and r["drop_pp"] <= budget
         assert r["float_layers"] and set(r["float_layers"]) <= {"conv0", "conv1"}
         assert load_model(broken).sha256 == search["model"]["sha256"]
+        assert all(r["speed"][k]["ms_bs1"] > 0 and r["speed"][k]["img_per_s_bs256"] > 0 for k in ("mixed", "int8", "fp32"))
     assert (tmp_path / "digits_rescaled" / "search.md").read_text().split("\n\n")[1].startswith("**Met**")
     assert (tmp_path / "digits_rescaled" / "search_steps.png").stat().st_size > 0
     assert "When int8 hurts: the fewest float layers" in (tmp_path / "index.html").read_text()

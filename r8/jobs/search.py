@@ -14,6 +14,7 @@ backend keeps a layer float its own way (:attr:`r8.backends.Backend.build_mixed`
 ``nodes_to_exclude``, FX's per-module qconfig None).
 """
 
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -87,9 +88,29 @@ class SearchRow:
     steps: tuple[Step, ...]
     sensitivity: tuple[Sensitivity, ...]
     artifact: str
+    speed: dict  # "mixed" (this row's model), "int8" (the config with no layer float), "fp32": ms_bs1, img_per_s_bs256
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+SPEED_ROUNDS = {1: 30, 256: 5}  # timed calls per batch size (the median is kept)
+
+
+def speed(runner, images: np.ndarray) -> dict:
+    """Median latency at batch 1 and throughput at batch 256 (after a warm-up call each): a
+    report figure on this machine, not a benchmark (``python -m r8 benchmark`` is)."""
+    out = {}
+    for batch, rounds in SPEED_ROUNDS.items():
+        x = images[:batch]
+        runner.predict(x)
+        seconds = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            runner.predict(x)
+            seconds.append(time.perf_counter() - start)
+        out[batch] = float(np.median(seconds))
+    return {"ms_bs1": round(out[1] * 1000, 3), "img_per_s_bs256": round(len(images[:256]) / out[256], 1)}
 
 
 def _drop(fp32_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> tuple[float, tuple[float, float]]:
@@ -147,12 +168,15 @@ def search_backend(model: Model, data: Dataset, b: Backend, config, cal: Calibra
                 break
     final = steps[-1]
     path = b.build_mixed(model, config, cal, final.float_layers)
-    probs = predict(b.runner(config, path), data.test.images, progress=False)  # the test images: once
+    runner = b.runner(config, path)
+    probs = predict(runner, data.test.images, progress=False)  # the test images: once
     drop, ci = _drop(fp32_test, probs, data.test.labels)
+    timed = {"mixed": speed(runner, val.images), "int8": speed(b.runner(config, b.build_mixed(model, config, cal, ())), val.images),
+             "fp32": speed(TorchRunner(artifacts.torch_fp32(model)), val.images)}
     return SearchRow(b.name, config.id, budget_pp, final.validation_drop_ci95_pp[1] <= budget_pp, final.float_layers,
                      round(sum(macs[name] for name in final.float_layers) / sum(macs.values()), 4),
                      top1(probs, data.test.labels), drop, ci, final.validation_drop_pp, final.validation_drop_ci95_pp,
-                     tuple(steps), tuple(sensitivity), str(path))
+                     tuple(steps), tuple(sensitivity), str(path), timed)
 
 
 def float_layers_of(model: Model, path: Path, macs: dict[str, int]) -> tuple[str, ...]:
@@ -185,9 +209,11 @@ def nncf_anchor(model: Model, data: Dataset, cal: CalibrationSet, val: Split, bu
     probs = predict(runner, data.test.images, progress=False)
     drop, ci = _drop(fp32_test, probs, data.test.labels)
     layers = float_layers_of(model, path, macs)
+    timed = {"mixed": speed(runner, val.images), "int8": speed(b.runner(config, b.build(model, config, cal)), val.images),
+             "fp32": speed(TorchRunner(artifacts.torch_fp32(model)), val.images)}
     return SearchRow("nncf", f"accuracy-control-{config.id}", budget_pp, val_ci[1] <= budget_pp, layers,
                      round(sum(macs[n] for n in layers) / sum(macs.values()), 4), top1(probs, data.test.labels), drop, ci,
-                     val_drop, val_ci, (Step(layers, val_drop, val_ci),), (), str(path))
+                     val_drop, val_ci, (Step(layers, val_drop, val_ci),), (), str(path), timed)
 
 
 def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: float, out: Path | None,
@@ -222,6 +248,7 @@ def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: floa
     if out is not None:
         report = {**describe(model, data, cal), "budget_pp": budget_pp, "validation": {"n": len(val.labels), "source": "train"},
                   "test_n": len(data.test.labels), "fp32_top1": top1(fp32_test, data.test.labels), "macs": macs,
+                  "speed_rounds": {str(batch): n for batch, n in SPEED_ROUNDS.items()},
                   "rows": [r.to_json() for r in rows]}
         write_search_report(stamp(report, "search.search_job"), Path(out) / model.stem)
         write_index(Path(out))

@@ -467,6 +467,12 @@ def search_blocks(report: dict) -> list:
                     f"{r['drop_pp']:.2f} [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}]",
                     f"{r['validation_drop_pp']:.2f} [{r['validation_drop_ci95_pp'][0]:.2f}, {r['validation_drop_ci95_pp'][1]:.2f}]",
                     str(len(r["steps"]))] for r in rows]),
+            Para("Speed of each row's model beside the same config with no layer float and fp32 (torch) on this machine: the "
+                 f"median of {report['speed_rounds']['1']} calls at batch 1 and of {report['speed_rounds']['256']} at batch 256 "
+                 "(`python -m r8 benchmark` is the benchmark)."),
+            Table(["backend", "config", "bs1 ms: mixed / int8 / fp32", "bs256 img/s: mixed / int8 / fp32"],
+                  [[r["backend"], r["config"], " / ".join(f"{r['speed'][k]['ms_bs1']:.3f}" for k in ("mixed", "int8", "fp32")),
+                    " / ".join(f"{r['speed'][k]['img_per_s_bs256']:,.0f}" for k in ("mixed", "int8", "fp32"))] for r in rows]),
             Heading(1, "Why these layers stayed float"),
             Para("Each layer float alone, and each with the next layer run: the drop on the validation images with only "
                  "those float (the start config's drop less this is what they recover). The search keeps the most helpful "
