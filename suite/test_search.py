@@ -126,6 +126,9 @@ def test_each_backend_keeps_the_named_layer_float(name):
     b = backend(name)
     config = next(c for c in b.default if b.build_mixed and not b.unavailable(c) and (name == "ort" or c.flow == "fx"))
     count = ort.int8_convs if name == "ort" else lambda p: pytorch.int8_convs(pytorch.load(config, p))
-    assert count(b.build_mixed(model, config, cal, ("conv1",))) == count(b.build_mixed(model, config, cal, ())) - 1 == 1
+    mixed = b.build_mixed(model, config, cal, ("conv1",))
+    assert count(mixed) == count(b.build_mixed(model, config, cal, ())) - 1 == 1
+    if name == "ort":
+        assert ort.float_layers(model, mixed) == {"conv1"}
     with pytest.raises(R8Error, match="no conv / linear layer gap"):
         b.build_mixed(model, config, cal, ("gap",))

@@ -264,6 +264,15 @@ def layer_nodes(model: Model) -> dict[str, list[str]]:
     return out
 
 
+def float_layers(model: Model, path: str | Path) -> set[str]:
+    """r8's conv / linear layers whose weights a QDQ ONNX file of the model (ORT's, NNCF's) leaves float."""
+    graph = onnx.load(str(path)).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    owners = node_layers(model)
+    int8 = {owners.get(n.name) for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and n.input[1] in dequantized}
+    return {name for name, m in artifacts.torch_fp32(model).named_modules() if isinstance(m, LAYER_TYPES)} - int8
+
+
 def calibration_ranges(model: Model, config: OrtConfig, cal: CalibrationSet) -> Path:
     """The calibrated ranges of a config's method (ORT's calibration cache), reused by every mixed build."""
     return build_once(artifacts.name(model, f"ort/ranges/{config.method}-{cal.tag}.json"),

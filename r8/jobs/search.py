@@ -179,25 +179,13 @@ def search_backend(model: Model, data: Dataset, b: Backend, config, cal: Calibra
                      tuple(steps), tuple(sensitivity), str(path), timed)
 
 
-def float_layers_of(model: Model, path: Path, macs: dict[str, int]) -> tuple[str, ...]:
-    """The conv / linear layers of a QDQ ONNX file whose weights are not dequantized int8."""
-    import onnx
-
-    from r8.backends.ort import node_layers
-
-    graph = onnx.load(str(path)).graph
-    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    owners = node_layers(model)
-    int8 = {owners.get(n.name) for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and n.input[1] in dequantized}
-    return tuple(name for name in macs if name not in int8)
-
-
 def nncf_anchor(model: Model, data: Dataset, cal: CalibrationSet, val: Split, budget_pp: float, fp32_val: np.ndarray,
                 fp32_test: np.ndarray, macs: dict[str, int]) -> SearchRow | None:
     """NNCF's own answer to the same question (``nncf.quantize_with_accuracy_control`` at the same
     budget, on the same calibration and validation images), scored as r8's rows are; None where
     NNCF is not installed."""
     from r8.backends.nncf import accuracy_controlled
+    from r8.backends.ort import float_layers
 
     b = backends.backend("nncf")
     config = b.default[0]
@@ -208,7 +196,7 @@ def nncf_anchor(model: Model, data: Dataset, cal: CalibrationSet, val: Split, bu
     val_drop, val_ci = _drop(fp32_val, predict(runner, val.images, progress=False), val.labels)
     probs = predict(runner, data.test.images, progress=False)
     drop, ci = _drop(fp32_test, probs, data.test.labels)
-    layers = float_layers_of(model, path, macs)
+    layers = tuple(name for name in macs if name in float_layers(model, path))
     timed = {"mixed": speed(runner, val.images), "int8": speed(b.runner(config, b.build(model, config, cal)), val.images),
              "fp32": speed(TorchRunner(artifacts.torch_fp32(model)), val.images)}
     return SearchRow("nncf", f"accuracy-control-{config.id}", budget_pp, val_ci[1] <= budget_pp, layers,
