@@ -7,14 +7,20 @@ benchmark``) or from any repository after ``pip install r8[test]``:
 Each runtime at batch 1 (latency) and batch 256 (throughput), at 1 and 2 threads; ``extra_info``
 carries what the report needs (accuracy on the 10k test images, size, config, threads, artifact).
 The ``overhead-*`` rows time an identity-sized model: each runtime's per-call floor.
+
+``test_paired`` then times the pairs the report compares in interleaved rounds (:mod:`r8.timing`)
+and puts each comparison's ratio, interval and verdict in its ``extra_info["comparisons"]``.
 """
+
+from functools import partial
 
 import pytest
 
 from r8.backends import backend
 from r8.errors import R8Error
-from r8.jobs.benchmark import BATCHES, RUNTIME_NAMES, THREAD_COUNTS, THREADS, runtimes
+from r8.jobs.benchmark import BATCHES, CAP_S, COMPARISONS, RUNTIME_NAMES, THREAD_COUNTS, THREADS, comparison_pairs, runtimes
 from r8.metrics import confusion, per_class, predict, top1
+from r8.timing import VERDICTS, compare
 
 
 @pytest.fixture(scope="session")
@@ -53,11 +59,18 @@ def loaded(runtime_table, r8_data):
     return get
 
 
+@pytest.fixture(scope="session")
+def block_medians():
+    """(runtime, batch) -> {threads: median seconds}, filled by test_inference: what the paired
+    comparisons pick their runtimes and thread counts by."""
+    return {}
+
+
 @pytest.mark.benchmark  # on the function, so a module that imports it (suite/test_benchmark.py) keeps it
 @pytest.mark.parametrize("threads", THREAD_COUNTS, ids=lambda t: f"t{t}")
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"bs{b}")
 @pytest.mark.parametrize("name", RUNTIME_NAMES)
-def test_inference(benchmark, name, batch, threads, runtime_table, loaded, r8_model, r8_data):
+def test_inference(benchmark, name, batch, threads, runtime_table, loaded, block_medians, r8_model, r8_data):
     if name in ("keras", "torch-cuda") and threads != THREADS:
         pytest.skip(f"{name}: its thread pools are fixed once started (measured at {THREADS} threads only)")
     if name not in runtime_table:
@@ -71,3 +84,32 @@ def test_inference(benchmark, name, batch, threads, runtime_table, loaded, r8_mo
     out = benchmark.pedantic(runner.predict, args=(images,), rounds=rounds, warmup_rounds=rounds // 10,
                              iterations=1)
     assert out.shape == (batch, 1 if info["precision"] == "overhead" else r8_model.num_classes)
+    if benchmark.stats:  # None under --benchmark-disable
+        block_medians.setdefault((name, batch), {})[threads] = benchmark.stats.stats.median
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"bs{b}")
+@pytest.mark.parametrize("kind", COMPARISONS)
+def test_paired(benchmark, kind, batch, runtime_table, loaded, block_medians, r8_thresholds, r8_data):
+    """The runtimes of one comparison in interleaved rounds, each at its faster thread count; the
+    comparisons go to ``extra_info`` (pytest-benchmark's own figure here is the time they took)."""
+    faster = {n: min(t.items(), key=lambda kv: kv[1]) for (n, b), t in block_medians.items() if b == batch}
+    if "torch" not in faster:  # the fp32 model the drops are taken from
+        pytest.skip(f"no block timings at batch {batch}: test_paired runs after test_inference in the same session")
+    fp32_top1 = loaded("torch", faster["torch"][0])[1]["top1"]
+    drops = {n: (fp32_top1 - loaded(n, t)[1].get("top1", fp32_top1)) * 100 for n, (t, _) in faster.items()}
+    pairs = comparison_pairs(kind, {n: s for n, (_, s) in faster.items()}, runtime_table, drops,
+                             r8_thresholds.best_drop_pp)
+    if not pairs:
+        pytest.skip(f"{kind}: no such pair for this model (no published reference file, or no int8 runtime within "
+                    f"{r8_thresholds.best_drop_pp} pp)")
+    images = r8_data.test.images[:batch]
+
+    def run():
+        return [compare(COMPARISONS[kind], batch, *[(n, partial(loaded(n, faster[n][0])[0].predict, images)) for n in pair],
+                        cap_s=CAP_S) for pair in pairs]
+    results = benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update(kind=kind, batch=batch, comparisons=[
+        {"kind": kind, **c.as_dict(), "threads": [faster[c.a][0], faster[c.b][0]]} for c in results])
+    assert all(c.verdict in VERDICTS for c in results)

@@ -237,7 +237,7 @@ def cmd_benchmark(args) -> None:
     model, data = model_and_data(args)
     out = model_dir(args.out, model)
     out.mkdir(parents=True, exist_ok=True)
-    runs = []
+    runs, peaks_start = [], gemm_peaks()
     for run in range(args.repeat):
         raw = out / f"pytest-benchmark-{run + 1}.json"
         print(f"benchmark run {run + 1} of {args.repeat} ({model.stem})", flush=True)
@@ -245,14 +245,15 @@ def cmd_benchmark(args) -> None:
                         f"--benchmark-json={raw.resolve()}", "-p", "no:cacheprovider",
                         "--r8-model", str(model.path),
                         "--r8-data", args.data if args.data == "cifar10" else str(Path(args.data).resolve()),
-                        *args.pytest_args],
-                       cwd=out, check=True, stdout=None if args.verbose else subprocess.DEVNULL, env=benchmark_env())
+                        f"--r8-best-drop-pp={args.best_drop_pp}", *args.pytest_args],
+                       cwd=out, check=True, stdout=None if args.verbose else subprocess.DEVNULL,
+                       env={**benchmark_env(), "R8_BENCH_CAP_S": str(args.cap_s)})
         if not raw.is_file():
             raise R8Error(f"{raw}: pytest-benchmark wrote no results (benchmarks disabled?); rerun with -v to see its output")
         runs.append(json.loads(raw.read_text()))
     fp32_top1 = next(b["extra_info"]["top1"] for b in runs[0]["benchmarks"] if b["extra_info"]["runtime"] == "torch")
     write_benchmark_report(runs, THREADS, macs_per_image(artifacts.torch_fp32(model)), fp32_top1,
-                           args.best_drop_pp, out, gemm_peaks(), list(data.class_names(model.num_classes)),
+                           args.best_drop_pp, out, (peaks_start, gemm_peaks()), list(data.class_names(model.num_classes)),
                            describe(model, data))
     append_step_summary((out / "benchmark.md").read_text())
     write_index(args.out)
@@ -365,6 +366,7 @@ def add_int8_commands(sub) -> None:
 
 def add_study_commands(sub) -> None:
     from r8.jobs.study import STUDY_SEEDS, STUDY_SIZES
+    from r8.timing import CAP_S
 
     p = sub.add_parser("study", help="int8 drop over calibration sizes and seeds, each backend's two best configs")
     add_inputs(p)
@@ -379,6 +381,7 @@ def add_study_commands(sub) -> None:
     add_inputs(p, ("best_drop_pp",))
     p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument("--repeat", type=int, default=1, help="run the whole benchmark N times; report medians")
+    p.add_argument("--cap-s", type=float, default=CAP_S, help=f"each paired comparison's time cap, s (default {CAP_S:.0f})")
     p.add_argument("pytest_args", nargs="*", help="extra pytest arguments (e.g. -k onnxruntime)")
     p.set_defaults(run=cmd_benchmark)
 

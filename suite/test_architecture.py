@@ -70,7 +70,7 @@ def test_no_import_cycle():
 LAYERS = [
     ("core", {"errors", "paths", "thresholds", "environment", "console", "cache"}),
     ("frontends", {"frontends"}),
-    ("values", {"model", "data", "calibration", "metrics", "rows", "export", "artifacts", "layers"}),
+    ("values", {"model", "data", "calibration", "metrics", "rows", "export", "artifacts", "layers", "timing"}),
     ("runtimes", {"runtimes"}),
     ("backends", {"backends"}),
     ("report", {"report"}),

@@ -111,7 +111,7 @@ def test_no_markdown_is_left_in_the_html(reports, rng):
     benchmark) has tags instead and none left in its text."""
     from test_bench_report import _fake_results
 
-    write_benchmark_report([_fake_results(rng)], 2, 12_500_000, 0.8719, 0.2, reports / "resnet8", {"fp32": 150.0, "int8": 600.0})
+    write_benchmark_report([_fake_results(rng)], 2, 12_500_000, 0.8719, 0.2, reports / "resnet8", ({"fp32": 150.0, "int8": 600.0},) * 2)
     md, page = write_index(reports)
     parsed = Page()
     parsed.feed(page.read_text())

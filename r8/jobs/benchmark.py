@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from r8 import artifacts
+from r8 import artifacts, timing
 from r8.backends import backend, unique
 from r8.cache import build_once
 from r8.layers import layer_macs
@@ -19,6 +19,7 @@ from r8.runtimes.runners import OnnxRunner, OpenVinoRunner, TfliteRunner, TorchR
 THREADS = int(os.environ.get("R8_BENCH_THREADS", "2"))  # the most threads any runtime gets
 THREAD_COUNTS = tuple(sorted({1, THREADS}))  # each runtime is measured at each; the faster one counts
 BATCHES = (1, 256)
+CAP_S = float(os.environ.get("R8_BENCH_CAP_S", timing.CAP_S))  # each paired comparison's time cap (r8.timing)
 
 
 @dataclass(frozen=True)
@@ -225,3 +226,25 @@ def gemm_peaks(threads: int = THREADS, size: int = 2048) -> dict[str, float]:
 def macs_per_image(model: nn.Module) -> int:
     """Multiply-accumulates of one sample through every conv and linear layer of a converted model."""
     return sum(layer_macs(model).values())
+
+
+# The paired comparisons the report makes (r8.timing), at each batch size: (kind, label)
+COMPARISONS = {"int8-vs-reference": "best int8 vs the TFLite int8 reference",
+               "fp32-vs-reference": "best fp32 vs the TFLite fp32 reference",
+               "vs-fastest": "each runtime vs the fastest"}
+
+
+def comparison_pairs(kind: str, seconds: dict[str, float], table: dict[str, Runtime], drops: dict[str, float],
+                     best_drop_pp: float) -> list[tuple[str, str]]:
+    """The (a, b) runtimes of one kind of comparison: ``seconds`` is each runtime's block median at
+    one batch size (its faster thread count), ``drops`` its top-1 drop in pp. r8's best of a
+    precision is its fastest runtime there (int8: within ``best_drop_pp``), as the targets take it."""
+    models = {n: s for n, s in seconds.items() if table[n].precision != "overhead"}
+    if kind == "vs-fastest":
+        fastest = min(models, key=models.get, default=None)
+        return [(n, fastest) for n in models if n != fastest]
+    precision = kind.removesuffix("-vs-reference")
+    ours = [n for n in models if table[n].precision == precision and not table[n].reference
+            and (precision == "fp32" or drops[n] <= best_drop_pp)]
+    reference = next((n for n in models if table[n].precision == precision and table[n].reference), None)
+    return [(min(ours, key=models.get), reference)] if ours and reference else []

@@ -1,0 +1,125 @@
+"""Paired, interleaved timing (r8.timing): the order is seeded, each stopping rule stops where it
+should, and on real runtimes one model file twice is "no significant difference" while a runtime
+slowed on purpose is found slower."""
+
+import itertools
+import time
+from functools import partial
+
+import numpy as np
+import pytest
+
+from r8 import artifacts
+from r8.jobs.benchmark import Runtime, comparison_pairs
+from r8.runtimes.runners import OnnxRunner
+from r8.timing import STOPS, compare, orders
+
+
+def test_the_interleaving_order_is_deterministic_for_a_seed():
+    first = list(itertools.islice(orders(7), 200))
+    assert first == list(itertools.islice(orders(7), 200))
+    assert first != list(itertools.islice(orders(8), 200))
+    assert set(first) == {"ABBA", "BAAB"} and 60 < first.count("ABBA") < 140  # both, drawn evenly
+
+
+class FakeClock:
+    """A clock that only the fake runtimes move: each call adds its duration times a seeded jitter."""
+
+    def __init__(self, jitter: float, seed: int = 0):
+        self.now, self.jitter, self.rng = 0.0, jitter, np.random.default_rng(seed)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def runtime(self, seconds: float):
+        def call():
+            self.now += seconds * (1 + self.jitter * self.rng.standard_normal())
+        return call
+
+
+@pytest.mark.parametrize("b_seconds, jitter, cap_s, stop, verdict", [
+    (1.5e-3, 0.01, 60, STOPS[0], "faster"),  # a clear lead: decided at the first look
+    (1.0e-3, 0.5, 0.5, STOPS[2], "no significant difference"),  # alike and very noisy: the cap
+])
+def test_each_stopping_rule(b_seconds, jitter, cap_s, stop, verdict):
+    clock = FakeClock(jitter)
+    c = compare("fake", 1, ("a", clock.runtime(1e-3)), ("b", clock.runtime(b_seconds)), cap_s=cap_s, clock=clock, gap_s=0)
+    assert (c.stopped_by, c.verdict) == (stop, verdict)
+    assert c.ci95[0] <= c.ratio <= c.ci95[1] and c.rounds == len(c.round_ratios)
+    if stop == STOPS[0]:
+        assert c.ratio == pytest.approx(1.5, rel=0.02) and c.ci95[0] > 1.0
+    if stop == STOPS[2]:
+        assert c.ci95[1] / c.ratio - 1 > 0.03 or 1 - c.ci95[0] / c.ratio > 0.03  # not narrow, or it would have stopped
+
+
+def test_alike_runtimes_are_told_apart_about_one_time_in_twenty(report):
+    """Two fake runtimes of one speed, 5 % jitter per call, 200 seeds: a 95 % interval (with the
+    stopping rule's looks) should exclude 1.0 about one time in twenty, not never and not often;
+    each that includes it stops on the ±3 % rule."""
+    results = []
+    for seed in range(200):
+        clock = FakeClock(0.05, seed)
+        results.append(compare("fake", 1, ("a", clock.runtime(1e-3)), ("b", clock.runtime(1e-3)), clock=clock, gap_s=0))
+    told_apart = sum(c.verdict != "no significant difference" for c in results) / len(results)
+    report("alike fake runtimes told apart (200 seeds)", f"{told_apart:.1%}")
+    assert 0.01 <= told_apart <= 0.10
+    assert {c.stopped_by for c in results if c.verdict == "no significant difference"} == {STOPS[1]}
+
+
+@pytest.fixture(scope="module")
+def onnx_file(ic01):
+    return artifacts.onnx_fp32(ic01, "torch")
+
+
+@pytest.fixture(scope="module")
+def images(test_split):
+    return test_split.images[:32]
+
+
+def test_one_model_file_twice_is_no_significant_difference(onnx_file, images, report):
+    """Two sessions of one file, both at 2 threads (ORT's pools spin for ~40 ms after a call: the
+    gap before each slot keeps one's spinning out of the other's time). A 95 % interval misses the
+    truth one time in twenty by design, so a miss gets one more, independent try (new sessions, new
+    order): a real bias fails both, chance fails both one time in 400."""
+    tries = []
+    for attempt in range(2):
+        a, b = OnnxRunner(onnx_file, threads=2), OnnxRunner(onnx_file, threads=2)
+        c = compare("same file twice", len(images), ("a", partial(a.predict, images)), ("b", partial(b.predict, images)),
+                    cap_s=20, seed=attempt)
+        tries.append(f"{c.ratio:.3f} [{c.ci95[0]:.3f}, {c.ci95[1]:.3f}] {c.verdict}, {c.rounds} rounds, {c.stopped_by}")
+        if c.verdict == "no significant difference":
+            break
+    report("same ONNX file twice (bs32)", "; ".join(tries))
+    assert c.verdict == "no significant difference" and c.ci95[0] <= 1.0 <= c.ci95[1], tries
+
+
+def test_a_runtime_slowed_on_purpose_is_found_slower(onnx_file, images, report):
+    runner = OnnxRunner(onnx_file, threads=2)
+    start = time.perf_counter()
+    runner.predict(images)
+    pause = (time.perf_counter() - start) * 0.2  # 20 % of a call (time.sleep overshoots: more in fact)
+
+    def slowed():
+        runner.predict(images)
+        time.sleep(pause)
+    c = compare("slowed", len(images), ("slowed", slowed), ("plain", partial(runner.predict, images)), cap_s=20)
+    report("ONNX slowed by a 20 % sleep (bs32)", f"{c.ratio:.3f} [{c.ci95[0]:.3f}, {c.ci95[1]:.3f}], {c.rounds} rounds")
+    assert c.verdict == "slower" and c.ci95[1] < 1.0
+
+
+def _table(*names):
+    return {n: Runtime(n, precision, "", None, None, reference=n.startswith("ref"))
+            for n, precision in names}
+
+
+def test_comparison_pairs_take_the_best_within_the_drop_bound():
+    table = _table(("fast-int8", "int8"), ("int8", "int8"), ("fp32", "fp32"), ("ref-int8", "int8"),
+                   ("ref-fp32", "fp32"), ("overhead-x", "overhead"))
+    seconds = {"fast-int8": 1.0, "int8": 2.0, "fp32": 3.0, "ref-int8": 1.5, "ref-fp32": 4.0, "overhead-x": 0.1}
+    drops = {"fast-int8": 0.5, "int8": 0.1, "fp32": 0.0, "ref-int8": 0.3, "ref-fp32": 0.0, "overhead-x": 0.0}
+    assert comparison_pairs("int8-vs-reference", seconds, table, drops, 0.2) == [("int8", "ref-int8")]
+    assert comparison_pairs("int8-vs-reference", seconds, table, drops, 1.0) == [("fast-int8", "ref-int8")]
+    assert comparison_pairs("int8-vs-reference", seconds, table, drops, 0.05) == []  # none within the bound
+    assert comparison_pairs("fp32-vs-reference", seconds, table, drops, 0.2) == [("fp32", "ref-fp32")]
+    assert sorted(comparison_pairs("vs-fastest", seconds, table, drops, 0.2)) == [  # the floor is not a model
+        ("fp32", "fast-int8"), ("int8", "fast-int8"), ("ref-fp32", "fast-int8"), ("ref-int8", "fast-int8")]
