@@ -329,6 +329,82 @@ LAYER_CASES = {
 }
 
 
+# ---- a model inside a model, a layer used twice (transfer learning, siamese, autoencoders)
+def _backbone(k):
+    """A keras.applications backbone without its top (random weights: nothing is downloaded)."""
+    return k.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, include_top=False, weights=None)
+
+
+def _backbone_functional(k):
+    """The backbone inside a functional model with its own Rescaling input layer and a new head."""
+    L = k.layers
+    inputs = k.Input((64, 64, 3))
+    x = _backbone(k)(L.Rescaling(1 / 127.5, offset=-1.0)(inputs))
+    return k.Model(inputs, L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(x)))
+
+
+def _autoencoder_of_two(k):
+    L = k.layers
+    encoder = k.Sequential([k.Input((24,)), L.Dense(12, activation="relu"), L.BatchNormalization(), L.Dense(4)],
+                           name="encoder")
+    decoder = k.Sequential([k.Input((4,)), L.Dense(12, activation="relu"), L.Dense(24)], name="decoder")
+    inputs = k.Input((24,))
+    return k.Model(inputs, decoder(encoder(inputs)))
+
+
+def _small_tower(k, name, shape=(12, 10, 3)):
+    L = k.layers
+    inputs = k.Input(shape)
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(6, 3, strides=2, padding="same")(inputs)))
+    return k.Model(inputs, L.GlobalAveragePooling2D()(L.Conv2D(8, 1)(x)), name=name)
+
+
+def _siamese(k):
+    """One tower applied to two inputs: its weights are held once, called twice."""
+    L = k.layers
+    tower = _small_tower(k, "tower")
+    a, b = k.Input((12, 10, 3)), k.Input((12, 10, 3))
+    return k.Model([a, b], L.Dense(1, activation="sigmoid")(L.Subtract()([tower(a), tower(b)])))
+
+
+def _three_deep(k):
+    L = k.layers
+    inner = k.Sequential([k.Input((8,)), L.Dense(8, activation="relu")], name="inner")
+    x = k.Input((8,))
+    middle = k.Model(x, L.Dense(6, activation="tanh")(inner(x)), name="middle")
+    y = k.Input((8,))
+    outer = k.Model(y, L.Dense(5)(middle(y)), name="outer")
+    z = k.Input((8,))
+    return k.Model(z, L.Dense(3, activation="softmax")(outer(z)))
+
+
+def _siblings(k):
+    """Two towers of one shape side by side: a mix-up of their weights would still run (their
+    difference, so that a swap shows)."""
+    L = k.layers
+    inputs = k.Input((12, 10, 3))
+    return k.Model(inputs, L.Subtract()([_small_tower(k, "left")(inputs), _small_tower(k, "right")(inputs)]))
+
+
+def _dense_twice(k):
+    L = k.layers
+    inputs, shared = k.Input((6,)), L.Dense(6, activation="tanh", name="shared")
+    return k.Model(inputs, L.Dense(2)(shared(shared(inputs))))
+
+
+NESTED_CASES = {
+    "nested-mobilenet-v2-in-sequential": lambda k: k.Sequential(
+        [k.Input((64, 64, 3)), _backbone(k), k.layers.GlobalAveragePooling2D(), k.layers.Dense(10, activation="softmax")]),
+    "nested-mobilenet-v2-functional-rescaling": _backbone_functional,
+    "nested-autoencoder-two-sequentials": _autoencoder_of_two,
+    "nested-siamese-shared-tower": _siamese,
+    "nested-three-deep": _three_deep,
+    "nested-sibling-towers": _siblings,
+    "shared-dense-called-twice": _dense_twice,
+}
+LAYER_CASES.update(NESTED_CASES)
+
+
 KERAS3_ONLY = {"activation-hard-silu"}  # tf-keras has no hard_silu activation
 
 

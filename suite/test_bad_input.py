@@ -91,10 +91,16 @@ def test_inconsistent_graph(h5_copy):
     _raises(path, "'add_1' (Add)", "different shapes")
 
 
-def test_shared_layer(h5_copy):
+def test_a_call_that_does_not_exist(h5_copy):
+    """A layer reading the second call of a layer called once (shared layers convert: suite/test_convert_models.py)."""
     path, edit = h5_copy
-    edit(lambda layers, by_name: by_name["conv2d_4"]["inbound_nodes"].append(by_name["conv2d_4"]["inbound_nodes"][0]))
-    _raises(path, "'conv2d_4'", "called 2 times")
+
+    def second_call(layers, by_name):
+        reader = next(spec for spec in layers if any(ref[0] == "conv2d_4" for node in spec["inbound_nodes"] for ref in node))
+        ref = next(ref for ref in reader["inbound_nodes"][0] if ref[0] == "conv2d_4")
+        ref[1] = 1
+    edit(second_call)
+    _raises(path, "reads ['conv2d_4@1']", "do not exist")
 
 
 def test_weight_wrong_shape(h5_copy):

@@ -19,7 +19,7 @@ import torch
 from cli_run import r8
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from keras_models import CLASSIFIERS, CONSTANT_CASES, FAMILIES, KERAS3_ONLY, LAYER_CASES, random_inputs, randomize
+from keras_models import CLASSIFIERS, CONSTANT_CASES, FAMILIES, KERAS3_ONLY, LAYER_CASES, NESTED_CASES, random_inputs, randomize
 from torch import nn
 
 from r8.frontends.convert import convert, load_program, save
@@ -104,7 +104,7 @@ def test_parity(name, dialect, keras_case, tmp_path, report):
     rel, agree = parity(model, case)
     program, _ = save(model, tmp_path / "model.pt")
     rel_loaded, _ = parity(load_program(program), case)
-    if name in FAMILIES or name in CONSTANT_CASES or name == "hard-sigmoid-const-operands":
+    if name in FAMILIES or name in CONSTANT_CASES or name in NESTED_CASES or name == "hard-sigmoid-const-operands":
         report(f"convert {dialect}-{name}: max|d|/scale, argmax agreement, convert s",
                f"{rel:.2e}, {agree:.0%}, {seconds:.3f}")
     assert rel <= REL_TOL and rel_loaded <= REL_TOL
@@ -125,7 +125,7 @@ def test_every_converter_reads_its_config_or_ignores_it_for_a_reason(keras_case,
         graph, converters, supported = _reader(keras_case(*param.values).path)
         _build(graph, converters, supported)
         for layer in graph.layers:
-            if layer.class_name != "InputLayer":
+            if layer.class_name != "InputLayer" and not layer.shares:  # a shared layer's later call: read once, at its first
                 unread.setdefault(layer.class_name, set()).update(layer.config.unread())
     assert set(unread) == set(CONVERTERS), f"converters no case walks: {set(CONVERTERS) - set(unread)}"
     for cls, keys in sorted(unread.items()):
@@ -243,12 +243,31 @@ def _odd_pixel_before(model):
             model.add_submodule(name, nn.ZeroPad2d((right, left, bottom, top)))
 
 
+def _sibling_weights_swapped(model):
+    """The two towers' modules trade weights (the same shapes): each nested model's weights must
+    land on its own use."""
+    towers = [[m for n, m in model.named_children() if n.startswith(side) and list(m.parameters())]
+              for side in ("left_", "right_")]
+    assert len(towers[0]) == len(towers[1]) > 0
+    with torch.no_grad():
+        for a, b in zip(*towers):
+            for pa, pb in zip(a.parameters(), b.parameters()):
+                held = pa.clone()
+                pa.copy_(pb)
+                pb.copy_(held)
+            for ba, bb in zip(a.buffers(), b.buffers()):
+                held = ba.clone()
+                ba.copy_(bb)
+                bb.copy_(held)
+
+
 MUTATIONS = [
     pytest.param(_torch_flatten, "flatten-after-conv", id="torch-flatten-order"),
     pytest.param(_torch_flatten, "dscnn-streaming-ww", id="torch-flatten-order-dscnn"),
     pytest.param(_depthwise_channels_permuted, "depthwise-mult2-s2-same", id="depthwise-kernel-layout"),
     pytest.param(_odd_pixel_before, "conv-same-k4-even-kernel", id="same-padding-odd-pixel-before"),
     pytest.param(_odd_pixel_before, "conv-same-k2x5-s2x3", id="same-padding-stride2-odd-size"),
+    pytest.param(_sibling_weights_swapped, "nested-sibling-towers", id="nested-sibling-weights-swapped"),
 ]
 
 
@@ -335,6 +354,40 @@ def test_cli_inspect_names_unsupported_layers(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert all(w in done.stderr for w in (str(tmp_path / "m.h5"), "'norm'", "LayerNormalization", "supported: "))
     assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize("dialect", FORMATS)
+def test_a_layer_inside_a_nested_model_is_named_by_its_path(dialect, tmp_path):
+    k = keras_package("keras3" if dialect == "dotkeras" else dialect)
+    inputs = k.Input((8, 8, 3))
+    inner = k.Sequential([k.Input((8, 8, 3)), k.layers.Conv2D(4, 1, name="conv"),
+                          k.layers.LayerNormalization(name="norm")], name="backbone")
+    middle = k.Model(inputs, inner(inputs), name="outer")
+    x = k.Input((8, 8, 3))
+    path = tmp_path / f"m.{'keras' if dialect == 'dotkeras' else 'h5'}"
+    k.Model(x, k.layers.Dense(2)(k.layers.Flatten()(middle(x)))).save(path)
+    done = r8("inspect", "--model", str(path), check=False)
+    assert done.returncode == 1 and "outer/backbone/conv" in done.stdout and "outer/backbone/norm" in done.stdout
+    done = r8("convert", "--model", str(path), "-o", str(tmp_path / "m.pt"), check=False)
+    assert done.returncode == 2 and "'outer/backbone/norm' (LayerNormalization)" in done.stderr
+
+
+def _numel(state: dict) -> int:
+    return sum(t.numel() for k, t in state.items() if not k.endswith("num_batches_tracked"))
+
+
+@pytest.mark.parametrize("name", ["nested-siamese-shared-tower", "shared-dense-called-twice"])
+def test_a_shared_layer_holds_its_weights_once(name, keras_case):
+    """One module called at each use: the converted model and its exported program hold as many
+    numbers as Keras counts (each shared weight once)."""
+    case = keras_case(name, "keras3")
+    model = convert(case.path)
+    calls = [node.target for node in model.graph.nodes if node.op == "call_module"]
+    assert len(calls) > len(set(calls)), "no module is called twice"
+    k = keras_package("keras3")
+    assert _numel(model.state_dict()) == k.models.load_model(case.path, compile=False).count_params()
+    inputs = [torch.from_numpy(x).permute(0, 3, 1, 2) if x.ndim == 4 else torch.from_numpy(x) for x in case.inputs]
+    assert _numel(torch.export.export(model, tuple(inputs)).state_dict) == _numel(model.state_dict())
 
 
 def test_cli_inspect_supported_model(keras_case):

@@ -2,7 +2,9 @@
 pipeline can be proven on them (seeded; TensorFlow's deterministic ops):
 
 - ``cifar_cnn.h5``: a small depthwise-separable / MaxPool / Dense CNN on the 50k CIFAR-10 training
-  images (Keras 3), a shape unlike ResNet8's;
+  images (Keras 3), a shape unlike ResNet8's, built the transfer-learning way: its conv stack is a
+  model of its own (``backbone``) nested under an input normalization and a new head, so the
+  whole pipeline (every backend, the gates) runs on a nested model;
 - ``digits.h5`` and ``digits.npz``: a small CNN on scikit-learn's 8x8 grayscale digits (1,797 real
   images shipped inside its wheel, no download), split 80/20 stratified, as r8's ``--data`` file.
 
@@ -36,8 +38,8 @@ def train_cifar_cnn(out: Path, data) -> float:
     """Train on ``data.train`` (an r8 Dataset); returns the Keras test top-1."""
     keras = _keras()
     L = keras.layers
-    inputs = keras.Input((32, 32, 3), name="pixels")
-    x = L.BatchNormalization(name="input_norm")(inputs)  # raw pixels 0..255 in, as ResNet8 takes them
+    features = keras.Input((32, 32, 3), name="features")
+    x = features
     for i, width in enumerate((32, 64, 128)):
         x = L.Conv2D(width, 1 if i else 3, padding="same", use_bias=False, name=f"pw{i}")(x)
         x = L.BatchNormalization(name=f"bn{i}")(x)
@@ -45,6 +47,9 @@ def train_cifar_cnn(out: Path, data) -> float:
         x = L.DepthwiseConv2D(3, padding="same", name=f"dw{i}")(x)
         x = L.ReLU(6.0, name=f"relu6_{i}")(x)
         x = L.MaxPooling2D(2, name=f"pool{i}")(x)
+    backbone = keras.Model(features, x, name="backbone")
+    inputs = keras.Input((32, 32, 3), name="pixels")
+    x = backbone(L.BatchNormalization(name="input_norm")(inputs))  # raw pixels 0..255 in, as ResNet8 takes them
     x = L.Flatten(name="flatten")(x)
     x = L.Dropout(0.3, name="drop")(x)
     outputs = L.Dense(10, activation="softmax", name="classes")(x)

@@ -86,14 +86,17 @@ def _build(model, converters: dict, supported: tuple, problems: list | None = No
     root, graph, taken = nn.Module(), fx.Graph(), set()
     values: dict[str, tuple] = {}  # keras layer -> (fx node, example output, batch 1)
     outputs, rows = {}, []
+    taken_by: dict[str, list[str]] = {}  # layer -> its modules, in order: what a later call of a shared layer calls
     shapes = dict(zip(model.inputs, model.input_shapes()))
     for layer in model.layers:
-        params = int(sum(getattr(w, "size", 0) for w in layer.weights.values()))
+        shared = getattr(layer, "shares", None)
+        params = 0 if shared else int(sum(getattr(w, "size", 0) for w in layer.weights.values()))
         row = {"name": layer.name, "type": layer.class_name, "params": params, "shape": None, "problem": None}
         rows.append(row)
         try:
             try:
-                _add_layer(layer, root, graph, taken, values, outputs, row, shapes, converters, supported, problems)
+                _add_layer(layer, root, graph, taken, taken_by, values, outputs, row, shapes, converters, supported,
+                           problems)
             except R8Error:
                 raise
             except Exception as e:  # a damaged file's config or weights: named with its layer, never a traceback
@@ -129,8 +132,10 @@ def _check_sizes(layer) -> None:
             raise layer.error(f"has {key}={value!r}; expected whole numbers from 0 to {1 << 20}")
 
 
-def _add_layer(layer, root, graph, taken, values, outputs, row, shapes, converters, supported, problems) -> None:
-    """One layer (op) of the file into the FX graph, run once on its example input."""
+def _add_layer(layer, root, graph, taken, taken_by, values, outputs, row, shapes, converters, supported,
+               problems) -> None:
+    """One layer (op) of the file into the FX graph, run once on its example input; a later call
+    of a shared layer calls the first call's modules (its weights are held once)."""
     if layer.class_name == "InputLayer":
         if layer.name not in shapes:
             raise layer.error("is not one of the model's inputs")
@@ -157,19 +162,28 @@ def _add_layer(layer, root, graph, taken, values, outputs, row, shapes, converte
     args = [values[i][0] for i in layer.inputs]
     examples = [values[i][1] for i in layer.inputs]
     input_shapes = [to_keras_shape(e) for e in examples]
+    shared = getattr(layer, "shares", None)
+    if shared and shared not in taken_by:
+        raise layer.error(f"calls the layer '{shared}' again, which was not converted")
+    chain = ([(name, root.get_submodule(name)) for name in taken_by[shared]] if shared
+             else converters[layer.class_name](layer, input_shapes))
     with torch.no_grad():
-        for name, module in converters[layer.class_name](layer, input_shapes):
-            name = _module_name(name, taken)
-            root.add_module(name, module.eval())
+        for name, module in chain:
+            if not shared:
+                name = _module_name(name, taken)
+                root.add_module(name, module.eval())
+                taken_by.setdefault(layer.name, []).append(name)
             if getattr(module, "takes_list", False):
                 args, examples = [args], [examples]
             examples = [module(*examples)]
             if examples[0].numel() > MAX_ELEMENTS:
                 raise layer.error(f"computes a tensor of {tuple(examples[0].shape)}: over 1 GiB per sample")
             args = [graph.call_module(name, tuple(args))]
-    if keras:
+    if keras and not shared:
         check_config_read(layer, input_shapes)
-    values[layer.name], outputs[layer.name] = (args[0], examples[0]), name
+    values[layer.name] = (args[0], examples[0])
+    if not shared:  # a shared module's output is its first call's (a hook on it sees each call)
+        outputs[layer.name] = name
     row["shape"] = to_keras_shape(examples[0])
     # a .tflite declares every tensor's shape, a Keras 3 file every tensor a layer reads (None: any size)
     expected = layer.expected_shape

@@ -70,6 +70,7 @@ class KerasLayer:
     # constant operands of the call by position among all operands (Keras 3's ``3.0 - x``: {0: 3.0})
     constants: dict[int, np.ndarray] = field(default_factory=dict)
     expected_shape: tuple | None = None  # per sample, as the file declares it (None: any size)
+    shares: str | None = None  # a shared layer's later call: the first call's name, whose modules it calls
 
     def __post_init__(self):
         self.config = Config(self.config)
@@ -167,18 +168,22 @@ def _keras3_call(path: Path, name: str, node: dict) -> tuple[list[tuple], dict, 
     return refs, constants, kwargs
 
 
-def _inbound(path: Path, name: str, nodes: list) -> tuple[list[tuple], dict, dict]:
-    """(the tensors read, in order, as (layer, node, tensor, declared shape or None); constant
-    operands by position; call keywords: a Keras 2 op layer's other call arguments)."""
+def _inbound(path: Path, name: str, nodes: list) -> list[tuple[list[tuple], dict, dict]]:
+    """Per call of the layer (a shared layer has several): the tensors read, in order, as (layer,
+    call of that layer, tensor, declared shape or None); constant operands by position; call
+    keywords (a Keras 2 op layer's other call arguments)."""
     if not nodes:
-        return [], {}, {}
+        return []
     if not isinstance(nodes, list):
         raise R8Error(f"{path}: layer '{name}' has inbound_nodes {nodes!r}, not a list")
-    node, kwargs, constants = nodes[0], {}, {}
-    if _is_keras2_constant(node) or _is_ref(node):  # a Keras 2 op layer (TFOpLambda) lists its first operand as the node
-        node = [node]
-    elif len(nodes) > 1:
-        raise R8Error(f"{path}: layer '{name}' is called {len(nodes)} times (shared layers are not supported)")
+    if _is_keras2_constant(nodes[0]) or _is_ref(nodes[0]):  # a Keras 2 op layer (TFOpLambda): each call its first operand
+        nodes = [[node] for node in nodes]
+    return [_call(path, name, node) for node in nodes]
+
+
+def _call(path: Path, name: str, node) -> tuple[list[tuple], dict, dict]:
+    """One inbound node: (tensors read, constant operands, call keywords), as :func:`_inbound`."""
+    kwargs, constants = {}, {}
     if isinstance(node, dict):  # Keras 3
         refs, constants, kwargs = _keras3_call(path, name, node)
     else:  # Keras 2: a list of refs, each [layer, node, tensor, call kwargs]
@@ -195,11 +200,28 @@ def _inbound(path: Path, name: str, nodes: list) -> tuple[list[tuple], dict, dic
                 refs.append((*value[:3], None))
             elif key != "name":
                 kwargs[key] = value
-    for layer, node_index, tensor_index, _ in refs:
-        if node_index or tensor_index:
-            raise R8Error(f"{path}: layer '{name}' reads output {tensor_index} of call {node_index} of "
-                          f"'{layer}'; only single-call, single-output layers are supported")
+    for layer, _, tensor_index, _ in refs:
+        if tensor_index:
+            raise R8Error(f"{path}: layer '{name}' reads output {tensor_index} of '{layer}'; only single-output "
+                          "layers are supported")
     return refs, constants, kwargs
+
+
+def _call_index(path: Path, reader: str, ref: tuple[str, int], version: str, nested: set) -> int:
+    """Which call of its producer a reference reads. Keras 2 counts a nested model's own graph as
+    its call 0, so the calls the file lists are 1, 2, ... there."""
+    producer, index = ref[0], ref[1]
+    if version.startswith("2") and producer in nested:
+        if index < 1:
+            raise R8Error(f"{path}: layer '{reader}' reads call {index} of nested model '{producer}', which this "
+                          "Keras 2 file does not list")
+        return index - 1
+    return index
+
+
+def use_name(layer: str, call: int) -> str:
+    """The name of one call of a layer: its own for the first, ``name@k`` for call k of a shared one."""
+    return f"{layer}@{call}" if call else layer
 
 
 def _check_call_kwargs(path: Path, name: str, cls: str, kwargs: dict) -> dict:
@@ -229,14 +251,38 @@ def _endpoints(spec) -> list[str]:
     return [s[0] for s in spec]
 
 
-def _weights(group) -> dict[str, np.ndarray]:
+def _weights(group, layer: str | None = None) -> dict[str, np.ndarray]:
+    """A layer's weights by their own names (kernel, gamma, ...) from its ``model_weights`` group;
+    with ``layer``, only those of that layer inside a nested model's group (their names end in
+    ``layer/kernel``)."""
     out = {}
     for wname in group.attrs.get("weight_names", []) if isinstance(group, h5py.Group) else []:
         wname = wname.decode() if isinstance(wname, bytes) else wname
+        parts = wname.split("/")
+        if layer is not None and (len(parts) < 2 or parts[-2] != layer):
+            continue
         if wname not in group or not isinstance(group[wname], h5py.Dataset):
             raise KeyError(f"weight '{wname}' is listed but not in the file")
-        out[wname.rsplit("/", 1)[-1].split(":")[0]] = _array(group[wname])
+        key = parts[-1].split(":")[0]
+        if key in out:
+            raise KeyError(f"two weights named '{key}' for layer '{layer}' in group '{group.name}'")
+        out[key] = _array(group[wname])
     return out
+
+
+class _H5Weights:
+    """Each layer's weights in a legacy ``.h5``: a top-level layer's group holds its own, a nested
+    model's group every weight of every layer inside it, at any depth."""
+
+    def __init__(self, root, nested=None):
+        self.root, self.nested = root, nested
+
+    def __call__(self, name: str, cls: str, cfg: dict) -> dict:
+        return _weights(self.root.get(name)) if self.nested is None else _weights(self.nested, layer=name)
+
+    def scope(self, name: str, cls: str) -> "_H5Weights":
+        """The weights of the layers inside the nested model ``name``."""
+        return _H5Weights(self.root, self.root.get(name) if self.nested is None else self.nested)
 
 
 def _array(dataset) -> np.ndarray:
@@ -285,17 +331,26 @@ def read_h5(path: str | os.PathLike) -> KerasModel:
             config = json.loads(f.attrs["model_config"])
         except (ValueError, TypeError) as e:
             raise R8Error(f"{path}: model_config is not JSON ({e})") from None
-        return _model(path, config, _version(f), lambda name, cls, cfg: _weights(f["model_weights"].get(name)))
+        return _model(path, config, _version(f), _H5Weights(f["model_weights"]))
 
 
-def _model(path: Path, config: dict, version: str, weights) -> KerasModel:
+NESTED = ("Functional", "Model", "Sequential")
+
+
+def _model(path: Path, config: dict, version: str, weights, prefix: str = "") -> KerasModel:
     """The model described by a Keras model config; ``weights(name, class, config)`` gives each
-    layer's weights by Keras's names (kernel, gamma, ...)."""
+    layer's weights by Keras's names (kernel, gamma, ...), ``weights.scope(name, class)`` those of
+    a nested model's layers. A nested model (a Sequential or Functional model used as a layer, at
+    any depth) is flattened into this one: its layers are named by their path (``backbone/conv1``),
+    its inputs become the tensors it is called on, and what reads it reads its output."""
     kind = config.get("class_name") if isinstance(config, dict) else None
-    if kind not in ("Functional", "Model", "Sequential"):
+    if kind not in NESTED:
         raise R8Error(f"{path}: model class {kind!r} is not supported (Functional or Sequential only)")
     layers, specs = [], _get(path, "model_config", config, "config", "layers")
     declared: dict[str, tuple] = {}  # layer -> its output's shape, as the layers that read it declare it
+    alias: dict[str, str] = {}  # each use of a nested model -> the layer whose output is its output
+    previous = None  # a Sequential model's last output
+    nested: set[str] = set()  # the nested models met so far
     for n, spec in enumerate(specs if isinstance(specs, list) else []):
         name = f"#{n}"
         try:
@@ -303,46 +358,91 @@ def _model(path: Path, config: dict, version: str, weights) -> KerasModel:
             cls = spec["class_name"]
             if not isinstance(name, str) or not isinstance(cls, str) or not isinstance(spec["config"], dict):
                 raise TypeError("its name, class_name or config has the wrong type")
-            if cls in ("Functional", "Model", "Sequential"):
-                raise R8Error(f"{path}: layer '{name}' is a nested model ({cls}); flatten it first")
             if kind == "Sequential":
-                refs, constants, kwargs = ([(layers[-1].name, 0, 0, None)] if layers else []), {}, {}
                 shape = (spec.get("build_config") or {}).get("input_shape")  # Keras 3 declares each input
-                refs = [(*r[:3], shape) for r in refs]
+                calls = [([(previous, 0, 0, shape)] if previous else [], {}, {})]
             else:
-                refs, constants, kwargs = _inbound(path, name, spec.get("inbound_nodes", []))
-            kwargs = _check_call_kwargs(path, name, cls, kwargs)
-            for producer, _, _, shape in refs:
-                declared[producer] = declared.get(producer) or _declared(path, name, shape)
-            layers.append(KerasLayer(path, name, cls, spec["config"], [r[0] for r in refs],
-                                     weights(name, cls, spec["config"]), kwargs, version, constants))
+                calls = _inbound(path, prefix + name, spec.get("inbound_nodes", [])) or [([], {}, {})]
+            for k, (refs, constants, kwargs) in enumerate(calls):  # a shared layer: one use per call
+                use = use_name(prefix + name, k)
+                kwargs = _check_call_kwargs(path, use, cls, kwargs)
+                inputs = [r[0] if kind == "Sequential" else
+                          use_name(prefix + r[0], _call_index(path, use, (prefix + r[0], r[1]), version, nested))
+                          for r in refs]
+                inputs = [alias.get(i, i) for i in inputs]
+                for producer, ref in zip(inputs, refs):
+                    declared[producer] = declared.get(producer) or _declared(path, use, ref[3])
+                if cls in NESTED:
+                    nested.add(prefix + name)
+                    start = len(layers)
+                    previous = _nest(path, spec, version, weights.scope(name, cls), f"{use}/", inputs, constants,
+                                     layers, alias, declared)
+                    if k:  # each layer of this use calls the modules of the first use's
+                        first = {layer.name: layer for layer in layers[:start]}
+                        for layer in layers[start:]:
+                            same = first[layer.name.replace(f"{use}/", f"{prefix}{name}/", 1)]
+                            layer.shares = same.shares or same.name
+                    continue
+                layers.append(KerasLayer(path, use, cls, spec["config"], inputs, weights(name, cls, spec["config"]),
+                                         kwargs, version, constants, shares=prefix + name if k else None))
+                previous = use
         except R8Error:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError) as e:
-            raise R8Error(f"{path}: layer '{name}' has a malformed entry in the model config or weights "
+            raise R8Error(f"{path}: layer '{prefix}{name}' has a malformed entry in the model config or weights "
                           f"({type(e).__name__}: {e})") from None
     if not layers:
         raise R8Error(f"{path}: the model config lists no layers")
     for layer in layers:
-        layer.expected_shape = declared.get(layer.name)
+        layer.expected_shape = layer.expected_shape or declared.get(layer.name)
     if kind == "Sequential":
-        if layers and layers[0].class_name != "InputLayer":  # Keras 2 may leave the input implicit
+        if layers[0].class_name != "InputLayer":  # Keras 2 may leave the input implicit
             shape = layers[0].config.get("batch_input_shape")
-            if not shape:
+            if not shape and not prefix:  # a nested model's input is what it is called on: no shape needed
                 raise R8Error(f"{path}: Sequential model without an input shape")
-            layers.insert(0, KerasLayer(path, "input", "InputLayer", {"batch_input_shape": shape}, []))
-            layers[1].inputs = ["input"]
-        ins, outs = [layers[0].name], [layers[-1].name]
+            layers.insert(0, KerasLayer(path, prefix + "input", "InputLayer", {"batch_input_shape": shape}, []))
+            layers[1].inputs = [prefix + "input"]
+        ins, outs = [layers[0].name], [previous]
     else:
         try:
-            ins = _endpoints(config["config"]["input_layers"])
-            outs = _endpoints(config["config"]["output_layers"])
+            ins = [prefix + n for n in _endpoints(config["config"]["input_layers"])]
+            outs = [alias.get(prefix + n, prefix + n) for n in _endpoints(config["config"]["output_layers"])]
         except (KeyError, TypeError, IndexError) as e:
             raise R8Error(f"{path}: the model config's input_layers/output_layers are malformed ({e!r})") from None
         names = {layer.name for layer in layers}
         if not ins or any(not isinstance(n, str) or n not in names for n in ins + outs):
             raise R8Error(f"{path}: the model's inputs {ins} / outputs {outs} are not among its layers")
     return KerasModel(path, layers, ins, outs, version)
+
+
+def _nest(path: Path, spec: dict, version: str, weights, prefix: str, inputs: list[str], constants: dict,
+          layers: list, alias: dict, declared: dict) -> str:
+    """Flattens the nested model ``spec``, called on the layers ``inputs``, into ``layers``; returns
+    the name of the layer whose output is the nested model's."""
+    name = prefix.rstrip("/")  # this use of the nested model
+    if constants:
+        raise R8Error(f"{path}: nested model '{name}' is called with constant operands; r8 converts tensors only")
+    inner = _model(path, {"class_name": spec["class_name"], "config": spec["config"]}, version, weights, prefix)
+    if not inputs:  # the first layer of a Sequential model: its input is the model's
+        inputs = [layer.name for layer in inner.layers if layer.name in inner.inputs]
+        layers += [layer for layer in inner.layers if layer.name in inner.inputs]
+    if len(inner.inputs) != len(inputs) or len(inner.outputs) != 1:
+        raise R8Error(f"{path}: nested model '{name}' has {len(inner.inputs)} input(s) and {len(inner.outputs)} "
+                      f"output(s), called on {len(inputs)}; r8 flattens nested models of one output called on "
+                      "all their inputs")
+    by_name = {layer.name: layer for layer in inner.layers}
+    feeds = dict(zip(inner.inputs, inputs))  # the nested model's inputs are the tensors it is called on
+    for layer in inner.layers:
+        if layer.name in feeds:
+            expected = by_name[layer.name].expected_shape
+            if expected is not None:  # what the inner layers declare about their input, about the outer tensor
+                declared[feeds[layer.name]] = declared.get(feeds[layer.name]) or expected
+            continue
+        layer.inputs = [feeds.get(i, i) for i in layer.inputs]
+        layers.append(layer)
+    output = feeds.get(inner.outputs[0], inner.outputs[0])
+    alias[name] = output
+    return output
 
 
 def _get(path: Path, what: str, node, *keys):
@@ -413,19 +513,34 @@ def read_keras(path: str | os.PathLike) -> KerasModel:
     except OSError as e:
         raise R8Error(f"{path}: model.weights.h5 is not readable HDF5 ({e})") from None
     with f:
-        used: dict[str, int] = {}
+        return _model(path, config, version, _KerasWeights(f, "", config.get("class_name") == "Sequential"))
 
-        def weights(name: str, cls: str, cfg: dict) -> dict:
-            if cls == "InputLayer" and config.get("class_name") == "Sequential":
-                return {}  # a Sequential model's layer list (as saved) leaves its input out
+
+class _KerasWeights:
+    """Each layer's variables in a ``.keras``'s ``model.weights.h5``: under ``layers/<class in
+    snake case>[_k]/vars`` (k counting the layers of one class), a nested model's under its own
+    group's ``layers/``."""
+
+    def __init__(self, f, prefix: str, sequential: bool):
+        self.f, self.prefix, self.sequential, self.used, self.groups = f, prefix, sequential, {}, {}
+
+    def _group(self, name: str, cls: str) -> str:
+        """The layer's group; the same for every call of a shared layer (counted once, by name)."""
+        if name not in self.groups:
             group = _snake(cls)
-            used[group] = used.get(group, -1) + 1
-            group = f"layers/{group}" + (f"_{used[group]}" if used[group] else "") + "/vars"
-            found = f.get(group)
-            if found is None:
-                return {}
-            values = [_array(found[str(i)]) for i in range(len(found))]
-            names = _variable_names(cls, cfg)
-            return {names[i] if i < len(names) else f"var{i}": v for i, v in enumerate(values)}
+            self.used[group] = self.used.get(group, -1) + 1
+            self.groups[name] = f"{self.prefix}layers/{group}" + (f"_{self.used[group]}" if self.used[group] else "")
+        return self.groups[name]
 
-        return _model(path, config, version, weights)
+    def __call__(self, name: str, cls: str, cfg: dict) -> dict:
+        if cls == "InputLayer" and self.sequential:
+            return {}  # a Sequential model's layer list (as saved) leaves its input out
+        found = self.f.get(self._group(name, cls) + "/vars")
+        if found is None:
+            return {}
+        values = [_array(found[str(i)]) for i in range(len(found))]
+        names = _variable_names(cls, cfg)
+        return {names[i] if i < len(names) else f"var{i}": v for i, v in enumerate(values)}
+
+    def scope(self, name: str, cls: str) -> "_KerasWeights":
+        return _KerasWeights(self.f, self._group(name, cls) + "/", cls == "Sequential")
