@@ -172,6 +172,10 @@ REFUSED = [  # (edit of a Keras 3 conv + "3.0 - x" + Flatten model, words the re
                  id="string-operand"),
     pytest.param(_set("Subtract", "inbound_nodes", 0, "args", 1, "config", "shape", value=[None, 6, 7, 4]),
                  ["'conv'", "(6, 7, 4)", "declares", "(5, 7, 4)"], id="declared-shape-differs"),
+    pytest.param(lambda layers: layers["Subtract"]["inbound_nodes"].append(
+        {**layers["Subtract"]["inbound_nodes"][0], "args": [4.0, *layers["Subtract"]["inbound_nodes"][0]["args"][1:]]}),
+        ["layer 'subtract", "@1' (Subtract)", "called again with other constant operands"],
+        id="shared-layer-called-with-another-constant"),
 ]
 
 

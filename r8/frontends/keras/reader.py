@@ -219,6 +219,15 @@ def _call_index(path: Path, reader: str, ref: tuple[str, int], version: str, nes
     return index
 
 
+def _same_arguments(first: tuple[dict, dict], other: tuple[dict, dict]) -> bool:
+    """Whether two calls of one layer, each (constant operands, call keywords), pass the same (a Keras 2 op
+    layer's, where a tensor keyword names its position among the call's tensors)."""
+    (constants_a, kwargs_a), (constants_b, kwargs_b) = first, other
+    return (json.dumps(kwargs_a, sort_keys=True, default=str) == json.dumps(kwargs_b, sort_keys=True, default=str)
+            and constants_a.keys() == constants_b.keys()
+            and all(np.array_equal(constants_a[i], constants_b[i]) for i in constants_a))
+
+
 def use_name(layer: str, call: int) -> str:
     """The name of one call of a layer: its own for the first, ``name@k`` for call k of a shared one."""
     return f"{layer}@{call}" if call else layer
@@ -363,9 +372,16 @@ def _model(path: Path, config: dict, version: str, weights, prefix: str = "") ->
                 calls = [([(previous, 0, 0, shape)] if previous else [], {}, {})]
             else:
                 calls = _inbound(path, prefix + name, spec.get("inbound_nodes", [])) or [([], {}, {})]
+            own = None if cls in NESTED else weights(name, cls, spec["config"])  # read once, however often called
             for k, (refs, constants, kwargs) in enumerate(calls):  # a shared layer: one use per call
                 use = use_name(prefix + name, k)
                 kwargs = _check_call_kwargs(path, use, cls, kwargs)
+                if k == 0:
+                    call0 = (constants, kwargs)
+                elif not _same_arguments(call0, (constants, kwargs)):  # its modules hold call 0's
+                    raise R8Error(f"{path}: layer '{use}' ({cls}) is called again with other constant operands or "
+                                  "keywords than its first call; r8 converts a shared layer whose calls differ only "
+                                  "in the tensors they read")
                 inputs = [r[0] if kind == "Sequential" else
                           use_name(prefix + r[0], _call_index(path, use, (prefix + r[0], r[1]), version, nested))
                           for r in refs]
@@ -383,8 +399,8 @@ def _model(path: Path, config: dict, version: str, weights, prefix: str = "") ->
                             same = first[layer.name.replace(f"{use}/", f"{prefix}{name}/", 1)]
                             layer.shares = same.shares or same.name
                     continue
-                layers.append(KerasLayer(path, use, cls, spec["config"], inputs, weights(name, cls, spec["config"]),
-                                         kwargs, version, constants, shares=prefix + name if k else None))
+                layers.append(KerasLayer(path, use, cls, spec["config"], inputs, own, kwargs, version, constants,
+                                         shares=prefix + name if k else None))
                 previous = use
         except R8Error:
             raise
@@ -430,13 +446,11 @@ def _nest(path: Path, spec: dict, version: str, weights, prefix: str, inputs: li
         raise R8Error(f"{path}: nested model '{name}' has {len(inner.inputs)} input(s) and {len(inner.outputs)} "
                       f"output(s), called on {len(inputs)}; r8 flattens nested models of one output called on "
                       "all their inputs")
-    by_name = {layer.name: layer for layer in inner.layers}
     feeds = dict(zip(inner.inputs, inputs))  # the nested model's inputs are the tensors it is called on
     for layer in inner.layers:
         if layer.name in feeds:
-            expected = by_name[layer.name].expected_shape
-            if expected is not None:  # what the inner layers declare about their input, about the outer tensor
-                declared[feeds[layer.name]] = declared.get(feeds[layer.name]) or expected
+            if layer.expected_shape is not None:  # what the inner layers declare about their input, about the outer tensor
+                declared[feeds[layer.name]] = declared.get(feeds[layer.name]) or layer.expected_shape
             continue
         layer.inputs = [feeds.get(i, i) for i in layer.inputs]
         layers.append(layer)
