@@ -14,13 +14,13 @@ from r8.errors import R8Error
 from r8.thresholds import Thresholds, add_gate_options
 
 
-def model_and_data(args):
+def model_and_data(args, several_inputs: bool = False):
     """The :class:`r8.model.Model` and :class:`r8.data.Dataset` of ``--model`` and ``--data``,
-    checked against each other."""
+    checked against each other (a model with several inputs only where ``several_inputs``)."""
     from r8.data import load_dataset
     from r8.model import load_model
 
-    model, data = load_model(args.model), load_dataset(args.data)
+    model, data = load_model(args.model, several_inputs), load_dataset(args.data)
     data.check(model)
     return model, data
 
@@ -72,7 +72,7 @@ def cmd_inspect(args) -> None:
 def cmd_evaluate(args) -> None:
     from r8.metrics import evaluate
 
-    model, data = model_and_data(args)
+    model, data = model_and_data(args, several_inputs=True)
     result = evaluate(make_runner(args.backend, model, args.device), data.split(args.subset), progress=not args.json)
     if args.json:
         print(json.dumps(result))

@@ -14,6 +14,7 @@ from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import calculate_md5, download_and_extract_archive, download_url
 
 from r8 import paths
+from r8.batch import input_arrays, rows
 from r8.cache import sha256
 from r8.errors import R8Error
 
@@ -41,11 +42,13 @@ SUBSETS = ("test", *PERF_SETS)
 @dataclass(frozen=True)
 class Split:
     name: str
-    images: np.ndarray  # (N, *input shape) uint8 or float32, Keras layout (NHWC), C-contiguous
+    # (N, *input shape) uint8 or float32, Keras layout (NHWC), C-contiguous; for a model with
+    # several inputs a tuple of such arrays, one per input
+    images: np.ndarray | tuple
     labels: np.ndarray  # (N,) int64
 
     def take(self, name: str, idx: np.ndarray) -> "Split":
-        return Split(name, self.images[idx], self.labels[idx])
+        return Split(name, rows(self.images, idx), self.labels[idx])
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,9 +90,15 @@ class Dataset:
         """Refuse data that does not fit ``model`` (an :class:`r8.model.Model`): naming both shapes,
         or the labels outside its class count."""
         for split in (self.train, self.test):
-            if split.images.shape[1:] != tuple(model.input_shape):
-                raise R8Error(f"data {self.name}: {split.name} images have shape {split.images.shape[1:]} per "
-                              f"sample; {model.path} takes {tuple(model.input_shape)}")
+            arrays, shapes = input_arrays(split.images), model.input_shapes
+            if len(arrays) != len(shapes):
+                raise R8Error(f"data {self.name}: {split.name} holds {len(arrays)} input array(s); {model.path} takes "
+                              f"{len(shapes)} input(s) (x_{split.name}_0 .. x_{split.name}_{len(shapes) - 1} in a data file)")
+            for i, (x, shape) in enumerate(zip(arrays, shapes)):
+                if x.shape[1:] != tuple(shape):
+                    which = f" (input {i})" if len(shapes) > 1 else ""
+                    raise R8Error(f"data {self.name}: {split.name} images{which} have shape {x.shape[1:]} per "
+                                  f"sample; {model.path} takes {tuple(shape)}")
             if split.labels.size and (split.labels.min() < 0 or split.labels.max() >= model.num_classes):
                 raise R8Error(f"data {self.name}: {split.name} labels span {split.labels.min()}..{split.labels.max()}; "
                               f"{model.path} has {model.num_classes} classes (0..{model.num_classes - 1})")
@@ -101,7 +110,9 @@ NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 def load_dataset(spec: str | os.PathLike = "cifar10", root: str | os.PathLike | None = None) -> Dataset:
     """``cifar10`` (from ``root``, default R8_DATA_DIR) or an ``.npz`` with ``x_train``,
     ``y_train``, ``x_test``, ``y_test`` (uint8 or float images in the model's layout, integer
-    labels; an optional ``classes`` array of names). Object arrays are refused, never unpickled."""
+    labels; an optional ``classes`` array of names). A model with several inputs takes
+    ``x_train_0``, ``x_train_1``, … (and ``x_test_0``, …) in its input order instead of ``x_train``
+    (``x_test``). Object arrays are refused, never unpickled."""
     if str(spec) == "cifar10":
         return _cifar10(Path(root or paths.data_dir()).resolve())
     return _npz(Path(spec).resolve())
@@ -120,27 +131,39 @@ def _npz(path: Path) -> Dataset:  # read anew each time: an edited file is never
         raise R8Error(f"{path}: file not found")
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in NPZ_ARRAYS if k not in f.files]
+            missing = [k for k in NPZ_ARRAYS if k not in f.files and not (k.startswith("x_") and f"{k}_0" in f.files)]
             if missing:
                 raise R8Error(f"{path}: no array {', '.join(missing)} (has {', '.join(f.files) or 'none'}); "
                               f"a data file holds {', '.join(NPZ_ARRAYS)}")
-            arrays = {k: f[k] for k in (*NPZ_ARRAYS, *(("classes",) if "classes" in f.files else ()))}
+            arrays = {k: _input_arrays(f, k) if k.startswith("x_") else f[k]
+                      for k in (*NPZ_ARRAYS, *(("classes",) if "classes" in f.files else ()))}
     except ValueError as e:  # numpy's refusal of object arrays without allow_pickle
         raise R8Error(f"{path}: holds Python objects, which r8 never unpickles ({e})") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise R8Error(f"{path}: not a readable .npz ({e})") from None
     splits = {}
     for part in ("train", "test"):
-        x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
-        if x.dtype != np.uint8 and x.dtype.kind != "f":
-            raise R8Error(f"{path}: x_{part} has dtype {x.dtype}; r8 takes uint8 or float images")
-        if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x) or x.ndim < 2:
-            raise R8Error(f"{path}: y_{part} must be one integer label per sample of x_{part} "
-                          f"(x_{part} {x.shape} {x.dtype}, y_{part} {y.shape} {y.dtype})")
-        x = np.ascontiguousarray(x if x.dtype == np.uint8 else x.astype(np.float32))
-        splits[part] = Split(part, x, y.astype(np.int64))
+        xs, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
+        for name, x in xs.items():
+            if x.dtype != np.uint8 and x.dtype.kind != "f":
+                raise R8Error(f"{path}: {name} has dtype {x.dtype}; r8 takes uint8 or float images")
+            if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x) or x.ndim < 2:
+                raise R8Error(f"{path}: y_{part} must be one integer label per sample of {name} "
+                              f"({name} {x.shape} {x.dtype}, y_{part} {y.shape} {y.dtype})")
+        images = tuple(np.ascontiguousarray(x if x.dtype == np.uint8 else x.astype(np.float32)) for x in xs.values())
+        splits[part] = Split(part, images[0] if f"x_{part}" in xs else images, y.astype(np.int64))
     classes = tuple(str(c) for c in arrays.get("classes", ()))
     return Dataset(path.stem, sha256(path), splits["train"], splits["test"], classes)
+
+
+def _input_arrays(f, key: str) -> dict:
+    """``{key: array}``, or ``{key_0: ..., key_1: ...}`` for a model with several inputs."""
+    if key in f.files:
+        return {key: f[key]}
+    names = []
+    while f"{key}_{len(names)}" in f.files:
+        names.append(f"{key}_{len(names)}")
+    return {name: f[name] for name in names}
 
 
 def verify_cifar10(root: str | os.PathLike) -> Path:

@@ -5,17 +5,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from r8.batch import rows, size
 from r8.data import Split
 
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 
 
-def predict(runner, images: np.ndarray, batch_size: int = 500, progress: bool = True) -> np.ndarray:
+def predict(runner, images, batch_size: int = 500, progress: bool = True) -> np.ndarray:
+    """``runner``'s output on ``images`` (an array, or a tuple of arrays for a model with several inputs)."""
     out = []
-    for start in tqdm(range(0, len(images), batch_size), desc=f"{runner.name}", unit="batch",
+    for start in tqdm(range(0, size(images), batch_size), desc=f"{runner.name}", unit="batch",
                       disable=not progress, leave=False):
-        out.append(runner.predict(images[start:start + batch_size]))
+        out.append(runner.predict(rows(images, slice(start, start + batch_size))))
     return np.concatenate(out)
 
 

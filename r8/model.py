@@ -22,13 +22,21 @@ REFERENCES = {
 
 @dataclass(frozen=True)
 class Model:
-    """A single-input classifier r8 converts: its file, identity and shapes."""
+    """A classifier r8 converts: its file, identity and shapes (one input, or several where the
+    caller allowed them: ``load_model(several_inputs=True)``)."""
 
     path: Path
     sha256: str
-    input_shape: tuple  # per sample, Keras layout (NHWC for images)
+    input_shapes: tuple  # per input, per sample, Keras layout (NHWC for images)
     num_classes: int
     references: tuple = ()  # ((precision, Path), ...) of published TFLite files of this very model
+
+    @property
+    def input_shape(self) -> tuple:
+        """The one input's shape (what every job but convert and evaluate works with)."""
+        if len(self.input_shapes) != 1:
+            raise R8Error(f"{self.path}: has {len(self.input_shapes)} inputs; this step takes single-input models only")
+        return self.input_shapes[0]
 
     @property
     def stem(self) -> str:
@@ -43,21 +51,27 @@ class Model:
         return dict(self.references).get(precision)
 
 
-def load_model(path: str | os.PathLike) -> Model:
-    """Read and check ``path`` (any file r8 converts): one input, one rank-1 output (the class
-    scores); R8Error naming the file otherwise."""
+def _keras_layout(torch_shape) -> tuple:
+    return tuple(torch_shape[1:]) + (torch_shape[0],) if len(torch_shape) == 3 else tuple(torch_shape)
+
+
+def load_model(path: str | os.PathLike, several_inputs: bool = False) -> Model:
+    """Read and check ``path`` (any file r8 converts): one rank-1 output (the class scores) and
+    one input, or several with ``several_inputs`` (``r8 evaluate`` takes them; quantization,
+    search, studies and timing do not); R8Error naming the file otherwise."""
     from r8.frontends.convert import convert
 
     path = Path(path).resolve()
     meta = convert(path).meta  # reads and checks every layer; milliseconds
     ins, outs = meta["input_shapes"], meta["output_shapes"]
-    if len(ins) != 1 or len(outs) != 1:
-        raise R8Error(f"{path}: has {len(ins)} inputs and {len(outs)} outputs; r8 evaluates and quantizes "
-                      "single-input, single-output classifiers only")
+    if len(outs) != 1:
+        raise R8Error(f"{path}: has {len(outs)} outputs; r8 evaluates and quantizes single-output classifiers only")
+    if len(ins) != 1 and not several_inputs:
+        raise R8Error(f"{path}: has {len(ins)} inputs; r8 quantizes, searches, studies and times single-input "
+                      "models only (`r8 convert` and `r8 evaluate` take a model with several)")
     if len(outs[0]) != 1:
         raise R8Error(f"{path}: its output has shape {outs[0]} per sample; a classifier's is (classes,)")
-    keras_shape = tuple(ins[0][1:]) + (ins[0][0],) if len(ins[0]) == 3 else tuple(ins[0])
     digest = sha256(path)
     refs = tuple((p, path.parent / name) for p, name in REFERENCES.get(digest, {}).items()
                  if (path.parent / name).is_file())
-    return Model(path, digest, keras_shape, int(outs[0][0]), refs)
+    return Model(path, digest, tuple(_keras_layout(s) for s in ins), int(outs[0][0]), refs)

@@ -16,6 +16,7 @@ VERDICTS = ("faster", "slower", "no significant difference")
 STOPS = ("interval excludes 1.0", "interval within ±3 %", "time cap")
 HALF_WIDTH = 0.03  # stop once the interval lies within ±3 % of the ratio
 CAP_S = 60.0  # the most time one comparison may take
+MIN_CAPPED_ROUNDS = 10  # the time cap stops no comparison before this: a bootstrap of 3-5 rounds excludes 1.0 on noise
 MIN_ROUNDS = 30  # the first look at the interval; later looks each time the rounds double (few looks, little optional-stopping bias)
 SLOT_S = 0.02  # each slot of a round repeats its call until it lasts about this long (timer resolution, per-call jitter)
 GAP_S = 0.06  # an idle pause before each slot: the thread pools the last runtime left spinning fall asleep first
@@ -103,7 +104,7 @@ def compare(name: str, batch: int, a: tuple[str, Callable[[], object]], b: tuple
         for key in order:
             times[key] += slot(key)
         ratios.append(times["B"] / times["A"])
-        capped = len(ratios) >= 3 and clock() - started >= cap_s  # an interval needs a few rounds
+        capped = len(ratios) >= MIN_CAPPED_ROUNDS and clock() - started >= cap_s
         if len(ratios) >= look or capped:
             look *= 2
             ci = interval(np.array(ratios))

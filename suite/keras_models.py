@@ -367,6 +367,15 @@ def _siamese(k):
     return k.Model([a, b], L.Dense(1, activation="sigmoid")(L.Subtract()([tower(a), tower(b)])))
 
 
+def siamese_classifier(k, classes: int = 3):
+    """The siamese tower on two inputs with a softmax head: a classifier with two inputs, what
+    ``r8 evaluate`` takes and the int8 jobs refuse."""
+    L = k.layers
+    tower = _small_tower(k, "tower")
+    a, b = k.Input((12, 10, 3), name="left"), k.Input((12, 10, 3), name="right")
+    return k.Model([a, b], L.Dense(classes, activation="softmax")(L.Subtract()([tower(a), tower(b)])))
+
+
 def _three_deep(k):
     L = k.layers
     inner = k.Sequential([k.Input((8,)), L.Dense(8, activation="relu")], name="inner")

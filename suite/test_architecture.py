@@ -68,7 +68,7 @@ def test_no_import_cycle():
 
 # Bottom to top; a module imports only from its own layer or the layers below it.
 LAYERS = [
-    ("core", {"errors", "paths", "thresholds", "environment", "console", "cache"}),
+    ("core", {"errors", "paths", "thresholds", "environment", "console", "cache", "batch"}),
     ("frontends", {"frontends"}),
     ("values", {"model", "data", "calibration", "metrics", "rows", "export", "artifacts", "layers", "timing"}),
     ("runtimes", {"runtimes"}),

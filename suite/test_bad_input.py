@@ -237,7 +237,7 @@ def test_labels_outside_the_class_count(small_model, tmp_path, capsys):
 
 def test_model_with_two_outputs_is_refused(small_model, tmp_path, capsys):
     _refused(capsys, tmp_path, small_model / "two.h5", _npz(tmp_path / "d.npz"), "2 outputs",
-             "single-input, single-output")
+             "single-output classifiers")
 
 
 class _Sentinel:

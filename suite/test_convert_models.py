@@ -515,3 +515,62 @@ def test_other_tf_op_layers_are_refused(op, tmp_path):
     done = r8("convert", "--model", tmp_path / "op.h5", "-o", tmp_path / "op.pt", check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr and str(tmp_path / "op.h5") in done.stderr
     assert ("'math.exp', which r8 does not convert" if op == "math.exp" else "SlicingOpLambda") in done.stderr
+
+
+def test_evaluate_takes_a_model_with_two_inputs(tmp_path):
+    """A siamese classifier (one tower on two inputs, Subtract, softmax head) as .h5 and as the
+    float .tflite TF's converter writes: `r8 evaluate` takes it with x_test_0, x_test_1 in the
+    model's input order (labels are Keras's own classes, so a right evaluation scores 1.0 and the
+    inputs swapped score less); data with one input array and the int8 jobs are refused by name."""
+    import json
+
+    from keras_models import siamese_classifier
+
+    from r8.data import load_dataset
+    from r8.metrics import evaluate
+    from r8.model import load_model
+    from r8.runtimes.runners import TfliteRunner
+
+    k = keras_package("keras3")
+    k.utils.set_random_seed(0)
+    model = siamese_classifier(k)
+    rng = np.random.default_rng(0)
+    randomize(model, rng)
+    h5 = tmp_path / "siamese.h5"
+    model.save(h5)
+    tf = __import__("tensorflow")
+    tflite = tmp_path / "siamese.tflite"
+    tflite.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+
+    def data_file(name: str, order: list[int], n: int = 200) -> Path:
+        xs = [rng.normal(0, 1, (n, 12, 10, 3)).astype(np.float32) for _ in range(2)]
+        labels = np.asarray(model(xs, training=False)).argmax(1)
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, **{f"x_{part}_{i}": xs[j] for part in ("train", "test") for i, j in enumerate(order)},
+                 y_train=labels, y_test=labels)
+        return path
+
+    keras_order = data_file("keras-order", [0, 1])
+    # the .tflite's inputs in its subgraph's order, matched to the Keras inputs by name
+    names = [d["name"] for d in TfliteRunner(tflite).inputs]
+    tflite_order = [next(i for i, x in enumerate(("left", "right")) if x in n) for n in names]
+    cases = {(h5, "torch"): keras_order, (tflite, "torch"): data_file("tflite-order", tflite_order)}
+    for (path, backend), data in cases.items():
+        done = r8("evaluate", "--backend", backend, "--model", path, "--data", data, "--subset", "test", "--json", check=False)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["top1"] == 1.0, (path.name, backend)
+    # the references in-process: LiteRT on the .tflite, and the data's checks
+    tfl_model, tfl_data = load_model(tflite, several_inputs=True), load_dataset(cases[tflite, "torch"])
+    tfl_data.check(tfl_model)
+    assert evaluate(TfliteRunner(tflite), tfl_data.test, progress=False)["top1"] == 1.0
+    swapped = load_dataset(data_file("swapped", tflite_order[::-1]))
+    assert evaluate(TfliteRunner(tflite), swapped.test, progress=False)["top1"] < 1.0  # the order is the model's, not any
+
+    one = tmp_path / "one-array.npz"
+    x = np.zeros((4, 12, 10, 3), np.float32)
+    np.savez(one, x_train=x, y_train=np.zeros(4, np.int64), x_test=x, y_test=np.zeros(4, np.int64))
+    done = r8("evaluate", "--backend", "torch", "--model", h5, "--data", one, check=False)
+    assert done.returncode == 2 and "holds 1 input array(s)" in done.stderr and "takes 2 input(s)" in done.stderr
+    done = r8("quantize", "--model", h5, "--data", keras_order, "--backend", "ort", "--out", tmp_path / "q", check=False)
+    assert done.returncode == 2 and "has 2 inputs" in done.stderr and "`r8 evaluate`" in done.stderr
+    assert not (tmp_path / "q").exists()

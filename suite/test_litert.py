@@ -15,7 +15,7 @@ MINMAX, MOVINGAVG = LitertConfig(True), LitertConfig(True, "movingavg")
 
 
 def _input_quantization(path) -> tuple[float, int]:
-    return TfliteRunner(path).input["quantization"]
+    return TfliteRunner(path).inputs[0]["quantization"]
 
 
 @pytest.mark.accuracy

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from file_facts import tflite_model_path
 
-from r8.runtimes.runners import TfliteRunner
+from r8.runtimes.runners import TfliteRunner, integer_input
 
 
 @pytest.mark.parametrize("quantized", [False, True], ids=["fp32-reference", "int8-reference"])
@@ -19,11 +19,11 @@ def test_litert_equals_tf_lite(quantized, perf200):
 def test_tflite_int8_input_bit_flip_is_exact():
     """pixel - 128 as int8 is the uint8 byte with its top bit flipped: the fast input path equals
     the general quantization formula for every byte value."""
-    runner = TfliteRunner(tflite_model_path(True))
-    assert runner.input["quantization"] == (1.0, -128)
+    (inp,) = TfliteRunner(tflite_model_path(True)).inputs
+    assert inp["quantization"] == (1.0, -128)
     pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
     general = np.clip(np.round(pixels.astype(np.float32) / 1.0 - 128), -128, 127).astype(np.int8)
-    assert np.array_equal(runner.quantize_input(pixels), general)
+    assert np.array_equal(integer_input(pixels, inp["dtype"], *inp["quantization"]), general)
 
 
 def test_torch_runner_computes_in_ieee_fp32():

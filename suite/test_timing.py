@@ -12,7 +12,7 @@ import pytest
 from r8 import artifacts
 from r8.jobs.benchmark import Runtime, comparison_pairs
 from r8.runtimes.runners import OnnxRunner
-from r8.timing import STOPS, compare, orders
+from r8.timing import MIN_CAPPED_ROUNDS, STOPS, compare, orders
 
 
 def test_the_interleaving_order_is_deterministic_for_a_seed():
@@ -123,3 +123,11 @@ def test_comparison_pairs_take_the_best_within_the_drop_bound():
     assert comparison_pairs("fp32-vs-reference", seconds, table, drops, 0.2) == [("fp32", "ref-fp32")]
     assert sorted(comparison_pairs("vs-fastest", seconds, table, drops, 0.2)) == [  # the floor is not a model
         ("fp32", "fast-int8"), ("int8", "fast-int8"), ("ref-fp32", "fast-int8"), ("ref-int8", "fast-int8")]
+
+
+def test_the_cap_leaves_enough_rounds_for_an_interval():
+    """Calls so long that the cap is reached after the first round: the comparison still takes
+    MIN_CAPPED_ROUNDS rounds (a bootstrap of 3 ratios spans little and excludes 1.0 on noise)."""
+    clock = FakeClock(0.05)
+    c = compare("slow calls", 256, ("a", clock.runtime(0.5)), ("b", clock.runtime(0.5)), cap_s=0.1, clock=clock, gap_s=0)
+    assert c.rounds == MIN_CAPPED_ROUNDS and c.stopped_by in STOPS

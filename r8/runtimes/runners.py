@@ -2,7 +2,8 @@
 
 ``images`` is always a batch in the Keras layout (NHWC for images), uint8 pixels or float, as a
 :class:`r8.data.Split` holds them; each runner does its own layout and dtype conversion, so
-accuracy and speed are measured on identical inputs.
+accuracy and speed are measured on identical inputs. Torch, Keras and TFLite runners also take a
+tuple of such batches, one per input, for a model with several inputs (``r8 evaluate``).
 """
 
 import importlib.util
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from r8.batch import input_arrays
 from r8.console import native_stderr_quiet
 from r8.errors import R8Error
 
@@ -96,7 +98,8 @@ class TorchRunner:
         if self.threads and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         with torch.inference_mode(), quantized_engine(self.engine), ieee_fp32():
-            return self.module(torch_input(images, self.nhwc).to(self.device)).cpu().numpy()
+            xs = (torch_input(x, self.nhwc).to(self.device) for x in input_arrays(images))
+            return self.module(*xs).cpu().numpy()
 
 
 def reference_runner(path: str | os.PathLike, name: str = "keras"):
@@ -116,7 +119,7 @@ class KerasRunner:
         self.model, self.name = load_keras_model(h5), name
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model([images.astype(np.float32)], training=False))
+        return np.asarray(self.model([x.astype(np.float32) for x in input_arrays(images)], training=False))
 
 
 class OnnxRunner:
@@ -164,17 +167,23 @@ class TfliteRunner:
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
         self.engine += "-reference-kernels" if reference_kernels else ""
         self.name, self.batch, self.threads = name, None, threads or 0
-        self.input = self.interpreter.get_input_details()[0]
+        self.inputs = self.interpreter.get_input_details()  # in the subgraph's order (the data's, too)
         self.output = self.interpreter.get_output_details()[0]
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        if self.batch != len(images):
-            self.interpreter.resize_tensor_input(self.input["index"], images.shape)
+    def predict(self, images) -> np.ndarray:
+        arrays = input_arrays(images)
+        if len(arrays) != len(self.inputs):
+            raise R8Error(f"{self.name}: the model takes {len(self.inputs)} input(s), given {len(arrays)}")
+        if self.batch != len(arrays[0]):
+            for x, inp in zip(arrays, self.inputs):
+                self.interpreter.resize_tensor_input(inp["index"], x.shape)
             with native_stderr_quiet():
                 self.interpreter.allocate_tensors()
-            self.batch = len(images)
-        # LiteRT copies a strided array slowly (14 us per call at batch 1): hand it C order
-        self.interpreter.set_tensor(self.input["index"], self.quantize_input(np.ascontiguousarray(images)))
+            self.batch = len(arrays[0])
+        for x, inp in zip(arrays, self.inputs):
+            # LiteRT copies a strided array slowly (14 us per call at batch 1): hand it C order
+            x = integer_input(np.ascontiguousarray(x), inp["dtype"], *inp["quantization"])
+            self.interpreter.set_tensor(inp["index"], x)
         self.interpreter.invoke()
         y = self.interpreter.get_tensor(self.output["index"])
         scale, zero = self.output["quantization"]
@@ -184,9 +193,6 @@ class TfliteRunner:
         """The output tensor as the model computes it (int8 for an int8 model)."""
         self.predict(images)
         return self.interpreter.get_tensor(self.output["index"]).copy()
-
-    def quantize_input(self, images: np.ndarray) -> np.ndarray:
-        return integer_input(images, self.input["dtype"], *self.input["quantization"])
 
 
 def integer_input(images: np.ndarray, dtype, scale: float, zero: int) -> np.ndarray:
