@@ -527,6 +527,7 @@ def test_evaluate_takes_a_model_with_two_inputs(tmp_path):
     from keras_models import siamese_classifier
 
     from r8.data import load_dataset
+    from r8.frontends.keras.reference import import_tensorflow
     from r8.metrics import evaluate
     from r8.model import load_model
     from r8.runtimes.runners import TfliteRunner
@@ -538,9 +539,8 @@ def test_evaluate_takes_a_model_with_two_inputs(tmp_path):
     randomize(model, rng)
     h5 = tmp_path / "siamese.h5"
     model.save(h5)
-    tf = __import__("tensorflow")
     tflite = tmp_path / "siamese.tflite"
-    tflite.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    tflite.write_bytes(import_tensorflow().lite.TFLiteConverter.from_keras_model(model).convert())
 
     def data_file(name: str, order: list[int], n: int = 200) -> Path:
         xs = [rng.normal(0, 1, (n, 12, 10, 3)).astype(np.float32) for _ in range(2)]
