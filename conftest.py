@@ -13,7 +13,14 @@ import pytest
 
 from r8 import artifacts, paths
 from r8.frontends.convert import load_program
-from r8.pytest_plugin import int8_rows_for, predictions
+from r8.pytest_plugin import int8_rows_for, measure_once, predictions
+
+
+def pytest_collection_modifyitems(items):
+    # Under pytest-xdist: the IC01 tests that share these per-run memos (and the IC02 quantize job's
+    # report) each run on one worker, so none is measured twice.
+    measure_once(items, {"keras_probs", "torch_probs", "fp32_top1", "int8_rows"})
+    measure_once(items, {"ic02_reports"}, group="ic02-quantize-job")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Sessions that create their own environment: `nox -s quantize` (main job), `nox -s tests`,
-`nox -s study` (calibration size x seed study), `nox -s search` (fewest float layers),
-`nox -s benchmark`. Arguments after `--` go to the command: `nox -s quantize -- --model my.h5
+`nox -s nightly` (checks a cheaper gate check covers), `nox -s study` (calibration size x seed
+study), `nox -s search` (fewest float layers), `nox -s benchmark`. Arguments after `--` go to the command: `nox -s quantize -- --model my.h5
 --data my.npz`, `nox -s tests -- --r8-model my.h5`."""
 
 import nox
@@ -8,16 +8,28 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 
-CI_GATE = "not benchmark and not slow"  # fast suite + accuracy gates
+CI_GATE = "not benchmark and not slow and not nightly"  # fast suite + accuracy gates
+# One worker per core; the tests that share a per-run memo (r8.pytest_plugin.MEASURED_ONCE) share a
+# worker, and the cache's file locks make the workers wait for, not repeat, each other's builds.
+WORKERS = ("-n", "auto", "--dist", "loadgroup")
 
 
 @nox.session
 def tests(session):
-    """The CI gate: every test except benchmarks and the slow full matrices."""
+    """The CI gate: every test except benchmarks, the slow full matrices and the nightly checks.
+    Sharded over N runners: `nox -s tests -- --splits N --group k` (durations in .test_durations)."""
     session.install("-e", ".[test]")
     session.run("ruff", "check", "r8", "suite", "conftest.py", "noxfile.py")
     session.run("python", "-m", "r8", "download")  # a no-op where R8_DATA_DIR is already verified
-    session.run("pytest", "-m", CI_GATE, "--durations=15", *session.posargs)
+    session.run("pytest", "-m", CI_GATE, *WORKERS, "--durations=15", *session.posargs)
+
+
+@nox.session
+def nightly(session):
+    """Checks moved out of the gate because a cheaper gate check covers the same code path."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "r8", "download")
+    session.run("pytest", "-m", "nightly", *WORKERS, "--durations=15", *session.posargs)
 
 
 @nox.session

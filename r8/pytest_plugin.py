@@ -31,7 +31,14 @@ def pytest_addoption(parser):
 
 MARKERS = ("accuracy: full test-set accuracy gates (minutes, part of CI)",
            "benchmark: pytest-benchmark timings (opt-in, never part of CI's gate)",
-           "slow: long runs beyond the CI gate (full quantization matrices)")
+           "slow: long runs beyond the CI gate (full quantization matrices)",
+           "nightly: checks moved out of the CI gate where a cheaper gate check covers the same code (nox -s nightly)")
+
+# Fixtures backed by this run's in-memory memo (below): under pytest-xdist the tests using them
+# share one worker (``--dist loadgroup``), so nothing is measured twice. A source checkout's
+# conftest marks its own such fixtures with :func:`measure_once`.
+MEASURED_ONCE = ("r8_int8_rows", "r8_torch_probs", "r8_keras_probs")
+MEASURED_GROUP = "r8-measured"
 
 
 def pytest_configure(config):
@@ -40,6 +47,38 @@ def pytest_configure(config):
     # What one pytest run measured: figures for its summary, int8 rows per model for its report,
     # and the predictions and rows it computed once; all of it lives and dies with this run.
     config.r8_measured, config.r8_int8_rows, config.r8_predictions, config.r8_rows = {}, {}, {}, {}
+
+
+def measure_once(items, fixtures, group: str = MEASURED_GROUP) -> None:
+    """Puts the tests that use any of ``fixtures`` in one pytest-xdist group."""
+    for item in items:
+        if set(fixtures) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_collection_modifyitems(items):
+    measure_once(items, MEASURED_ONCE)
+
+
+# ---- pytest-xdist: each worker hands what it measured to the controller, which reports it all
+def pytest_sessionfinish(session):
+    config = session.config
+    if hasattr(config, "workeroutput"):  # a worker: its figures and rows go back as JSON
+        from r8.rows import report_json
+
+        rows = {stem: report_json({**base, "rows": rows}) for stem, (base, rows) in config.r8_int8_rows.items()}
+        config.workeroutput["r8"] = json.dumps({"measured": config.r8_measured, "int8_rows": rows})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """The controller, as each worker ends: gathers its figures and int8 rows (as JSON dicts)."""
+    done = json.loads(getattr(node, "workeroutput", {}).get("r8", "{}"))
+    config = node.config
+    config.r8_measured.update(done.get("measured", {}))
+    for stem, report in done.get("int8_rows", {}).items():
+        base = {k: v for k, v in report.items() if k != "rows"}
+        config.r8_int8_rows.setdefault(stem, (base, []))[1].extend(report["rows"])
 
 
 def model_paths(config) -> list[Path]:

@@ -71,10 +71,13 @@ def check_quantize_outputs(name: str, path: Path, data: str, out: Path, report) 
 
 
 @pytest.mark.accuracy
-@pytest.mark.parametrize("name", ["cifar_cnn", pytest.param("digits", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", [pytest.param("cifar_cnn", marks=pytest.mark.nightly),
+                                  pytest.param("digits", marks=pytest.mark.slow)])
 def test_quantize_any_model_and_data(name, tmp_path, report):
-    """``quantize --model M --data D``: one config per backend (in CI the digits model runs every
-    default config instead, twice, in the reproducibility test below, with the same checks)."""
+    """``quantize --model M --data D``: one config per backend. Nightly (training the CIFAR CNN and
+    its 10k test images take 7-8 minutes); the gate covers the same job and checks with the digits
+    model's every default config, twice, in the reproducibility test below, and the CNN's layers
+    (depthwise, MaxPool, Flatten after a conv) in the conversion parity tests."""
     path, data = trained_models.cached(name)
     done = r8("quantize", "--model", str(path), "--data", data, "--out", str(tmp_path), "--configs",
               *ONE_PER_BACKEND, *trained_models.THRESHOLDS[name], check=False)
