@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from cli_run import r8
 from file_facts import full_matrix_problems, tflite_model_path
 
 from r8.backends import registry
-from r8.cache import sha256
+from r8.cache import KEY, sha256
 
 # ORT's config: the CIFAR CNN's best on x86 without VNNI, where every ORT config runs 7-bit weights
 # (measured on an AVX2-only CPU: qdq-u8u8-pertensor-minmax -0.35 pp, qop-s8s8-perchannel-minmax 0.57,
@@ -95,23 +96,42 @@ def test_study_on_another_model(trained_ci, tmp_path):
 
 
 @pytest.mark.accuracy
-def test_plugin_gates_from_outside_the_repository(trained_ci, tmp_path):
+def test_plugin_gates_from_outside_the_repository(trained_ci, tmp_path, report):
     """After ``pip install r8[test]``, a user's repository runs r8's gates on its model: a plain
     folder, no conftest, ``pytest --pyargs r8.gates``. The ids carry the model's stem; a gate
-    that fails names the model, the gate, the threshold and the measured value."""
+    that fails names the model, the gate, the threshold and the measured value. Run again on the
+    same cache, it builds nothing: no conversion, no calibration, no quantization."""
     name, path, data = trained_ci
+    cache = tmp_path / "cache"  # empty: the first run builds every artifact its gates use
+    env = {**os.environ, "R8_CACHE_DIR": str(cache)}
     base = [sys.executable, "-m", "pytest", "--pyargs", "r8.gates", "-p", "no:cacheprovider", "-m", "accuracy",
-            "-k", "parity or fp32_top1 or qdq-u8s8-perchannel-minmax", "--r8-model", str(path), "--r8-data", data, "-v"]
-    done = subprocess.run([*base, *[a.replace("--", "--r8-", 1) if a.startswith("--") else a for a in trained_models.THRESHOLDS[name]]],
-                          cwd=tmp_path, capture_output=True, text=True)
+            "-k", "parity or fp32_top1 or qdq-u8s8-perchannel-minmax", "--r8-model", str(path), "--r8-data", data, "-v",
+            *[a.replace("--", "--r8-", 1) if a.startswith("--") else a for a in trained_models.THRESHOLDS[name]]]
+
+    def gates(*args):
+        start = time.perf_counter()
+        done = subprocess.run([*base, *args], cwd=tmp_path, capture_output=True, text=True, env=env)
+        return done, time.perf_counter() - start
+
+    done, cold_s = gates()
     assert done.returncode == 0, done.stdout[-3000:]
     assert f"test_int8_drop[{path.stem}-ort-qdq-u8s8-perchannel-minmax] PASSED" in done.stdout
     assert f"test_fp32_top1[{path.stem}-torch] PASSED" in done.stdout
-    failed = subprocess.run([*base, "--r8-min-top1", "1.01", "-k", "fp32_top1"], cwd=tmp_path, capture_output=True,
-                            text=True)
+    built = build_records(cache)
+    assert any("onnx" in p for p in built) and any("qdq-u8s8-perchannel-minmax" in p for p in built), sorted(built)
+    again, warm_s = gates()
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert build_records(cache) == built, "the warm run rebuilt or added an artifact"
+    report(f"{name}: plugin gates (parity, fp32, one int8 config) cold / warm cache", f"{cold_s:.0f} s / {warm_s:.0f} s")
+    failed, _ = gates("--r8-min-top1", "1.01", "-k", "fp32_top1")
     assert failed.returncode == 1
     assert f"{path.stem}: gate 'fp32 top-1 torch' failed: measured 0." in failed.stdout
     assert "threshold 1.01" in failed.stdout
+
+
+def build_records(cache: Path) -> dict[str, str]:
+    """Every artifact's build record (its inputs, sha256 and build time): a rebuild rewrites it."""
+    return {str(p.relative_to(cache)): p.read_text() for p in cache.rglob("*" + KEY)}
 
 
 @pytest.mark.slow

@@ -1,0 +1,57 @@
+"""Many runners: ``nox -s tests -- --splits N --group k`` (pytest-split, by the durations committed
+in ``.test_durations``) gives N shards that together are exactly the CI gate."""
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SPLITS = 3
+
+
+def ci_gate() -> str:
+    """The gate's marker expression, as ``nox -s tests`` runs it."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    return next(n.value.value for n in tree.body if isinstance(n, ast.Assign)
+                and getattr(n.targets[0], "id", None) == "CI_GATE")
+
+
+@pytest.fixture(scope="module")
+def collected() -> list[tuple[list[str], str]]:
+    """(test ids, the rest of the output) of the whole gate, then of each of its shards, collected at once."""
+    args = [[]] + [["--splits", str(SPLITS), "--group", str(k)] for k in range(1, SPLITS + 1)]
+    runs = [subprocess.Popen([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                              "-m", ci_gate(), *a], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for a in args]
+    done = []
+    for run in runs:
+        out, err = run.communicate()
+        assert run.returncode == 0, out[-2000:] + err[-2000:]
+        lines = out.splitlines()
+        done.append(([t for t in lines if "::" in t], "\n".join(t for t in lines if "::" not in t)))
+    return done
+
+
+def test_the_shards_together_select_exactly_the_gate(collected, report):
+    (gate, _), shards = collected[0], collected[1:]
+    joined = [t for ids, _ in shards for t in ids]
+    assert len(joined) == len(set(joined)), "a test in two shards"
+    assert set(joined) == set(gate), f"lost: {sorted(set(gate) - set(joined))[:5]}"
+    assert all(ids for ids, _ in shards) and len(gate) > 100
+    estimates = [float(re.search(r"estimated duration: ([\d.]+)s", out)[1]) for _, out in shards]
+    report(f"gate in {SPLITS} shards: tests, pytest-split's estimate (min)",
+           ", ".join(f"{len(ids)} / {s / 60:.1f}" for (ids, _), s in zip(shards, estimates)))
+
+
+def test_the_durations_file_covers_the_gate(collected):
+    """Kept current (``.ci/durations.py``): a test missing from it is estimated at the mean, so
+    shards drift out of balance as tests are added."""
+    durations = json.loads((ROOT / ".test_durations").read_text())
+    gate = collected[0][0]
+    missing = [t for t in gate if t not in durations]
+    assert len(missing) <= 0.1 * len(gate), f"{len(missing)} of {len(gate)} gate tests lack a duration: {missing[:5]}"
