@@ -16,6 +16,7 @@ from r8.frontends.convert import load_program
 from r8.pytest_plugin import int8_rows_for, measure_once, predictions
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the group marks
 def pytest_collection_modifyitems(items):
     # Under pytest-xdist: the IC01 tests that share these per-run memos (and the IC02 quantize job's
     # report) each run on one worker, so none is measured twice.

@@ -56,6 +56,7 @@ def measure_once(items, fixtures, group: str = MEASURED_GROUP) -> None:
             item.add_marker(pytest.mark.xdist_group(group))
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the group marks
 def pytest_collection_modifyitems(items):
     measure_once(items, MEASURED_ONCE)
 

@@ -27,7 +27,7 @@ CONFIGS = ["ort/qdq-u8s8-perchannel-minmax", "torch/pt2e-x86-perchannel-histogra
            "nncf/perchannel-fastbc"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ic02():
     path = paths.mlcommons_dir() / "pretrainedResnet_large_float.tflite"
     if not path.is_file():
@@ -35,7 +35,7 @@ def ic02():
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not per module: a worker may run other modules' tests between IC02's
 def ic02_reports(ic02, tmp_path_factory):
     """``quantize --model IC02``: each backend's best config, r8's gates at IC02's fp32 threshold."""
     out = tmp_path_factory.mktemp("ic02")

@@ -55,3 +55,21 @@ def test_the_durations_file_covers_the_gate(collected):
     gate = collected[0][0]
     missing = [t for t in gate if t not in durations]
     assert len(missing) <= 0.1 * len(gate), f"{len(missing)} of {len(gate)} gate tests lack a duration: {missing[:5]}"
+
+
+def test_tests_that_share_a_measurement_share_a_worker(tmp_path):
+    """Under ``-n 2 --dist loadgroup`` every test using one of r8's measured-once fixtures runs on one
+    worker (the premise of the gate's time: otherwise each worker measures the same rows again).
+    pytest 9.2 keeps node ids where pytest-xdist 3.8 cannot add its group, and a group mark added
+    after xdist's own hook is never read: either way the grouped tests spread over both workers."""
+    (tmp_path / "conftest.py").write_text("import pytest\n\n\n@pytest.fixture(scope='session')\n"
+                                          "def r8_torch_probs():\n    return 'measured once'\n")
+    (tmp_path / "test_grouped.py").write_text(
+        "import pytest\n\n\n@pytest.mark.parametrize('i', range(8))\ndef test_shares(r8_torch_probs, i):\n    pass\n\n\n"
+        "@pytest.mark.parametrize('i', range(8))\ndef test_alone(i):\n    pass\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider",
+                           "-p", "no:randomly", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:]
+    ran = re.findall(r"\[(gw\d)\] .*PASSED .*::(test_\w+)\[", done.stdout)
+    assert len(ran) == 16 and {w for w, _ in ran} == {"gw0", "gw1"}, done.stdout[-2000:]
+    assert len({w for w, test in ran if test == "test_shares"}) == 1, "the grouped tests ran on both workers"
