@@ -1,6 +1,6 @@
 """``python -m r8 search``: the fewest layers kept float so the int8 drop meets a budget, decided on
 a validation split of the training images (disjoint from calibration), the test images used
-once. The hard model is ``suite/trained_models.py``'s ``mnv3`` (MobileNetV3-style)."""
+once. The suite's hard model (``mnv2_cifar``) and its premise: ``suite/test_hard_model.py``."""
 
 import json
 
@@ -55,7 +55,7 @@ def rescaled(path, out, layer: str, next_layer: str, channel: int = 0, factor: f
     """``path`` with one output channel of ``layer`` (ReLU-activated) scaled up by ``factor`` and the
     matching input channel of ``next_layer`` scaled down: the same function in float (ReLU is
     positively homogeneous), but that channel's range swamps per-tensor int8 of the layer's weights
-    and of its output. A test of the search, not a hard model (see test_hard_model_premise)."""
+    and of its output. A test of the search, not a hard model (see test_hard_model.py)."""
     import shutil
 
     import h5py
@@ -132,3 +132,34 @@ def test_each_backend_keeps_the_named_layer_float(name):
         assert ort.float_layers(model, mixed) == {"conv1"}
     with pytest.raises(R8Error, match="no conv / linear layer gap"):
         b.build_mixed(model, config, cal, ("gap",))
+
+
+def test_onnx_runtime_runs_a_layer_kept_float_in_float(tmp_path):
+    """ONNX Runtime's WeightBiasQuantization transformer quantizes, as it loads a file, the float
+    weights of a conv between a DequantizeLinear and a QuantizeLinear: a layer a mixed build (or
+    NNCF's accuracy control) keeps float would run int8 (the premise, checked on a plain session).
+    r8's sessions run the file as written: its optimized graph has one int8 conv fewer."""
+    import onnx
+    import onnxruntime
+
+    from r8.backends import backend
+    from r8.data import load_dataset
+    from r8.model import load_model
+    from r8.runtimes.runners import onnx_session
+
+    path, npz = trained_models.cached("digits")
+    model = load_model(path)
+    b = backend("ort")
+    cal = calibration_set(load_dataset(npz), n=500)
+    config = b.config("qdq-u8u8-pertensor-minmax")
+
+    def int8_convs(file, session) -> int:
+        options = onnxruntime.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        session(str(file), options)
+        return sum(n.op_type == "QLinearConv" for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
+
+    plain = lambda file, options: onnxruntime.InferenceSession(file, options, providers=["CPUExecutionProvider"])  # noqa: E731
+    full, mixed = b.build(model, config, cal), b.build_mixed(model, config, cal, ("conv0",))  # between int8 input and conv1
+    assert int8_convs(full, plain) == int8_convs(mixed, plain) == 2  # the premise: ORT undoes the float layer
+    assert int8_convs(full, onnx_session) == 2 and int8_convs(mixed, onnx_session) == 1

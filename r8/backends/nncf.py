@@ -21,7 +21,7 @@ from r8.calibration import CalibrationSet
 from r8.data import Split
 from r8.errors import R8Error
 from r8.model import Model
-from r8.runtimes.runners import OnnxRunner
+from r8.runtimes.runners import OnnxRunner, onnx_session
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,6 @@ def accuracy_controlled(model: Model, config: NncfConfig, cal: CalibrationSet, v
     is within ``max_drop_pp`` (NNCF's rule: the point drop)."""
     import nncf
     import onnx
-    import onnxruntime as ort
 
     src = artifacts.onnx_fp32(model, "torch")
 
@@ -90,7 +89,7 @@ def accuracy_controlled(model: Model, config: NncfConfig, cal: CalibrationSet, v
 
         def validate(candidate, data) -> tuple[float, None]:
             data = list(data)
-            session = ort.InferenceSession(candidate.SerializeToString(), providers=["CPUExecutionProvider"])
+            session = onnx_session(candidate.SerializeToString())
             logits = session.run(None, {name: np.concatenate([x for x, _ in data])})[0]
             return float(np.mean(logits.argmax(1) == np.array([y for _, y in data]))), None
 

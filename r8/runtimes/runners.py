@@ -122,6 +122,19 @@ class KerasRunner:
         return np.asarray(self.model([x.astype(np.float32) for x in input_arrays(images)], training=False))
 
 
+# ONNX Runtime's WeightBiasQuantization graph transformer quantizes the float weights of a Conv / Gemm
+# that sits between a DequantizeLinear and a QuantizeLinear when it loads a model: a layer a QDQ file
+# keeps float on purpose (ORT's nodes_to_exclude, NNCF's accuracy control) would run on int8 weights.
+KEEPS_FLOAT_LAYERS_FLOAT = ["WeightBiasQuantization"]
+
+
+def onnx_session(model: str | bytes, options=None):
+    """An ONNX Runtime CPU session that runs the file as written (float layers stay float)."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"], disabled_optimizers=KEEPS_FLOAT_LAYERS_FLOAT)
+
+
 class OnnxRunner:
     """ONNX Runtime on the CPU; takes NCHW or NHWC models (read from the input shape)."""
 
@@ -131,7 +144,7 @@ class OnnxRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # 0: ORT's default
         options.inter_op_num_threads = 1  # a single chain of ops: parallelism is within ops
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(str(path), options)
         self.name, self.threads = name, threads
         inp = self.session.get_inputs()[0]
         self.input_name, self.dims, self.integer = inp.name, inp.shape, inp.type == "tensor(uint8)"
