@@ -6,6 +6,8 @@ TensorFlow, absl and LiteRT write straight to file descriptor 2 while they start
 (:func:`native_stderr_quiet` around those calls). The library used from Python stays as it was.
 """
 
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -61,6 +63,18 @@ def native_stderr_quiet():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+@contextmanager
+def tf_converter_quiet():
+    """In quiet mode, what TensorFlow's Keras-to-.tflite converter says: its C++ lines on fd 2 and
+    the summary of the SavedModel it exports on the way (endpoints, captures), which Keras prints
+    to stdout, where only r8's own lines belong."""
+    if not _quiet:
+        yield
+        return
+    with native_stderr_quiet(), contextlib.redirect_stdout(io.StringIO()):
+        yield
 
 
 @contextmanager

@@ -276,3 +276,22 @@ def test_the_benchmark_run_is_not_disabled_by_an_xdist_parent(monkeypatch):
     monkeypatch.setenv("R8_CACHE_DIR", "/somewhere")
     env = benchmark_env()
     assert not [k for k in env if k.startswith("PYTEST_XDIST_")] and env["R8_CACHE_DIR"] == "/somewhere"
+
+
+def test_tflite_converter_keeps_quiet_in_a_quiet_run(tmp_path, capfd):
+    """TF's Keras-to-.tflite converter prints the SavedModel it exports on the way (its endpoints
+    and captures, a line per variable) to stdout, where a command's own lines belong: in a quiet
+    run (the CLI's default) nothing of it shows; with ``-v`` it does (the premise: it is printed)."""
+    import trained_models
+
+    from r8 import console
+    from r8.backends.tflite import MATRIX, quantize
+    from r8.data import load_dataset
+
+    path, npz = trained_models.cached("digits")
+    cal = calibration_set(load_dataset(npz), n=100)
+    for verbose in (False, True):
+        with console.run(verbose):
+            quantize(path, tmp_path / f"verbose-{verbose}.tflite", MATRIX[0], cal)
+        out = capfd.readouterr().out
+        assert ("TensorSpec" in out) == verbose, out[:300]

@@ -52,11 +52,11 @@ def float_tflite(model: Model) -> Path:
 
     def convert(tmp: Path) -> None:
         from r8.backends.tflite import keras_model
-        from r8.console import native_stderr_quiet
+        from r8.console import tf_converter_quiet
         from r8.frontends.keras.reference import import_tensorflow
 
         tf = import_tensorflow()
-        with native_stderr_quiet():  # whole-map average pools as MEAN, as r8's TFLite backend does
+        with tf_converter_quiet():  # whole-map average pools as MEAN, as r8's TFLite backend does
             tmp.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras_model(model.path, mean_pool=True)).convert())
     return build_once(artifacts.name(model, "litert/float.tflite"), artifacts.key(model), convert)
 

@@ -61,7 +61,7 @@ def keras_model(h5: Path, mean_pool: bool):
 def quantize(h5: Path, out: Path, config: TfliteConfig, calibration: CalibrationSet) -> dict:
     """int8 weights, activations, input and output (for pixels 0..255 the input is pixel - 128:
     scale 1, zero point -128)."""
-    from r8.console import native_stderr_quiet
+    from r8.console import tf_converter_quiet
     from r8.frontends.keras.reference import import_tensorflow
 
     tf = import_tensorflow()
@@ -73,7 +73,7 @@ def quantize(h5: Path, out: Path, config: TfliteConfig, calibration: Calibration
     converter.inference_input_type = converter.inference_output_type = tf.int8
     converter._experimental_disable_per_channel = not config.per_channel  # TFLite's per-tensor switch
     start = time.perf_counter()
-    with native_stderr_quiet(), warnings.catch_warnings():
+    with tf_converter_quiet(), warnings.catch_warnings():
         # the int8 input's (scale 1, zero point -128) comes from calibration, as intended
         warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected")
         out.write_bytes(converter.convert())  # calibration and quantization happen in one call
