@@ -5,10 +5,12 @@ pipeline can be proven on them (seeded; TensorFlow's deterministic ops):
   images (Keras 3), a shape unlike ResNet8's, built the transfer-learning way: its conv stack is a
   model of its own (``backbone``) nested under an input normalization and a new head, so the
   whole pipeline (every backend, the gates) runs on a nested model;
+- ``mnv2_cifar.h5``: a MobileNetV2-style CIFAR-10 net on which per-tensor int8 loses several pp
+  (see :func:`train_mnv2`): the hard model of ``r8 search``;
 - ``digits.h5`` and ``digits.npz``: a small CNN on scikit-learn's 8x8 grayscale digits (1,797 real
   images shipped inside its wheel, no download), split 80/20 stratified, as r8's ``--data`` file.
 
-    python suite/trained_models.py --out models/   # writes all three
+    python suite/trained_models.py --out models/   # writes all four
 """
 
 import argparse
@@ -56,6 +58,58 @@ def train_cifar_cnn(out: Path, data) -> float:
     model = keras.Model(inputs, outputs, name="cifar_cnn")
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(data.train.images.astype(np.float32), data.train.labels, batch_size=128, epochs=CIFAR_EPOCHS,
+              verbose=0, shuffle=True)
+    model.save(out)
+    return float(model.evaluate(data.test.images.astype(np.float32), data.test.labels, verbose=0)[1])
+
+
+# MobileNetV2's inverted residual blocks at half width on 32x32 (expansion, out channels, blocks, stride)
+MNV2_BLOCKS = ((1, 8, 1, 1), (6, 12, 2, 2), (6, 16, 2, 2), (6, 32, 2, 1))
+MNV2_EPOCHS = 3
+
+
+def train_mnv2(out: Path, data) -> float:
+    """A MobileNetV2-style CIFAR-10 net made as torchvision makes MobileNetV2 (He fan-out
+    initialization, BatchNorm epsilon 1e-5) and trained briefly at a high learning rate (Adam 2e-2).
+    Some expansion channels die there (ReLU6 never fires): the depthwise conv after one sees zeros,
+    its BatchNorm's running variance falls to ~0, and folding that BatchNorm into the conv
+    multiplies the channel's weights by up to 1/sqrt(1e-5). Per-tensor int8 weights then give the
+    live channels a level or two: MobileNetV2's per-tensor failure (Nagel et al., "Data-Free
+    Quantization", 2019), here in a few CPU minutes. Returns the Keras test top-1."""
+    keras = _keras()
+    L = keras.layers
+    def he_fan_out():  # a new instance per layer: Keras 3 gives one unseeded instance's values again
+        return keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal")
+
+    def bn(name):
+        return L.BatchNormalization(epsilon=1e-5, name=name)
+
+    inputs = keras.Input((32, 32, 3), name="pixels")
+    x = L.Rescaling(1 / 255, name="scale")(inputs)
+    x = L.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem", kernel_initializer=he_fan_out())(x)
+    x = L.ReLU(6.0, name="stem_relu")(bn("stem_bn")(x))
+    channels, i = 16, 0
+    for expansion, width, blocks, first_stride in MNV2_BLOCKS:
+        for j in range(blocks):
+            stride = first_stride if j == 0 else 1
+            y = x
+            if expansion != 1:
+                y = L.Conv2D(channels * expansion, 1, use_bias=False, name=f"b{i}_expand", kernel_initializer=he_fan_out())(y)
+                y = L.ReLU(6.0, name=f"b{i}_expand_relu")(bn(f"b{i}_expand_bn")(y))
+            y = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"b{i}_dw",
+                                  depthwise_initializer=he_fan_out())(y)
+            y = L.ReLU(6.0, name=f"b{i}_dw_relu")(bn(f"b{i}_dw_bn")(y))
+            y = bn(f"b{i}_project_bn")(L.Conv2D(width, 1, use_bias=False, name=f"b{i}_project",
+                                         kernel_initializer=he_fan_out())(y))
+            x = L.Add(name=f"b{i}_add")([x, y]) if stride == 1 and channels == width else y
+            channels, i = width, i + 1
+    outputs = L.Dense(10, activation="softmax", name="classes")(L.GlobalAveragePooling2D(name="gap")(x))
+    model = keras.Model(inputs, outputs, name="mnv2_cifar")
+    steps = MNV2_EPOCHS * -(-len(data.train.labels) // 128)
+    # the high rate kills channels early (a dead ReLU6 gets no gradient to revive it); decaying it gives a settled model
+    rate = keras.optimizers.schedules.CosineDecay(2e-2, steps)
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(data.train.images.astype(np.float32), data.train.labels, batch_size=128, epochs=MNV2_EPOCHS,
               verbose=0, shuffle=True)
     model.save(out)
     return float(model.evaluate(data.test.images.astype(np.float32), data.test.labels, verbose=0)[1])
@@ -111,16 +165,19 @@ def _written_as(suffix: str, write):
     return build
 
 
+CIFAR_TRAINERS = {"cifar_cnn": train_cifar_cnn, "mnv2_cifar": train_mnv2}
+
+
 def cached(name: str) -> tuple[Path, str]:
     """(model file, --data) of a trained model, built once into R8_CACHE_DIR (the suite's)."""
     from r8.cache import build_once, sha256
     from r8.data import load_dataset
 
     inputs = {"trainer": sha256(Path(__file__))}
-    if name == "cifar_cnn":
+    if name in CIFAR_TRAINERS:
         data = load_dataset("cifar10")
-        train = _written_as(".h5", lambda out: {"keras_top1": train_cifar_cnn(out, data)})
-        return build_once("trained/cifar_cnn.h5", {**inputs, "data": data.sha256}, train), "cifar10"
+        train = _written_as(".h5", lambda out: {"keras_top1": CIFAR_TRAINERS[name](out, data)})
+        return build_once(f"trained/{name}.h5", {**inputs, "data": data.sha256}, train), "cifar10"
     npz = build_once("trained/digits.npz", inputs, _written_as(".npz", write_digits_npz))
     train = _written_as(".h5", lambda out: {"keras_top1": train_digits(out, load_dataset(npz))})
     return build_once("trained/digits.h5", {**inputs, "data": sha256(npz)}, train), str(npz)
@@ -133,7 +190,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"cifar_cnn: Keras test top-1 {train_cifar_cnn(args.out / 'cifar_cnn.h5', load_dataset('cifar10')):.2%}")
+    for name, train in CIFAR_TRAINERS.items():
+        print(f"{name}: Keras test top-1 {train(args.out / f'{name}.h5', load_dataset('cifar10')):.2%}")
     write_digits_npz(args.out / "digits.npz")
     print(f"digits: Keras test top-1 {train_digits(args.out / 'digits.h5', load_dataset(args.out / 'digits.npz')):.2%}")
 
