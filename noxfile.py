@@ -11,7 +11,9 @@ nox.options.reuse_existing_virtualenvs = True
 CI_GATE = "not benchmark and not slow and not nightly"  # fast suite + accuracy gates
 # One worker per core; the tests that share a per-run memo (r8.pytest_plugin.MEASURED_ONCE) share a
 # worker, and the cache's file locks make the workers wait for, not repeat, each other's builds.
-WORKERS = ("-n", "auto", "--dist", "loadgroup")
+# pytest-benchmark turns itself off under xdist and warns when it sees a benchmark test, even a
+# deselected one: these runs time nothing, so it is off from the start.
+WORKERS = ("-n", "auto", "--dist", "loadgroup", "--benchmark-disable")
 
 
 @nox.session
