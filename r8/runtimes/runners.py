@@ -125,14 +125,14 @@ class KerasRunner:
 # ONNX Runtime's WeightBiasQuantization graph transformer quantizes the float weights of a Conv / Gemm
 # that sits between a DequantizeLinear and a QuantizeLinear when it loads a model: a layer a QDQ file
 # keeps float on purpose (ORT's nodes_to_exclude, NNCF's accuracy control) would run on int8 weights.
-KEEPS_FLOAT_LAYERS_FLOAT = ["WeightBiasQuantization"]
+DISABLED_ORT_OPTIMIZERS = ["WeightBiasQuantization"]
 
 
 def onnx_session(model: str | bytes, options=None):
     """An ONNX Runtime CPU session that runs the file as written (float layers stay float)."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"], disabled_optimizers=KEEPS_FLOAT_LAYERS_FLOAT)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_ORT_OPTIMIZERS)
 
 
 class OnnxRunner:
