@@ -112,6 +112,41 @@ def test_search_finds_the_layers_an_equivalent_rescaling_breaks(tmp_path, report
     assert "When int8 hurts: the fewest float layers" in (tmp_path / "index.html").read_text()
 
 
+def _measured(layers: tuple, right: np.ndarray, labels_n: int):
+    """A search candidate as the search measures it: its drop against an fp32 model right on every image."""
+    from r8.jobs.search import Measured, Step
+    from r8.metrics import paired_drop
+
+    onehot = np.eye(2, dtype=np.float32)
+    labels = np.zeros(labels_n, dtype=int)
+    paired = paired_drop(onehot[labels], onehot[(~right).astype(int)], labels)
+    return Measured(Step(layers, round(100 * (1 - right.mean()), 4), tuple(paired["drop_ci95_pp"])), right)
+
+
+def test_a_search_step_buys_no_macs_with_noise():
+    """A step keeps float the cheapest unit among those that meet the budget; where none does,
+    among those the validation images cannot tell apart from the best (exact McNemar), so a unit
+    that is better only by chance never wins over a cheaper one, and one that is truly better does."""
+    from r8.jobs.search import next_unit
+
+    n, rng = 10_000, np.random.default_rng(0)
+
+    def wrong(k: int) -> np.ndarray:
+        return np.isin(np.arange(n), rng.choice(n, k, replace=False))
+
+    base = wrong(120)
+    a_few_more = base | np.isin(np.arange(n), np.flatnonzero(~base)[:4])  # 4 images worse than base
+    tried = {("big",): _measured(("big",), ~base, n), ("small",): _measured(("small",), ~a_few_more, n),
+             ("far",): _measured(("far",), ~wrong(400), n)}
+    macs = {("big",): 1000, ("small",): 10, ("far",): 1}
+    assert tried[("big",)].step.validation_drop_ci95_pp[1] < tried[("small",)].step.validation_drop_ci95_pp[1]
+    assert next_unit(tried, macs, budget_pp=0.5) == ("small",)  # 4 images apart: chance; the cheaper one
+    clearly = base | np.isin(np.arange(n), np.flatnonzero(~base)[:60])  # 60 images worse: not chance
+    tried[("small",)] = _measured(("small",), ~clearly, n)
+    assert next_unit(tried, macs, budget_pp=0.5) == ("big",)
+    assert next_unit(tried, macs, budget_pp=5.0) == ("far",)  # all meet a loose budget: the cheapest
+
+
 @pytest.mark.parametrize("name", ["ort", "torch"])
 def test_each_backend_keeps_the_named_layer_float(name):
     """Op counts as proof: with conv1 float, one int8 conv fewer; an unknown layer is refused by name."""

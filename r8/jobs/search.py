@@ -4,9 +4,13 @@ float so that the drop meets a budget, per backend.
 Per backend, from a given int8 config (default: the backend's worst default config it can mix):
 1. the per-layer SQNR of that config against fp32 on calibration images (where the backend
    measures it), and the validation drop with one conv / linear layer float, and with a layer and
-   the next one run float (a float layer's output stays int8 where its consumer is);
-2. those, most helpful first (smallest drop; then fewest MACs), kept float one more at a time
-   until the validation drop's paired upper 95 % bound is within the budget.
+   the next one run float (a float layer's output stays int8 where its consumer is): the units;
+2. greedy forward selection: each step keeps float one more unit, measured *beside the layers
+   already float* (after the one layer that matters, what each layer recovers alone says little
+   about what it adds), until the validation drop's paired upper 95 % bound is within the budget.
+   A step takes the cheapest unit (fewest MACs added) among those that meet the budget, or, where
+   none does, among those the validation images cannot tell apart from the best one (exact
+   McNemar on their predictions, p >= 0.05): noise never buys MACs.
 
 Every decision is made on a validation split of the *training* images (stratified, seeded,
 disjoint from the calibration images); the test images are used once, for the final row. Each
@@ -60,6 +64,33 @@ class Step:
     float_layers: tuple[str, ...]
     validation_drop_pp: float
     validation_drop_ci95_pp: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Measured:
+    step: Step
+    right: np.ndarray  # per validation image: top-1 correct
+
+
+def _indistinguishable(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two models' per-image correctness could differ by chance (exact McNemar, p >= 0.05)."""
+    from scipy.stats import binomtest
+
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    return only_a + only_b == 0 or binomtest(only_a, only_a + only_b, 0.5).pvalue >= 0.05
+
+
+def next_unit(tried: dict[tuple, Measured], added_macs: dict[tuple, int], budget_pp: float) -> tuple:
+    """The unit a search step keeps float: the cheapest (fewest MACs added) of those that meet the
+    budget, or where none does, of those the validation images cannot tell apart from the one with
+    the lowest upper bound."""
+    def upper(u):
+        return tried[u].step.validation_drop_ci95_pp[1]
+
+    best = min(tried, key=lambda u: (upper(u), tried[u].step.validation_drop_pp, added_macs[u]))
+    meeting = [u for u in tried if upper(u) <= budget_pp]
+    ties = meeting or [u for u in tried if _indistinguishable(tried[u].right, tried[best].right)]
+    return min(ties, key=lambda u: (added_macs[u], upper(u), tried[u].step.validation_drop_pp))
 
 
 @dataclass(frozen=True)
@@ -145,27 +176,31 @@ def search_backend(model: Model, data: Dataset, b: Backend, config, cal: Calibra
         for layer in macs:
             values = [v for k, v in measured.items() if k == layer or k.startswith(f"{layer} (")]
             sqnr[layer] = min(values) if values else None
-    steps = [Step((), *_drop(fp32_val, _probs(b, model, config, cal, (), val), val.labels))]
+
+    def measure(float_layers: tuple[str, ...]) -> Measured:
+        probs = _probs(b, model, config, cal, float_layers, val)
+        return Measured(Step(float_layers, *_drop(fp32_val, probs, val.labels)), probs.argmax(1) == val.labels)
+
+    steps = [measure(()).step]
     sensitivity = []
     if steps[0].validation_drop_ci95_pp[1] > budget_pp:
         # Each layer alone, and each layer with the next one run: a float layer's output is still
         # quantized where its consumer is int8, so an error at a layer boundary needs both float.
         names = list(macs)
         units = [(name,) for name in names] + list(zip(names, names[1:]))
-        for unit in tqdm(units, desc=f"{b.name} layers float alone", disable=not progress, leave=False):
-            drop, ci = _drop(fp32_val, _probs(b, model, config, cal, unit, val), val.labels)
-            sensitivity.append(Sensitivity(unit, sum(macs[n] for n in unit), sqnr.get(unit[0]), drop, ci))
-        # most helpful first; among equals, the one holding fewer MACs
-        ranked = sorted(sensitivity, key=lambda u: (u.alone_float_drop_pp, u.macs))
+        tried = {unit: measure(unit) for unit in tqdm(units, desc=f"{b.name} layers float alone", disable=not progress, leave=False)}
+        sensitivity = [Sensitivity(u, sum(macs[n] for n in u), sqnr.get(u[0]), tried[u].step.validation_drop_pp,
+                                   tried[u].step.validation_drop_ci95_pp) for u in units]
         float_layers: tuple[str, ...] = ()
-        for unit in tqdm(ranked, desc=f"{b.name} float layers", disable=not progress, leave=False):
-            grown = float_layers + tuple(n for n in unit.layers if n not in float_layers)
-            if grown == float_layers:
-                continue
-            float_layers = grown
-            steps.append(Step(float_layers, *_drop(fp32_val, _probs(b, model, config, cal, float_layers, val), val.labels)))
-            if steps[-1].validation_drop_ci95_pp[1] <= budget_pp:
+        while True:
+            pick = next_unit(tried, {u: sum(macs[n] for n in u if n not in float_layers) for u in tried}, budget_pp)
+            float_layers = tried[pick].step.float_layers
+            steps.append(tried[pick].step)
+            left = [u for u in units if not set(u) <= set(float_layers)]
+            if steps[-1].validation_drop_ci95_pp[1] <= budget_pp or not left:
                 break
+            tried = {u: measure(float_layers + tuple(n for n in u if n not in float_layers))
+                     for u in tqdm(left, desc=f"{b.name} beside {len(float_layers)} float layers", disable=not progress, leave=False)}
     final = steps[-1]
     path = b.build_mixed(model, config, cal, final.float_layers)
     runner = b.runner(config, path)

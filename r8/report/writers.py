@@ -566,8 +566,9 @@ def search_blocks(report: dict) -> list:
                     " / ".join(f"{r['speed'][k]['img_per_s_bs256']:,.0f}" for k in ("mixed", "int8", "fp32"))] for r in rows]),
             Heading(1, "Why these layers stayed float"),
             Para("Each layer float alone, and each with the next layer run: the drop on the validation images with only "
-                 "those float (the start config's drop less this is what they recover). The search keeps the most helpful "
-                 "float first, until the budget is met; listed: what it kept."),
+                 "those float (the start config's drop less this is what they recover). The search's first step keeps the "
+                 "cheapest of the most helpful of these float; each later step measures every unit again beside the layers "
+                 "already float (the steps chart); listed: what it kept."),
             Table(["backend", "layers", "MACs", "SQNR (dB)", "drop with only these float (95 % CI)"],
                   [[r["backend"], " + ".join(s["layers"]), f"{s['macs']:,}", "-" if s["sqnr_db"] is None else f"{s['sqnr_db']:.1f}",
                     f"{s['alone_float_drop_pp']:.2f} [{s['alone_float_drop_ci95_pp'][0]:.2f}, {s['alone_float_drop_ci95_pp'][1]:.2f}]"]
@@ -588,7 +589,7 @@ def _search_plots(report: dict, out_dir: Path) -> None:
         ci = np.array([s["validation_drop_ci95_pp"] for s in r["steps"]]).T
         ax.errorbar(n, drop, yerr=[drop - ci[0], ci[1] - drop], marker="o", capsize=3, label=f"{r['backend']} {r['config']}")
     ax.axhline(report["budget_pp"], color="grey", linestyle="--", linewidth=1, label=f"budget {report['budget_pp']} pp")
-    ax.set(xlabel="layers kept float (most helpful first)", ylabel="validation drop vs fp32 (pp), 95 % CI",
+    ax.set(xlabel="layers kept float (in the order the search kept them)", ylabel="validation drop vs fp32 (pp), 95 % CI",
            title="int8 drop as layers are kept float")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7)
