@@ -58,16 +58,24 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float((a.argmax(1) == b.argmax(1)).mean())
 
 
+def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> tuple[int, int, float]:
+    """Two models' per-image correctness on the same images: the discordant counts [a right and b
+    wrong, the reverse] and the exact McNemar p-value (a two-sided binomial test on them)."""
+    from scipy.stats import binomtest
+
+    b, c = int(np.sum(a_right & ~b_right)), int(np.sum(~a_right & b_right))
+    return b, c, float(binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
+
+
 def paired_drop(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> dict:
     """How sure the top-1 drop from ``reference`` to ``candidate`` (probabilities on the same
     images) is: the discordant counts [reference right and candidate wrong, the reverse], the
     exact McNemar p-value (a two-sided binomial test on the discordant pairs), and a 95 %
     paired-bootstrap interval of the drop in percent points (fixed seed)."""
-    from scipy.stats import binomtest, bootstrap
+    from scipy.stats import bootstrap
 
     ref_right, cand_right = reference.argmax(1) == labels, candidate.argmax(1) == labels
-    b, c = int(np.sum(ref_right & ~cand_right)), int(np.sum(~ref_right & cand_right))
-    p = binomtest(b, b + c, 0.5).pvalue if b + c else 1.0
+    b, c, p = mcnemar(ref_right, cand_right)
     diff = ref_right.astype(np.float32) - cand_right.astype(np.float32)  # per image: 1 lost, -1 gained
     if b + c:
         ci = bootstrap((diff,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile", batch=500,

@@ -32,7 +32,7 @@ from r8.data import Dataset, Split
 from r8.errors import R8Error
 from r8.jobs.quantize import describe
 from r8.layers import layer_macs
-from r8.metrics import paired_drop, predict, top1
+from r8.metrics import mcnemar, paired_drop, predict, top1
 from r8.model import Model
 from r8.report.index import write_index
 from r8.report.writers import stamp, write_search_report
@@ -74,10 +74,7 @@ class Measured:
 
 def _indistinguishable(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two models' per-image correctness could differ by chance (exact McNemar, p >= 0.05)."""
-    from scipy.stats import binomtest
-
-    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    return only_a + only_b == 0 or binomtest(only_a, only_a + only_b, 0.5).pvalue >= 0.05
+    return mcnemar(a, b)[2] >= 0.05
 
 
 def next_unit(tried: dict[tuple, Measured], added_macs: dict[tuple, int], budget_pp: float) -> tuple:
