@@ -77,7 +77,7 @@ def check_quantize_outputs(name: str, path: Path, data: str, out: Path, report) 
 def test_quantize_any_model_and_data(name, tmp_path, report):
     """``quantize --model M --data D``: one config per backend. Nightly (training the CIFAR CNN and
     its 10k test images take 7-8 minutes); the gate covers the same job and checks with the digits
-    model's every default config, twice, in the reproducibility test below, and the CNN's layers
+    model's one config per backend, twice, in the reproducibility test below, and the CNN's layers
     (depthwise, MaxPool, Flatten after a conv) in the conversion parity tests."""
     path, data = trained_models.cached(name)
     done = r8("quantize", "--model", str(path), "--data", data, "--out", str(tmp_path), "--configs",
@@ -142,10 +142,12 @@ def test_full_default_matrix_on_other_models(trained, tmp_path):
     assert full_matrix_problems(json.loads((tmp_path / path.stem / "quantization.json").read_text())) == []
 
 
-def _two_fresh_runs(tmp_path, model: Path, data: str, thresholds: list[str]) -> list[dict]:
-    """``quantize`` of every default config, twice at once, each in its own process and empty cache."""
+def _two_fresh_runs(tmp_path, model: Path, data: str, thresholds: list[str], configs: list[str] | None = None) -> list[dict]:
+    """``quantize`` of ``configs`` (default: every default config), twice at once, each in its own
+    process and empty cache."""
     procs = [subprocess.Popen([sys.executable, "-m", "r8", "quantize", "--model", model, "--data", data,
-                               "--out", tmp_path / f"out{i}", *thresholds], stdout=subprocess.DEVNULL,
+                               "--out", tmp_path / f"out{i}", *thresholds, *(("--configs", *configs) if configs else ())],
+                              stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, env={**os.environ, "R8_CACHE_DIR": str(tmp_path / f"cache{i}")})
              for i in (0, 1)]
     for proc in procs:
@@ -168,10 +170,14 @@ def assert_same_numbers(runs: list[dict], report, name: str) -> None:
 
 
 @pytest.mark.accuracy
-def test_two_fresh_builds_give_the_same_artifacts_and_numbers(trained_ci, tmp_path, report):
-    """The same command gives the same numbers (every default config of every backend)."""
+@pytest.mark.parametrize("configs", [pytest.param(ONE_PER_BACKEND, id="one-per-backend"),
+                                     pytest.param(None, id="every-default", marks=pytest.mark.nightly)])
+def test_two_fresh_builds_give_the_same_artifacts_and_numbers(trained_ci, configs, tmp_path, report):
+    """The same command gives the same numbers: one config per backend in the gate (each backend's
+    every default config is built and gated in the gate on IC01, test_gates.py); every default config
+    of every backend, twice, nightly."""
     name, path, data = trained_ci
-    runs = _two_fresh_runs(tmp_path, path, data, trained_models.THRESHOLDS[name])
+    runs = _two_fresh_runs(tmp_path, path, data, trained_models.THRESHOLDS[name], configs)
     check_quantize_outputs(name, path, data, tmp_path / "out0", report)
     assert_same_numbers(runs, report, name)
 
@@ -203,7 +209,7 @@ def test_the_suite_on_a_model_other_than_ic01(tmp_path, report):
     report("the suite on cifar_cnn (--r8-model, -m accuracy)", summary)
     assert done.returncode == 0, done.stdout[-3000:]
     assert "failed" not in summary and "error" not in summary and " passed" in summary
-    assert f"test_mcu.py::test_best_tflite_config_on_tflm[{path.stem}] PASSED" in done.stdout
+    assert f"test_mcu.py::test_best_tflite_config_on_tflm[{path.stem}-first1000] PASSED" in done.stdout
     model = load_model(path)
     cal = calibration_set(load_dataset(data), num_classes=model.num_classes)
     arenas = [mcu.arena_bytes(backend("tflite").build(model, c, cal))["needed"] for c in backend("tflite").default]
