@@ -71,16 +71,19 @@ def paired_drop(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray
     """How sure the top-1 drop from ``reference`` to ``candidate`` (probabilities on the same
     images) is: the discordant counts [reference right and candidate wrong, the reverse], the
     exact McNemar p-value (a two-sided binomial test on the discordant pairs), and a 95 %
-    paired-bootstrap interval of the drop in percent points (fixed seed)."""
-    from scipy.stats import bootstrap
+    paired-bootstrap interval of the drop in percent points (percentile method, fixed seed).
 
+    Per image the drop is 1 (lost), -1 (gained) or 0, so a resample of the n images is known by how
+    many lost and gained images it drew: multinomial counts (n; b/n, c/n, rest). Drawing those counts
+    is the same bootstrap as resampling the images, without 10,000 passes over them (0.6 s a row on
+    10k images with ``scipy.stats.bootstrap``)."""
     ref_right, cand_right = reference.argmax(1) == labels, candidate.argmax(1) == labels
     b, c, p = mcnemar(ref_right, cand_right)
-    diff = ref_right.astype(np.float32) - cand_right.astype(np.float32)  # per image: 1 lost, -1 gained
     if b + c:
-        ci = bootstrap((diff,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile", batch=500,
-                       rng=np.random.default_rng(BOOTSTRAP_SEED)).confidence_interval
-        lo, hi = float(ci.low) * 100, float(ci.high) * 100
+        n = len(labels)
+        lost, gained, _ = np.random.default_rng(BOOTSTRAP_SEED).multinomial(
+            n, np.array([b, c, n - b - c]) / n, size=BOOTSTRAP_RESAMPLES).T
+        lo, hi = (float(q) for q in np.percentile((lost - gained) / n * 100, [2.5, 97.5]))
     else:
         lo = hi = 0.0  # identical on every image: no spread to resample
     return {"discordant": [b, c], "mcnemar_p": float(p), "drop_ci95_pp": [round(lo, 4), round(hi, 4)]}
