@@ -7,6 +7,8 @@ converter (no optimization). It calibrates through a signature of the file."""
 import contextlib
 import io
 import os
+import pickle
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from r8 import artifacts
-from r8.backends import Backend, needs, weights_id
-from r8.cache import build_once
+from r8.backends import Backend, float_layers_tag, needs, weights_id
+from r8.cache import build_facts, build_once
 from r8.calibration import CalibrationSet
 from r8.errors import R8Error
 from r8.model import Model
 from r8.runtimes.runners import TfliteRunner
 
+LAYER_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")  # r8's conv / linear layers as TFLite ops
 ALGORITHMS = {"minmax": "MIN_MAX_UNIFORM_QUANT", "mse": "MSE", "octav": "OCTAV"}  # weights: id -> AlgorithmName
 
 
@@ -76,29 +79,49 @@ def signature(path: Path) -> tuple[str, str]:
     return key, io_names["inputs"][0]
 
 
-def quantize(src: Path, out: Path, config: LitertConfig, calibration: CalibrationSet) -> dict:
-    """int8 weights and activations, int8 input and output (the input's scale is calibrated too)."""
-    from litert_quantizer import calibrator, quantizer, recipe_manager
+def recipe_of(config: LitertConfig, float_scopes: tuple[str, ...] = ()):
+    """Every op int8 as ``config`` says, but the ops of ``float_scopes`` (the quantizer's op scopes),
+    which stay float: the quantizer's NO_QUANTIZE rule, which wins because it is added last."""
+    from litert_quantizer import recipe_manager
     from litert_quantizer.algorithm_manager import AlgorithmName
     from litert_quantizer.qtyping import QuantGranularity, TFLOperationName
-    from litert_quantizer.utils import qsv_utils
 
-    key, name = signature(src)
     recipe = recipe_manager.RecipeManager()
     recipe.add_static_config(".*", TFLOperationName.ALL_SUPPORTED, 8, 8,
                              QuantGranularity.CHANNELWISE if config.per_channel else QuantGranularity.TENSORWISE,
                              getattr(AlgorithmName, ALGORITHMS[config.weights]))
+    for scope in float_scopes:
+        recipe.add_quantization_config(f"^{re.escape(scope)}$", TFLOperationName.ALL_SUPPORTED,
+                                       algorithm_key=AlgorithmName.NO_QUANTIZE)
+    return recipe
+
+
+def calibrate(src: Path, config: LitertConfig, calibration: CalibrationSet, out: Path) -> dict:
+    """The quantizer's calibrated ranges (its QSVs, per tensor) of ``src``, pickled to ``out``."""
+    from litert_quantizer import calibrator
+    from litert_quantizer.utils import qsv_utils
+
+    key, name = signature(src)
     update = qsv_utils.min_max_update if config.ranges == "minmax" else qsv_utils.moving_average_update
     samples = [{name: calibration.images[i:i + 1].astype(np.float32)} for i in range(len(calibration.images))]
     start = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):  # its per-op progress bar and XNNPACK's note
         calib = calibrator.Calibrator(src.read_bytes(), num_threads=os.cpu_count() or 1, qsv_update_func=update)
-        calib.calibrate({key: samples}, recipe)
-        calibrated = time.perf_counter()
-        result = quantizer.Quantizer(src, recipe.get_quantization_recipe()).quantize(
-            calib.get_model_qsvs(), enable_progress_report=False)
+        calib.calibrate({key: samples}, recipe_of(config))
+    out.write_bytes(pickle.dumps(calib.get_model_qsvs()))
+    return {"calibration_s": time.perf_counter() - start}
+
+
+def quantize(src: Path, out: Path, config: LitertConfig, qsvs: Path, float_scopes: tuple[str, ...] = ()) -> dict:
+    """int8 weights and activations, int8 input and output (the input's scale is calibrated too)."""
+    from litert_quantizer import quantizer
+
+    start = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):
+        result = quantizer.Quantizer(src, recipe_of(config, float_scopes).get_quantization_recipe()).quantize(
+            pickle.loads(qsvs.read_bytes()), enable_progress_report=False)
     out.write_bytes(inline_buffers(result.quantized_model))
-    return {"calibration_s": calibrated - start, "quantize_s": time.perf_counter() - calibrated}
+    return {"calibration_s": build_facts(qsvs)["calibration_s"], "quantize_s": time.perf_counter() - start}
 
 
 def inline_buffers(model_bytes: bytes) -> bytes:
@@ -110,16 +133,75 @@ def inline_buffers(model_bytes: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))))
 
 
-def build(model: Model, config: LitertConfig, cal: CalibrationSet) -> Path:
+def ranges(model: Model, config: LitertConfig, cal: CalibrationSet) -> Path:
+    """A config's calibrated ranges, shared by its full int8 build and every mixed one."""
     src = float_tflite(model)
+    return build_once(artifacts.name(model, f"litert/ranges/{config.ranges}-{cal.tag}.pkl"),
+                      artifacts.key(model, calibration=cal.sha256), lambda tmp: calibrate(src, config, cal, tmp))
+
+
+def build(model: Model, config: LitertConfig, cal: CalibrationSet) -> Path:
+    src, qsvs = float_tflite(model), ranges(model, config, cal)
     return build_once(artifacts.name(model, f"litert/{config.id}-{cal.tag}.tflite"),
-                      artifacts.key(model, calibration=cal.sha256), lambda tmp: quantize(src, tmp, config, cal))
+                      artifacts.key(model, calibration=cal.sha256), lambda tmp: quantize(src, tmp, config, qsvs))
+
+
+def layer_scopes(model: Model, src: Path) -> dict[str, str]:
+    """r8's conv / linear layer name -> the quantizer's scope of that op in the float ``.tflite``: for
+    a ``.tflite`` model r8 names a layer ``<op>_<output tensor>``; TF's converter names an op's output
+    after the Keras layers fused into it (``model/b6_dw_1/depthwise;...``), so a layer is the one conv
+    / linear op whose scope holds its Keras path. R8Error where a layer is in no op or in several."""
+    from litert_quantizer.utils import tfl_flatbuffer_utils as tfl
+
+    from r8.layers import LAYER_TYPES
+
+    flat = tfl.read_model(src)
+    graph = flat.subgraphs[0]
+    ops = [(tfl.TFL_OP_CODE_TO_NAME.get(flat.operatorCodes[op.opcodeIndex].builtinCode, ""), op.outputs[0],
+            tfl.get_op_scope(op, graph.tensors)) for op in graph.operators]
+    ops = [(kind, output, scope) for kind, output, scope in ops if kind in LAYER_OPS]
+    out = {}
+    for name, module in artifacts.torch_fp32(model).named_modules():
+        if not isinstance(module, LAYER_TYPES):
+            continue
+        if model.path.suffix.lower() == ".tflite":
+            found = [scope for kind, output, scope in ops if f"{kind.lower()}_{output}" == name]
+        else:  # each part of the Keras path, as TF's name scopes write it (a call index may follow)
+            path = "/".join(re.escape(part) + r"(_\d+)?" for part in name.replace(".", "/").split("/"))
+            found = [scope for _, _, scope in ops if re.search(f"(^|[/;]){path}/", scope)]
+        if len(found) != 1:
+            raise R8Error(f"{src.name}: layer {name} is in {len(found)} ops of the LiteRT quantizer's float .tflite; "
+                          "it cannot keep that layer float")
+        out[name] = found[0]
+    return out
+
+
+def int8_layers(path: Path) -> int:
+    """How many conv / linear ops of a ``.tflite`` have int8 weights."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    dtype = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    return sum(op["op_name"] in LAYER_OPS and dtype[op["inputs"][1]] == np.int8 for op in interpreter._get_ops_details())
+
+
+def build_mixed(model: Model, config: LitertConfig, cal: CalibrationSet, float_layers: tuple[str, ...]) -> Path:
+    """:func:`build` with ``float_layers`` (r8's module names) left float (the quantizer's NO_QUANTIZE
+    rule on their ops), on the same calibrated ranges."""
+    if not float_layers:
+        return build(model, config, cal)
+    src, qsvs = float_tflite(model), ranges(model, config, cal)
+    scopes = layer_scopes(model, src)
+    tag = float_layers_tag(model.path, float_layers, scopes)
+    return build_once(artifacts.name(model, f"litert/mixed/{config.id}-{cal.tag}-float-{tag}.tflite"),
+                      artifacts.key(model, calibration=cal.sha256, float_layers=sorted(float_layers)),
+                      lambda tmp: quantize(src, tmp, config, qsvs, tuple(scopes[n] for n in sorted(float_layers))))
 
 
 BACKENDS = [Backend("litert", DEFAULT_MATRIX, FULL_MATRIX, build,
                     runner=lambda config, path, threads=0: TfliteRunner(path, name=f"litert-{config.id}",
                                                                         threads=threads or None),
-                    gated=True, mcu=True,
+                    build_mixed=build_mixed, gated=True, mcu=True,
                     unavailable=needs("litert_quantizer", "litert-quantizer"),
                     reproducibility="The LiteRT quantizer (litert-quantizer) reads a float .tflite: the model's "
                                     "own, or TF's conversion of its Keras model. Its int8 .tflite runs on LiteRT's "

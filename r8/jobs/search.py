@@ -15,7 +15,7 @@ Per backend, from a given int8 config (default: the backend's worst default conf
 Every decision is made on a validation split of the *training* images (stratified, seeded,
 disjoint from the calibration images); the test images are used once, for the final row. Each
 backend keeps a layer float its own way (:attr:`r8.backends.Backend.build_mixed`: ORT's
-``nodes_to_exclude``, FX's per-module qconfig None).
+``nodes_to_exclude``, FX's per-module qconfig None, the LiteRT quantizer's NO_QUANTIZE rule).
 """
 
 import time
@@ -117,6 +117,8 @@ class SearchRow:
     sensitivity: tuple[Sensitivity, ...]
     artifact: str
     speed: dict  # "mixed" (this row's model), "int8" (the config with no layer float), "fp32": ms_bs1, img_per_s_bs256
+    # a .tflite row's TFLite Micro bytes, "mixed" and "int8" as in speed: arena_bytes, flash_bytes (None: not a .tflite)
+    mcu: dict | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -203,12 +205,21 @@ def search_backend(model: Model, data: Dataset, b: Backend, config, cal: Calibra
     runner = b.runner(config, path)
     probs = predict(runner, data.test.images, progress=False)  # the test images: once
     drop, ci = _drop(fp32_test, probs, data.test.labels)
-    timed = {"mixed": speed(runner, val.images), "int8": speed(b.runner(config, b.build_mixed(model, config, cal, ())), val.images),
+    int8 = b.build_mixed(model, config, cal, ())
+    timed = {"mixed": speed(runner, val.images), "int8": speed(b.runner(config, int8), val.images),
              "fp32": speed(TorchRunner(artifacts.torch_fp32(model)), val.images)}
     return SearchRow(b.name, config.id, budget_pp, final.validation_drop_ci95_pp[1] <= budget_pp, final.float_layers,
                      round(sum(macs[name] for name in final.float_layers) / sum(macs.values()), 4),
                      top1(probs, data.test.labels), drop, ci, final.validation_drop_pp, final.validation_drop_ci95_pp,
-                     tuple(steps), tuple(sensitivity), str(path), timed)
+                     tuple(steps), tuple(sensitivity), str(path), timed, mcu_bytes(path, int8) if b.mcu else None)
+
+
+def mcu_bytes(mixed: Path, int8: Path) -> dict:
+    """TFLite Micro's arena (the smallest that runs) and flash (the file) of the mixed and full int8 .tflite."""
+    from r8.runtimes import mcu
+
+    return {k: {"arena_bytes": mcu.arena_bytes(f)["needed"], "flash_bytes": mcu.flash_bytes(f)["total"]}
+            for k, f in (("mixed", mixed), ("int8", int8))}
 
 
 def nncf_anchor(model: Model, data: Dataset, cal: CalibrationSet, val: Split, budget_pp: float, fp32_val: np.ndarray,

@@ -564,6 +564,12 @@ def search_blocks(report: dict) -> list:
             Table(["backend", "config", "bs1 ms: mixed / int8 / fp32", "bs256 img/s: mixed / int8 / fp32"],
                   [[r["backend"], r["config"], " / ".join(f"{r['speed'][k]['ms_bs1']:.3f}" for k in ("mixed", "int8", "fp32")),
                     " / ".join(f"{r['speed'][k]['img_per_s_bs256']:,.0f}" for k in ("mixed", "int8", "fp32"))] for r in rows]),
+            *([Para("On TFLite Micro (the .tflite rows): the smallest arena that runs and the flash (the file), mixed beside "
+                    "full int8; a float layer's weights take 4 bytes each, and its activations too."),
+               Table(["backend", "config", "arena B: mixed / int8", "flash B: mixed / int8"],
+                     [[r["backend"], r["config"], " / ".join(f"{r['mcu'][k]['arena_bytes']:,}" for k in ("mixed", "int8")),
+                       " / ".join(f"{r['mcu'][k]['flash_bytes']:,}" for k in ("mixed", "int8"))] for r in rows if r.get("mcu")])]
+              if any(r.get("mcu") for r in rows) else []),
             Heading(1, "Why these layers stayed float"),
             Para("Each layer float alone, and each with the next layer run: the drop on the validation images with only "
                  "those float (the start config's drop less this is what they recover). The search's first step keeps the "
