@@ -78,6 +78,17 @@ def tf_converter_quiet():
 
 
 @contextmanager
+def all_tensors_kept():
+    """LiteRT warns (a UserWarning) at every interpreter that keeps every tensor; r8's do on purpose
+    (the LiteRT quantizer's calibrator and its check of the calibrated ranges, and the op-by-op
+    comparison with TFLM), so the warning says nothing to the user and stays off their pytest
+    summary."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Warning: Enabling `experimental_preserve_all_tensors`", UserWarning)
+        yield
+
+
+@contextmanager
 def native_output_captured():
     """Capture what native code writes to fd 1 and 2 meanwhile (TFLM prints its allocation notes
     and errors there from C++): the text is appended to the yielded list on exit, and echoed to

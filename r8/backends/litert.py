@@ -19,6 +19,7 @@ from r8 import artifacts
 from r8.backends import Backend, float_layers_tag, needs, weights_id
 from r8.cache import build_facts, build_once
 from r8.calibration import CalibrationSet
+from r8.console import all_tensors_kept
 from r8.errors import R8Error
 from r8.model import Model
 from r8.runtimes.runners import TfliteRunner
@@ -105,7 +106,7 @@ def calibrate(src: Path, config: LitertConfig, calibration: CalibrationSet, out:
     update = qsv_utils.min_max_update if config.ranges == "minmax" else qsv_utils.moving_average_update
     samples = [{name: calibration.images[i:i + 1].astype(np.float32)} for i in range(len(calibration.images))]
     start = time.perf_counter()
-    with contextlib.redirect_stderr(io.StringIO()):  # its per-op progress bar and XNNPACK's note
+    with contextlib.redirect_stderr(io.StringIO()), all_tensors_kept():  # its progress bar, XNNPACK's note, a warning
         calib = calibrator.Calibrator(src.read_bytes(), num_threads=os.cpu_count() or 1, qsv_update_func=update)
         calib.calibrate({key: samples}, recipe_of(config))
     out.write_bytes(pickle.dumps(calib.get_model_qsvs()))
@@ -117,7 +118,7 @@ def quantize(src: Path, out: Path, config: LitertConfig, qsvs: Path, float_scope
     from litert_quantizer import quantizer
 
     start = time.perf_counter()
-    with contextlib.redirect_stderr(io.StringIO()):
+    with contextlib.redirect_stderr(io.StringIO()), all_tensors_kept():  # it checks the ranges on such an interpreter
         result = quantizer.Quantizer(src, recipe_of(config, float_scopes).get_quantization_recipe()).quantize(
             pickle.loads(qsvs.read_bytes()), enable_progress_report=False)
     out.write_bytes(inline_buffers(result.quantized_model))

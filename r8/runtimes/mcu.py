@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from r8.cache import build_facts, build_once, sha256
-from r8.console import native_output_captured
+from r8.console import all_tensors_kept, native_output_captured
 from r8.errors import R8Error
 from r8.frontends.tflite.reader import DTYPES, flatbuffer, op_name
 from r8.runtimes.runners import TfliteRunner, integer_input
@@ -190,7 +190,7 @@ def first_differing_ops(path: str | os.PathLike, images: np.ndarray) -> dict:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     micro = interpreter(path, ARENA_LIMIT, preserve_all_tensors=True)
-    with native_output_captured():
+    with native_output_captured(), all_tensors_kept():
         ref = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
                           experimental_preserve_all_tensors=True)
         ref.allocate_tensors()

@@ -119,7 +119,9 @@ class KerasRunner:
         self.model, self.name = load_keras_model(h5), name
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model([x.astype(np.float32) for x in input_arrays(images)], training=False))
+        inputs = [x.astype(np.float32) for x in input_arrays(images)]
+        # one input as itself: Keras 3 warns when a one-input model is called with a list
+        return np.asarray(self.model(inputs if len(inputs) > 1 else inputs[0], training=False))
 
 
 # ONNX Runtime's WeightBiasQuantization graph transformer quantizes the float weights of a Conv / Gemm
