@@ -135,7 +135,10 @@ def inline_buffers(model_bytes: bytes) -> bytes:
 
 
 def ranges(model: Model, config: LitertConfig, cal: CalibrationSet) -> Path:
-    """A config's calibrated ranges, shared by its full int8 build and every mixed one."""
+    """A config's calibrated ranges, shared by its full int8 build and every mixed one, and by every
+    config of the same ``ranges`` method: the QSVs are the float model's activation ranges, which the
+    weights' granularity and algorithm do not change (per-channel and per-tensor built from shared
+    ranges were byte-identical to their builds from their own calibration)."""
     src = float_tflite(model)
     return build_once(artifacts.name(model, f"litert/ranges/{config.ranges}-{cal.tag}.pkl"),
                       artifacts.key(model, calibration=cal.sha256), lambda tmp: calibrate(src, config, cal, tmp))
