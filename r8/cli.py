@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from r8 import paths
+from r8 import environment, paths
 from r8.errors import R8Error
 from r8.thresholds import Thresholds, add_gate_options
 
@@ -415,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        if environment.threads():  # R8_THREADS: torch and TensorFlow too, not only r8's own sessions
+            environment.limit_threads(environment.threads())
         with console.run(args.verbose):
             args.run(args)
     except R8Error as e:

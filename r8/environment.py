@@ -4,6 +4,7 @@ the package versions. Every row of quantization.json records it: int8 kernels di
 
 import os
 import platform
+import sys
 from functools import cache
 from importlib import metadata
 
@@ -34,6 +35,32 @@ def saturating_int8() -> bool:
     and torch's x86/fbgemm engines fall back to 7-bit values and oneDNN loses accuracy."""
     isa = set(machine()["isa"])
     return "avx2" in isa and not isa & {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
+THREADS_VAR = "R8_THREADS"
+
+
+def threads() -> int:
+    """The threads each runtime r8 drives may use, from R8_THREADS (0 where unset: each runtime's default)."""
+    value = os.environ.get(THREADS_VAR, "").strip()
+    if value and not (value.isdigit() and int(value) > 0):
+        from r8.errors import R8Error
+
+        raise R8Error(f"{THREADS_VAR}={value!r}: a positive number of threads, or unset")
+    return int(value or 0)
+
+
+def limit_threads(n: int) -> None:
+    """Every runtime r8 drives, in this process and in those it starts, uses ``n`` threads: r8 reads
+    R8_THREADS for ONNX Runtime and LiteRT's calibrator; torch reads OMP_NUM_THREADS when it loads
+    (set here where it has loaded), TensorFlow its own two variables. r8's pytest plugin calls it in
+    each pytest-xdist worker: two processes whose thread pools each take every core wait on each
+    other (IC01's 8 torch configs, two processes at once on 2 cores: 122 s at torch's default 2
+    threads each, 59 s at 1)."""
+    for var in (THREADS_VAR, "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ[var] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
 
 
 @cache

@@ -10,6 +10,7 @@ counts as a pass.
 """
 
 import json
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 from r8 import paths
+from r8.environment import THREADS_VAR, limit_threads
 from r8.thresholds import GATES, Thresholds, add_gate_options
 
 
@@ -47,6 +49,9 @@ def pytest_configure(config):
     # What one pytest run measured: figures for its summary, int8 rows per model for its report,
     # and the predictions and rows it computed once; all of it lives and dies with this run.
     config.r8_measured, config.r8_int8_rows, config.r8_predictions, config.r8_rows = {}, {}, {}, {}
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and not os.environ.get(THREADS_VAR):  # a pytest-xdist worker: its share of the cores
+        limit_threads(max(1, (os.cpu_count() or 1) // int(workers)))
 
 
 def measure_once(items, fixtures, group: str = MEASURED_GROUP) -> None:

@@ -3,6 +3,7 @@ in ``.test_durations``) gives N shards that together are exactly the CI gate."""
 
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -73,3 +74,41 @@ def test_tests_that_share_a_measurement_share_a_worker(tmp_path):
     ran = re.findall(r"\[(gw\d)\] .*PASSED .*::(test_\w+)\[", done.stdout)
     assert len(ran) == 16 and {w for w, _ in ran} == {"gw0", "gw1"}, done.stdout[-2000:]
     assert len({w for w, test in ran if test == "test_shares"}) == 1, "the grouped tests ran on both workers"
+
+
+def test_each_worker_takes_its_share_of_the_cores(tmp_path):
+    """Under ``-n 2`` r8's plugin gives each worker cores // 2 threads (at least 1), and so torch, r8's
+    ONNX Runtime sessions and the processes a worker starts: two workers whose thread pools each take
+    every core wait on each other (IC01's torch configs in two processes at once on 2 cores took 122 s
+    at 2 threads each, 59 s at 1)."""
+    (tmp_path / "test_threads.py").write_text(f"""
+import json, os, subprocess, sys
+
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from r8.runtimes.runners import OnnxRunner
+
+
+@pytest.mark.parametrize('i', range(4))
+def test_threads(i, tmp_path):
+    x = helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 3])
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node('Relu', ['x'], ['y'])], 'g', [x],
+              [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, 3])])), tmp_path / 'm.onnx')
+    child = subprocess.run([sys.executable, '-c', 'import torch; print(torch.get_num_threads())'],
+                           capture_output=True, text=True, check=True)
+    seen = {{'r8': os.environ['R8_THREADS'], 'torch': torch.get_num_threads(), 'child_torch': int(child.stdout),
+            'onnxruntime': OnnxRunner(tmp_path / 'm.onnx').session.get_session_options().intra_op_num_threads}}
+    with open(os.path.join({str(tmp_path)!r}, os.environ['PYTEST_XDIST_WORKER'] + '.json'), 'w') as f:
+        json.dump(seen, f)
+""")
+    env = {k: v for k, v in os.environ.items() if k not in ("R8_THREADS", "OMP_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "-p", "no:randomly",
+                           str(tmp_path / "test_threads.py")], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stdout[-2000:]
+    share = max(1, (os.cpu_count() or 1) // 2)
+    seen = [json.loads(f.read_text()) for f in sorted(tmp_path.glob("gw*.json"))]
+    assert len(seen) == 2 and all(s == {"r8": str(share), "torch": share, "child_torch": share, "onnxruntime": share}
+                                  for s in seen), seen

@@ -20,6 +20,7 @@ from r8.backends import Backend, float_layers_tag, needs, weights_id
 from r8.cache import build_facts, build_once
 from r8.calibration import CalibrationSet
 from r8.console import all_tensors_kept
+from r8.environment import threads
 from r8.errors import R8Error
 from r8.model import Model
 from r8.runtimes.runners import TfliteRunner
@@ -107,7 +108,7 @@ def calibrate(src: Path, config: LitertConfig, calibration: CalibrationSet, out:
     samples = [{name: calibration.images[i:i + 1].astype(np.float32)} for i in range(len(calibration.images))]
     start = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()), all_tensors_kept():  # its progress bar, XNNPACK's note, a warning
-        calib = calibrator.Calibrator(src.read_bytes(), num_threads=os.cpu_count() or 1, qsv_update_func=update)
+        calib = calibrator.Calibrator(src.read_bytes(), num_threads=threads() or os.cpu_count() or 1, qsv_update_func=update)
         calib.calibrate({key: samples}, recipe_of(config))
     out.write_bytes(pickle.dumps(calib.get_model_qsvs()))
     return {"calibration_s": time.perf_counter() - start}

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx.numpy_helper
+from onnxruntime import InferenceSession
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -35,7 +36,7 @@ from r8.backends import Backend, float_layers_tag, weights_id
 from r8.cache import build_once, sha256
 from r8.calibration import CalibrationSet
 from r8.data import Split
-from r8.environment import saturating_int8
+from r8.environment import saturating_int8, threads
 from r8.layers import LAYER_TYPES, conv_of_batchnorm
 from r8.model import Model
 from r8.runtimes.runners import OnnxRunner, model_input, onnx_layout
@@ -112,6 +113,11 @@ def calibrate(pre: str | Path, method: str, images: np.ndarray, cache: str | Pat
     with tempfile.TemporaryDirectory() as tmp:
         calibrator = create_calibrator(Path(pre), op_types, str(Path(tmp) / "augmented.onnx"),
                                        METHODS[method], extra_options=CALIBRATOR_OPTIONS[method])
+        if threads():  # its session takes ORT's default threads: open it again at R8_THREADS
+            options = calibrator.infer_session.get_session_options()
+            options.intra_op_num_threads = threads()
+            calibrator.infer_session = InferenceSession(calibrator.augmented_model_path, options,
+                                                        providers=calibrator.execution_providers)
         with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
             calibrator.collect_data(ImageReader(images, pre))
             ranges = calibrator.compute_data()

@@ -16,6 +16,7 @@ import torch
 
 from r8.batch import input_arrays
 from r8.console import native_stderr_quiet
+from r8.environment import threads as r8_threads
 from r8.errors import R8Error
 
 
@@ -134,6 +135,8 @@ def onnx_session(model: str | bytes, options=None):
     """An ONNX Runtime CPU session that runs the file as written (float layers stay float)."""
     import onnxruntime as ort
 
+    options = options or ort.SessionOptions()
+    options.intra_op_num_threads = options.intra_op_num_threads or r8_threads()  # 0: ORT's default
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_ORT_OPTIMIZERS)
 
 
@@ -144,10 +147,10 @@ class OnnxRunner:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # 0: ORT's default
+        options.intra_op_num_threads = threads or r8_threads()  # 0: ORT's default
         options.inter_op_num_threads = 1  # a single chain of ops: parallelism is within ops
         self.session = onnx_session(str(path), options)
-        self.name, self.threads = name, threads
+        self.name, self.threads = name, options.intra_op_num_threads
         inp = self.session.get_inputs()[0]
         self.input_name, self.dims, self.integer = inp.name, inp.shape, inp.type == "tensor(uint8)"
         self.nchw = {}  # sample shape -> whether the model takes it as NCHW: decided once, not per call
