@@ -74,12 +74,23 @@ def test_converter_imports_without_tensorflow(h5_path, tmp_path):
         torch.testing.assert_close(load_program(tmp_path / "m.pt")(x), convert(h5_path)(x), rtol=0, atol=1e-6)
 
 
+# The job's report contract on two ORT configs, one per format; the job on ORT's every default config
+# runs nightly (in the gate, test_gates.py builds and gates each of them on IC01 through the same
+# r8.jobs.quantize.evaluate_config that the job calls per config).
+TWO_ORT_CONFIGS = ["ort/qdq-u8s8-perchannel-minmax", "ort/qop-u8s8-perchannel-minmax"]
+
+
 @pytest.mark.accuracy
-def test_quantize_job_writes_report_contract(tmp_path, fp32_top1):
+@pytest.mark.parametrize("configs", [pytest.param(TWO_ORT_CONFIGS, id="two-configs"),
+                                     pytest.param(None, id="every-default", marks=pytest.mark.nightly)])
+def test_quantize_job_writes_report_contract(configs, tmp_path, fp32_top1):
     import os
 
+    from r8.backends import registry
+
     summary = tmp_path / "step-summary.md"
-    done = r8("quantize", "--backend", "ort", "--out", str(tmp_path), env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary)})
+    done = r8("quantize", *(("--configs", *configs) if configs else ("--backend", "ort")), "--out", str(tmp_path),
+              env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary)})
     # the console: progress bars go to stderr; stdout holds r8's own lines only
     assert done.stdout.splitlines()[0].startswith("pretrainedResnet: fp32 top-1") and "index.html" in done.stdout
     assert not any(w in done.stderr for w in ("oneDNN", "absl", "cuda", "Warning", "WARNING"))
@@ -92,7 +103,7 @@ def test_quantize_job_writes_report_contract(tmp_path, fp32_top1):
     assert {g["gate"] for g in report["gates"]} >= {"fp32 top-1", "best int8 drop pp ort"}
     assert report["fp32_top1"] == pytest.approx(fp32_top1)
     backends = [row["backend"] for row in report["rows"]]
-    assert backends.count("tflite-reference") == 1 and backends.count("ort") >= 8
+    assert backends.count("tflite-reference") == 1 and backends.count("ort") == len(configs or registry()["ort"].configs(available=True))
     for row in report["rows"]:
         assert {"backend", "config", "top1", "top1_perf200", "drop_pp", "size_bytes", "per_class", "artifact",
                 "discordant", "mcnemar_p", "drop_ci95_pp"} <= set(row)
