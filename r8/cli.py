@@ -115,7 +115,7 @@ def cmd_search(args) -> None:
     from r8.backends import backend
     from r8.calibration import calibration_set
     from r8.jobs.quantize import model_dir
-    from r8.jobs.search import BudgetNotMet, search_job
+    from r8.jobs.search import BudgetNotMet, search_job, searched_backends
 
     names = [args.backend] if args.backend else None
     configs = {}
@@ -123,8 +123,7 @@ def cmd_search(args) -> None:
         if not args.backend:
             raise R8Error("--config needs --backend (a config id is a backend's)")
         configs[args.backend] = backend(args.backend).config(args.config).id
-    for name in names or ():
-        backend(name)  # an unknown name is refused before any work
+    searched_backends(names)  # an unknown name, or one that cannot keep layers float, is refused before any work
     model, data = model_and_data(args)
     cal = calibration_set(data, num_classes=model.num_classes)
     try:

@@ -247,6 +247,18 @@ def nncf_anchor(model: Model, data: Dataset, cal: CalibrationSet, val: Split, bu
                      val_drop, val_ci, (Step(layers, val_drop, val_ci),), (), str(path), timed)
 
 
+def searched_backends(names: list[str] | None) -> list:
+    """The backends a search of ``names`` (default: every one that can keep layers float) runs, NNCF's
+    accuracy control aside; R8Error for a name unknown or for a backend that cannot keep layers float."""
+    chosen = [backends.backend(n) for n in names if n != "nncf"] if names else \
+        [b for b in backends.registry().values() if b.build_mixed]
+    for b in chosen:
+        if b.build_mixed is None:
+            raise R8Error(f"backend {b.name} cannot keep layers float; choose from "
+                          f"{', '.join(x.name for x in backends.registry().values() if x.build_mixed)}")
+    return chosen
+
+
 def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: float, out: Path | None,
                backend_names: list[str] | None = None, config_ids: dict[str, str] | None = None,
                progress: bool = True) -> list[SearchRow]:
@@ -255,12 +267,7 @@ def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: floa
     ``out/<model stem>/search.{json,md}`` and charts. BudgetNotMet where no backend meets it."""
     if budget_pp < 0:
         raise ValueError(f"a drop budget of {budget_pp} pp cannot be met: it must be >= 0")
-    chosen = [backends.backend(n) for n in backend_names if n != "nncf"] if backend_names else \
-        [b for b in backends.registry().values() if b.build_mixed]
-    for b in chosen:
-        if b.build_mixed is None:
-            raise R8Error(f"backend {b.name} cannot keep layers float; choose from "
-                          f"{', '.join(x.name for x in backends.registry().values() if x.build_mixed)}")
+    chosen = searched_backends(backend_names)
     fp32 = artifacts.torch_fp32(model)
     macs = layer_macs(fp32)
     if len(macs) < 2:
