@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_run import r8
+from cli_run import r8, r8_here
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from keras_models import CLASSIFIERS, CONSTANT_CASES, FAMILIES, KERAS3_ONLY, LAYER_CASES, NESTED_CASES, random_inputs, randomize
@@ -203,7 +203,7 @@ def test_what_r8_does_not_convert_is_refused_by_name(edit, words, tmp_path):
     y = k.ops.subtract(3.0, x)
     k.Model(inputs, k.layers.Flatten(name="flat")(y)).save(tmp_path / "m.h5")
     assert convert(tmp_path / "m.h5")  # the file as Keras wrote it converts
-    done = r8("convert", "--model", _edited(tmp_path / "m.h5", tmp_path / "edited.h5", edit), "-o", tmp_path / "m.pt",
+    done = r8_here("convert", "--model", _edited(tmp_path / "m.h5", tmp_path / "edited.h5", edit), "-o", tmp_path / "m.pt",
               check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-1500:]
     assert all(w in done.stderr for w in words), done.stderr
@@ -215,7 +215,7 @@ def test_keras_ops_average_is_not_the_average_layer(tmp_path):
     k = keras_package("keras3")
     inputs = k.Input((5, 7, 3))
     k.Model(inputs, k.ops.average(k.layers.Conv2D(4, 1)(inputs), axis=1)).save(tmp_path / "m.h5")
-    done = r8("convert", "--model", tmp_path / "m.h5", "-o", tmp_path / "m.pt", check=False)
+    done = r8_here("convert", "--model", tmp_path / "m.h5", "-o", tmp_path / "m.pt", check=False)
     assert done.returncode == 2 and "(Average)" in done.stderr and ("weights=" in done.stderr or "axis=" in done.stderr)
 
 
@@ -383,9 +383,9 @@ def test_a_layer_inside_a_nested_model_is_named_by_its_path(dialect, tmp_path):
     x = k.Input((8, 8, 3))
     path = tmp_path / f"m.{'keras' if dialect == 'dotkeras' else 'h5'}"
     k.Model(x, k.layers.Dense(2)(k.layers.Flatten()(middle(x)))).save(path)
-    done = r8("inspect", "--model", str(path), check=False)
+    done = r8_here("inspect", "--model", str(path), check=False)
     assert done.returncode == 1 and "outer/backbone/conv" in done.stdout and "outer/backbone/norm" in done.stdout
-    done = r8("convert", "--model", str(path), "-o", str(tmp_path / "m.pt"), check=False)
+    done = r8_here("convert", "--model", str(path), "-o", str(tmp_path / "m.pt"), check=False)
     assert done.returncode == 2 and "'outer/backbone/norm' (LayerNormalization)" in done.stderr
 
 
@@ -415,7 +415,7 @@ def test_cli_inspect_supported_model(keras_case):
 
 def test_evaluate_refuses_a_model_that_does_not_fit_the_data(keras_case):
     path = keras_case("autoencoder-ad", "keras3").path
-    done = r8("evaluate", "--backend", "torch", "--model", str(path), "--subset", "perf200", check=False)
+    done = r8_here("evaluate", "--backend", "torch", "--model", str(path), "--subset", "perf200", check=False)
     # both shapes are named: the data's and the model's
     assert done.returncode == 2 and str(path) in done.stderr and "(32, 32, 3) per sample" in done.stderr
 
@@ -424,7 +424,7 @@ def test_evaluate_any_cifar10_classifier(keras_case):
     import json
 
     path = keras_case("resnet8-wide-26-52-104", "keras2").path
-    results = [json.loads(r8("evaluate", "--backend", b, "--model", str(path), "--subset", "perf200", "--json").stdout)
+    results = [json.loads(r8_here("evaluate", "--backend", b, "--model", str(path), "--subset", "perf200", "--json").stdout)
                for b in ("torch", "keras")]
     assert results[0]["n"] == 200 and results[0]["top1"] == results[1]["top1"]
 
@@ -525,7 +525,7 @@ def test_other_tf_op_layers_are_refused(op, tmp_path):
     i = k.Input((4, 4, 3))
     x = tf.math.exp(i) if op == "math.exp" else i[:, 1:]
     k.Model(i, k.layers.Flatten()(x)).save(tmp_path / "op.h5")
-    done = r8("convert", "--model", tmp_path / "op.h5", "-o", tmp_path / "op.pt", check=False)
+    done = r8_here("convert", "--model", tmp_path / "op.h5", "-o", tmp_path / "op.pt", check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr and str(tmp_path / "op.h5") in done.stderr
     assert ("'math.exp', which r8 does not convert" if op == "math.exp" else "SlicingOpLambda") in done.stderr
 
@@ -569,7 +569,7 @@ def test_evaluate_takes_a_model_with_two_inputs(tmp_path):
     tflite_order = [next(i for i, x in enumerate(("left", "right")) if x in n) for n in names]
     cases = {(h5, "torch"): keras_order, (tflite, "torch"): data_file("tflite-order", tflite_order)}
     for (path, backend), data in cases.items():
-        done = r8("evaluate", "--backend", backend, "--model", path, "--data", data, "--subset", "test", "--json", check=False)
+        done = r8_here("evaluate", "--backend", backend, "--model", path, "--data", data, "--subset", "test", "--json", check=False)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["top1"] == 1.0, (path.name, backend)
     # the references in-process: LiteRT on the .tflite, and the data's checks
@@ -582,8 +582,8 @@ def test_evaluate_takes_a_model_with_two_inputs(tmp_path):
     one = tmp_path / "one-array.npz"
     x = np.zeros((4, 12, 10, 3), np.float32)
     np.savez(one, x_train=x, y_train=np.zeros(4, np.int64), x_test=x, y_test=np.zeros(4, np.int64))
-    done = r8("evaluate", "--backend", "torch", "--model", h5, "--data", one, check=False)
+    done = r8_here("evaluate", "--backend", "torch", "--model", h5, "--data", one, check=False)
     assert done.returncode == 2 and "holds 1 input array(s)" in done.stderr and "takes 2 input(s)" in done.stderr
-    done = r8("quantize", "--model", h5, "--data", keras_order, "--backend", "ort", "--out", tmp_path / "q", check=False)
+    done = r8_here("quantize", "--model", h5, "--data", keras_order, "--backend", "ort", "--out", tmp_path / "q", check=False)
     assert done.returncode == 2 and "has 2 inputs" in done.stderr and "`r8 evaluate`" in done.stderr
     assert not (tmp_path / "q").exists()

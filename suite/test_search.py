@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import trained_models
-from cli_run import r8
+from cli_run import r8, r8_here
 
 from r8.calibration import calibration_set
 from r8.jobs.search import VALIDATION_SIZE, validation_split
@@ -37,17 +37,17 @@ def test_validation_split_takes_what_a_small_data_set_leaves():
 
 
 def test_search_refuses_a_negative_budget_and_a_model_of_one_layer(tmp_path):
-    done = r8("search", "--max-drop-pp", "-0.1", check=False)
+    done = r8_here("search", "--max-drop-pp", "-0.1", check=False)
     assert done.returncode == 2 and "cannot be met" in done.stderr
     _, npz = trained_models.cached("digits")
     one_layer = trained_models.one_layer_model(tmp_path / "one_layer.h5")
-    done = r8("search", "--model", one_layer, "--data", npz, "--max-drop-pp", "0.3", "--out", tmp_path, check=False)
+    done = r8_here("search", "--model", one_layer, "--data", npz, "--max-drop-pp", "0.3", "--out", tmp_path, check=False)
     assert done.returncode == 1 and "one_layer.h5" in done.stderr and "needs two or more" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 def test_search_refuses_a_backend_that_cannot_keep_layers_float(tmp_path):
-    done = r8("search", "--backend", "tflite", "--max-drop-pp", "0.3", check=False)
+    done = r8_here("search", "--backend", "tflite", "--max-drop-pp", "0.3", check=False)
     assert done.returncode == 2 and "cannot keep layers float" in done.stderr
 
 
