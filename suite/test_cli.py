@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_run import r8
+from cli_run import r8, r8_here
 
 from r8.calibration import calibration_set
 from r8.errors import R8Error
@@ -136,12 +136,19 @@ def test_calibrate_writes_the_set(tmp_path):
 
 
 @pytest.mark.accuracy
-def test_study_writes_report_contract(tmp_path):
+@pytest.mark.parametrize("model", ["digits", pytest.param("pretrainedResnet", marks=pytest.mark.nightly)])
+def test_study_writes_report_contract(model, tmp_path):
+    """The study's report on the digits model in the gate (its 360 test images), on IC01 nightly:
+    the job is the same code for any model, and IC01's configs are gated in test_gates.py."""
+    import trained_models
+
     configs = ["ort/qop-u8s8-perchannel-minmax", "torch/fx-fbgemm-perchannel-minmax"]
-    r8("study", "--out", str(tmp_path), "--sizes", "100", "200", "--seeds", "0", "1", "--configs", *configs)
-    tmp_path = tmp_path / "pretrainedResnet"
+    path, data = trained_models.cached("digits") if model == "digits" else (None, None)
+    r8("study", *(("--model", path, "--data", data) if path else ()), "--out", str(tmp_path), "--sizes", "100", "200",
+       "--seeds", "0", "1", "--configs", *configs)
+    tmp_path = tmp_path / model
     report = json.loads((tmp_path / "study.json").read_text())
-    assert {"fp32_top1", "runs", "summary"} <= set(report)
+    assert {"fp32_top1", "runs", "summary"} <= set(report) and report["model"]["stem"] == model
     assert len(report["runs"]) == 2 * 2 * 2 and len(report["summary"]) == 2 * 2  # configs x sizes (x seeds)
     for run in report["runs"]:
         assert {"backend", "config", "n", "seed", "top1", "drop_pp", "calibration_s", "quantize_s"} <= set(run)
@@ -150,7 +157,7 @@ def test_study_writes_report_contract(tmp_path):
         assert {"backend", "config", "n", "mean_drop_pp", "std_drop_pp", "min_drop_pp", "max_drop_pp"} <= set(s)
         assert s["min_drop_pp"] <= s["mean_drop_pp"] <= s["max_drop_pp"]
     assert "![drop vs calibration size](study.png)" in (tmp_path / "study.md").read_text()
-    done = r8("study", "--out", str(tmp_path.parent), "--configs", "ort/no-such-config", check=False)
+    done = r8_here("study", "--out", str(tmp_path.parent), "--configs", "ort/no-such-config", check=False)
     assert done.returncode == 2 and "unknown ort config 'no-such-config'" in done.stderr
     assert (tmp_path / "study.png").stat().st_size > 10_000
 

@@ -87,15 +87,6 @@ def test_quantize_any_model_and_data(name, tmp_path, report):
 
 
 @pytest.mark.accuracy
-def test_study_on_another_model(trained_ci, tmp_path):
-    name, path, data = trained_ci
-    r8("study", "--model", str(path), "--data", data, "--out", str(tmp_path), "--sizes", "100", "--seeds", "0", "1",
-       "--configs", "ort/qdq-u8s8-perchannel-minmax")
-    study = json.loads((tmp_path / path.stem / "study.json").read_text())
-    assert len(study["runs"]) == 2 and study["model"]["stem"] == path.stem
-
-
-@pytest.mark.accuracy
 def test_plugin_gates_from_outside_the_repository(trained_ci, tmp_path, report):
     """After ``pip install r8[test]``, a user's repository runs r8's gates on its model: a plain
     folder, no conftest, ``pytest --pyargs r8.gates``. The ids carry the model's stem; a gate
