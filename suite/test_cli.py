@@ -51,7 +51,7 @@ def test_convert_writes_loadable_program(tmp_path, torch_model, rng):
 
 def test_missing_model_exits_with_message(tmp_path):
     missing = tmp_path / "missing.h5"
-    done = r8("evaluate", "--backend", "torch", "--model", str(missing), check=False)
+    done = r8_here("evaluate", "--backend", "torch", "--model", str(missing), check=False)
     assert done.returncode == 2
     assert f"{missing}: file not found" in done.stderr and "Traceback" not in done.stderr
 
@@ -131,7 +131,7 @@ def test_calibrate_writes_the_set(tmp_path):
     from r8.data import load_dataset
 
     assert np.array_equal(saved["indices"], calibration_set(load_dataset("cifar10"), 250, 3).indices)
-    done = r8("calibrate", "--n", "255", "-o", str(tmp_path / "bad.npz"), check=False)
+    done = r8_here("calibrate", "--n", "255", "-o", str(tmp_path / "bad.npz"), check=False)
     assert done.returncode == 2 and "multiple of 10" in done.stderr and not (tmp_path / "bad.npz").exists()
 
 
@@ -179,7 +179,7 @@ def test_evaluate_refuses_cuda_without_a_gpu():
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: see test_cuda_parity_and_top1")
-    done = r8("evaluate", "--backend", "torch", "--device", "cuda", "--subset", "perf200", check=False)
+    done = r8_here("evaluate", "--backend", "torch", "--device", "cuda", "--subset", "perf200", check=False)
     assert done.returncode == 2 and "no CUDA device here" in done.stderr and "Traceback" not in done.stderr
 
 

@@ -408,7 +408,7 @@ def test_a_shared_layer_holds_its_weights_once(name, keras_case):
 
 
 def test_cli_inspect_supported_model(keras_case):
-    done = r8("inspect", "--model", str(keras_case("dscnn-kws", "keras2").path), check=False)
+    done = r8_here("inspect", "--model", str(keras_case("dscnn-kws", "keras2").path), check=False)
     assert done.returncode == 0 and "every layer is supported" in done.stdout
     assert "DepthwiseConv2D" in done.stdout and "(25, 5, 64)" in done.stdout
 

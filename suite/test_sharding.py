@@ -58,30 +58,10 @@ def test_the_durations_file_covers_the_gate(collected):
     assert len(missing) <= 0.1 * len(gate), f"{len(missing)} of {len(gate)} gate tests lack a duration: {missing[:5]}"
 
 
-def test_tests_that_share_a_measurement_share_a_worker(tmp_path):
-    """Under ``-n 2 --dist loadgroup`` every test using one of r8's measured-once fixtures runs on one
-    worker (the premise of the gate's time: otherwise each worker measures the same rows again).
-    pytest 9.2 keeps node ids where pytest-xdist 3.8 cannot add its group, and a group mark added
-    after xdist's own hook is never read: either way the grouped tests spread over both workers."""
-    (tmp_path / "conftest.py").write_text("import pytest\n\n\n@pytest.fixture(scope='session')\n"
-                                          "def r8_torch_probs():\n    return 'measured once'\n")
-    (tmp_path / "test_grouped.py").write_text(
-        "import pytest\n\n\n@pytest.mark.parametrize('i', range(8))\ndef test_shares(r8_torch_probs, i):\n    pass\n\n\n"
-        "@pytest.mark.parametrize('i', range(8))\ndef test_alone(i):\n    pass\n")
-    done = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider",
-                           "-p", "no:randomly", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-2000:]
-    ran = re.findall(r"\[(gw\d)\] .*PASSED .*::(test_\w+)\[", done.stdout)
-    assert len(ran) == 16 and {w for w, _ in ran} == {"gw0", "gw1"}, done.stdout[-2000:]
-    assert len({w for w, test in ran if test == "test_shares"}) == 1, "the grouped tests ran on both workers"
-
-
-def test_each_worker_takes_its_share_of_the_cores(tmp_path):
-    """Under ``-n 2`` r8's plugin gives each worker cores // 2 threads (at least 1), and so torch, r8's
-    ONNX Runtime sessions and the processes a worker starts: two workers whose thread pools each take
-    every core wait on each other (IC01's torch configs in two processes at once on 2 cores took 122 s
-    at 2 threads each, 59 s at 1)."""
-    (tmp_path / "test_threads.py").write_text(f"""
+# A two-worker run of a small suite (pytest-xdist), in a subprocess: its conftest records, in each
+# worker, the threads r8's plugin gave it (R8_THREADS), torch's, ONNX Runtime's for r8's sessions, and a
+# process the worker starts.
+WORKER_CONFTEST = """
 import json, os, subprocess, sys
 
 import onnx
@@ -92,23 +72,59 @@ from onnx import TensorProto, helper
 from r8.runtimes.runners import OnnxRunner
 
 
-@pytest.mark.parametrize('i', range(4))
-def test_threads(i, tmp_path):
+@pytest.fixture(scope='session')
+def r8_torch_probs():
+    return 'measured once'
+
+
+@pytest.fixture(scope='session', autouse=True)
+def threads_seen(tmp_path_factory):
+    path = tmp_path_factory.mktemp('onnx') / 'm.onnx'
     x = helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 3])
     onnx.save(helper.make_model(helper.make_graph([helper.make_node('Relu', ['x'], ['y'])], 'g', [x],
-              [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, 3])])), tmp_path / 'm.onnx')
+              [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, 3])])), path)
     child = subprocess.run([sys.executable, '-c', 'import torch; print(torch.get_num_threads())'],
                            capture_output=True, text=True, check=True)
-    seen = {{'r8': os.environ['R8_THREADS'], 'torch': torch.get_num_threads(), 'child_torch': int(child.stdout),
-            'onnxruntime': OnnxRunner(tmp_path / 'm.onnx').session.get_session_options().intra_op_num_threads}}
-    with open(os.path.join({str(tmp_path)!r}, os.environ['PYTEST_XDIST_WORKER'] + '.json'), 'w') as f:
+    seen = {'r8': os.environ['R8_THREADS'], 'torch': torch.get_num_threads(), 'child_torch': int(child.stdout),
+            'onnxruntime': OnnxRunner(path).session.get_session_options().intra_op_num_threads}
+    with open(os.environ['PYTEST_XDIST_WORKER'] + '.json', 'w') as f:
         json.dump(seen, f)
-""")
+"""
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    """(the run's stdout, the threads seen by each worker) of ``-n 2 --dist loadgroup`` on 8 tests that
+    share a measured-once fixture and 8 that do not, started without R8_THREADS."""
+    folder = tmp_path_factory.mktemp("two_workers")
+    (folder / "conftest.py").write_text(WORKER_CONFTEST)
+    (folder / "test_grouped.py").write_text(
+        "import pytest\n\n\n@pytest.mark.parametrize('i', range(8))\ndef test_shares(r8_torch_probs, i):\n    pass\n\n\n"
+        "@pytest.mark.parametrize('i', range(8))\ndef test_alone(i):\n    pass\n")
     env = {k: v for k, v in os.environ.items() if k not in ("R8_THREADS", "OMP_NUM_THREADS")}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "-p", "no:randomly",
-                           str(tmp_path / "test_threads.py")], cwd=tmp_path, capture_output=True, text=True, env=env)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider",
+                           "-p", "no:randomly", str(folder)], cwd=folder, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stdout[-2000:]
+    return done.stdout, [json.loads(f.read_text()) for f in sorted(folder.glob("gw*.json"))]
+
+
+def test_tests_that_share_a_measurement_share_a_worker(two_workers):
+    """Under ``-n 2 --dist loadgroup`` every test using one of r8's measured-once fixtures runs on one
+    worker (the premise of the gate's time: otherwise each worker measures the same rows again).
+    pytest 9.2 keeps node ids where pytest-xdist 3.8 cannot add its group, and a group mark added
+    after xdist's own hook is never read: either way the grouped tests spread over both workers."""
+    stdout, _ = two_workers
+    ran = re.findall(r"\[(gw\d)\] .*PASSED .*::(test_\w+)\[", stdout)
+    assert len(ran) == 16 and {w for w, _ in ran} == {"gw0", "gw1"}, stdout[-2000:]
+    assert len({w for w, test in ran if test == "test_shares"}) == 1, "the grouped tests ran on both workers"
+
+
+def test_each_worker_takes_its_share_of_the_cores(two_workers):
+    """Under ``-n 2`` r8's plugin gives each worker cores // 2 threads (at least 1), and so torch, r8's
+    ONNX Runtime sessions and the processes a worker starts: two workers whose thread pools each take
+    every core wait on each other (IC01's torch configs in two processes at once on 2 cores took 122 s
+    at 2 threads each, 59 s at 1)."""
     share = max(1, (os.cpu_count() or 1) // 2)
-    seen = [json.loads(f.read_text()) for f in sorted(tmp_path.glob("gw*.json"))]
+    _, seen = two_workers
     assert len(seen) == 2 and all(s == {"r8": str(share), "torch": share, "child_torch": share, "onnxruntime": share}
                                   for s in seen), seen
