@@ -10,15 +10,28 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from torchvision.datasets import CIFAR10
-from torchvision.datasets.utils import calculate_md5, download_and_extract_archive, download_url
 
 from r8 import paths
 from r8.batch import input_arrays, rows
 from r8.cache import sha256
 from r8.errors import R8Error
 
-CIFAR_FILES = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
+
+@cache
+def torchvision_cifar10():
+    """torchvision's CIFAR10 (its files, their md5, its URL and reader), imported on first use: the
+    import takes 1.3 s or more, which a command on other data (an .npz, a .tflite's own) never needs."""
+    from torchvision.datasets import CIFAR10
+
+    return CIFAR10
+
+
+def cifar_files() -> list[list[str]]:
+    """[file name, md5] of every file of CIFAR-10's python layout."""
+    c = torchvision_cifar10()
+    return c.train_list + c.test_list + [[c.meta["filename"], c.meta["md5"]]]
+
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # The MLCommons tiny reference files, as published (the same files as in R8_DATA_DIR/mlcommons):
 # name -> (path under MLCOMMONS_URL, md5).
@@ -122,7 +135,7 @@ def load_dataset(spec: str | os.PathLike = "cifar10", root: str | os.PathLike | 
 def _cifar10(root: Path) -> Dataset:
     subsets = tuple((name, perf_indices(name, root)) for name, f in PERF_SETS.items()
                     if (root / "mlcommons" / f).is_file())
-    digest = hashlib.sha256(" ".join(md5 for _, md5 in CIFAR_FILES).encode()).hexdigest()  # verified on load
+    digest = hashlib.sha256(" ".join(md5 for _, md5 in cifar_files()).encode()).hexdigest()  # verified on load
     return Dataset("cifar10", digest, _load(root, True), _load(root, False), CLASSES, subsets, root)
 
 
@@ -168,9 +181,11 @@ def _input_arrays(f, key: str) -> dict:
 
 def verify_cifar10(root: str | os.PathLike) -> Path:
     """Check every CIFAR-10 file against the md5 torchvision knows; return the batches folder."""
-    folder = Path(root) / CIFAR10.base_folder
+    from torchvision.datasets.utils import calculate_md5
+
+    folder = Path(root) / torchvision_cifar10().base_folder
     problems = []
-    for name, md5 in CIFAR_FILES:
+    for name, md5 in cifar_files():
         f = folder / name
         if not f.is_file():
             problems.append(f"{f}: missing")
@@ -185,7 +200,7 @@ def verify_cifar10(root: str | os.PathLike) -> Path:
 @cache
 def _load(root: Path, train: bool) -> Split:
     verify_cifar10(root)
-    ds = CIFAR10(str(root), train=train, download=False)
+    ds = torchvision_cifar10()(str(root), train=train, download=False)
     # torchvision's ``data`` is an NHWC view of NCHW memory: made C-contiguous, every runtime
     # pays its own layout conversion (a view in NCHW memory made NCHW runtimes' inputs free, and
     # cost LiteRT 14 us per call at batch 1 to copy the strided array)
@@ -226,21 +241,27 @@ def _fetch(fetch, url: str, dest: Path, leftover: Path) -> None:
         raise R8Error(f"download of {url} into {dest} failed: {e}") from None
 
 
-def download_cifar10(root: str | os.PathLike, url: str = CIFAR10.url, md5: str = CIFAR10.tgz_md5) -> Path:
-    """Fetch and extract CIFAR-10 unless a verified copy is already there."""
-    root = Path(root)
+def download_cifar10(root: str | os.PathLike, url: str | None = None, md5: str | None = None) -> Path:
+    """Fetch and extract CIFAR-10 (from ``url``, with ``md5``; default: torchvision's) unless a
+    verified copy is already there."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    root, c = Path(root), torchvision_cifar10()
+    url, md5 = url or c.url, md5 or c.tgz_md5
     try:
         return verify_cifar10(root)
     except R8Error:
         pass
-    _fetch(lambda: download_and_extract_archive(url, str(root), filename=CIFAR10.filename, md5=md5,
-                                                remove_finished=True), url, root, root / CIFAR10.filename)
+    _fetch(lambda: download_and_extract_archive(url, str(root), filename=c.filename, md5=md5,
+                                                remove_finished=True), url, root, root / c.filename)
     return verify_cifar10(root)
 
 
 def download_mlcommons(dest: str | os.PathLike, base_url: str = MLCOMMONS_URL) -> Path:
     """Fetch the reference model files and the perf-set indices into ``dest``; each is kept
     only if its md5 matches, and a verified copy already there is not fetched again."""
+    from torchvision.datasets.utils import download_url
+
     dest = Path(dest)
     for name, (rel, md5) in MLCOMMONS_FILES.items():
         url = f"{base_url}/{rel}"
