@@ -8,6 +8,8 @@ import sys
 from functools import cache
 from importlib import metadata
 
+from r8.errors import R8Error
+
 ISA_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")  # /proc/cpuinfo names
 PACKAGES = ("torch", "torchao", "onnxruntime", "ai-edge-litert", "tensorflow", "openvino", "tflite-micro", "numpy")
 
@@ -44,8 +46,6 @@ def threads() -> int:
     """The threads each runtime r8 drives may use, from R8_THREADS (0 where unset: each runtime's default)."""
     value = os.environ.get(THREADS_VAR, "").strip()
     if value and not (value.isdigit() and int(value) > 0):
-        from r8.errors import R8Error
-
         raise R8Error(f"{THREADS_VAR}={value!r}: a positive number of threads, or unset")
     return int(value or 0)
 

@@ -56,6 +56,12 @@ def test_missing_model_exits_with_message(tmp_path):
     assert f"{missing}: file not found" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_r8_threads_that_is_not_a_positive_number_is_refused(monkeypatch):
+    monkeypatch.setenv("R8_THREADS", "two")
+    done = r8_here("evaluate", "--backend", "torch", "--subset", "perf200", check=False)
+    assert done.returncode == 2 and "R8_THREADS='two': a positive number of threads" in done.stderr
+
+
 def test_converter_imports_without_tensorflow(h5_path, tmp_path):
     """The core converter needs only torch, h5py and numpy: block the rest and convert."""
     code = ("import sys\n"
