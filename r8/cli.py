@@ -414,8 +414,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        if environment.threads():  # R8_THREADS: torch and TensorFlow too, not only r8's own sessions
-            environment.limit_threads(environment.threads())
+        if threads := environment.threads():  # R8_THREADS: torch and TensorFlow too, not only r8's own sessions
+            environment.limit_threads(threads)
         with console.run(args.verbose):
             args.run(args)
     except R8Error as e:

@@ -113,9 +113,9 @@ def calibrate(pre: str | Path, method: str, images: np.ndarray, cache: str | Pat
     with tempfile.TemporaryDirectory() as tmp:
         calibrator = create_calibrator(Path(pre), op_types, str(Path(tmp) / "augmented.onnx"),
                                        METHODS[method], extra_options=CALIBRATOR_OPTIONS[method])
-        if threads():  # its session takes ORT's default threads: open it again at R8_THREADS
+        if n := threads():  # its session takes ORT's default threads: open it again at R8_THREADS
             options = calibrator.infer_session.get_session_options()
-            options.intra_op_num_threads = threads()
+            options.intra_op_num_threads = n
             calibrator.infer_session = InferenceSession(calibrator.augmented_model_path, options,
                                                         providers=calibrator.execution_providers)
         with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress

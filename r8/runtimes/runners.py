@@ -136,7 +136,7 @@ def onnx_session(model: str | bytes, options=None):
     import onnxruntime as ort
 
     options = options or ort.SessionOptions()
-    options.intra_op_num_threads = options.intra_op_num_threads or r8_threads()  # 0: ORT's default
+    options.intra_op_num_threads = options.intra_op_num_threads or r8_threads()  # 0 (unset, no R8_THREADS): ORT's default
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_ORT_OPTIMIZERS)
 
 
@@ -147,10 +147,10 @@ class OnnxRunner:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or r8_threads()  # 0: ORT's default
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1  # a single chain of ops: parallelism is within ops
         self.session = onnx_session(str(path), options)
-        self.name, self.threads = name, options.intra_op_num_threads
+        self.name, self.threads = name, options.intra_op_num_threads  # as onnx_session left it
         inp = self.session.get_inputs()[0]
         self.input_name, self.dims, self.integer = inp.name, inp.shape, inp.type == "tensor(uint8)"
         self.nchw = {}  # sample shape -> whether the model takes it as NCHW: decided once, not per call
