@@ -149,7 +149,8 @@ def _drop(fp32_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> tupl
 
 
 def worst_default(b: Backend, model: Model, data: Dataset, cal: CalibrationSet, val: Split, fp32_val: np.ndarray):
-    """The backend's default config with the largest validation drop among those it can mix."""
+    """The backend's default config with the largest validation drop among those it can mix (NNCF,
+    which r8 does not mix: among those it builds, the start of its accuracy control)."""
     drops = {}
     for config in b.configs(available=True):
         try:
@@ -162,7 +163,8 @@ def worst_default(b: Backend, model: Model, data: Dataset, cal: CalibrationSet, 
 
 
 def _probs(b: Backend, model: Model, config, cal: CalibrationSet, float_layers: tuple, split: Split) -> np.ndarray:
-    path = b.build_mixed(model, config, cal, float_layers)
+    path = b.build(model, config, cal) if b.build_mixed is None and not float_layers else \
+        b.build_mixed(model, config, cal, float_layers)
     return predict(b.runner(config, path), split.images, progress=False)
 
 
@@ -223,17 +225,18 @@ def mcu_bytes(mixed: Path, int8: Path) -> dict:
 
 
 def nncf_anchor(model: Model, data: Dataset, cal: CalibrationSet, val: Split, budget_pp: float, fp32_val: np.ndarray,
-                fp32_test: np.ndarray, macs: dict[str, int]) -> SearchRow | None:
+                fp32_test: np.ndarray, macs: dict[str, int], config_id: str | None = None) -> SearchRow | None:
     """NNCF's own answer to the same question (``nncf.quantize_with_accuracy_control`` at the same
-    budget, on the same calibration and validation images), scored as r8's rows are; None where
-    NNCF is not installed."""
+    budget, on the same calibration and validation images), from the start r8's searches take
+    (``config_id``, default: NNCF's worst default config), scored as r8's rows are; None where NNCF
+    is not installed."""
     from r8.backends.nncf import accuracy_controlled
     from r8.backends.ort import float_layers
 
     b = backends.backend("nncf")
-    config = b.default[0]
-    if b.unavailable(config):
+    if b.unavailable(b.default[0]):
         return None
+    config = b.config(config_id) if config_id else worst_default(b, model, data, cal, val, fp32_val)
     path = accuracy_controlled(model, config, cal, val, budget_pp)
     runner = b.runner(config, path)
     val_drop, val_ci = _drop(fp32_val, predict(runner, val.images, progress=False), val.labels)
@@ -281,7 +284,7 @@ def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: floa
             worst_default(b, model, data, cal, val, fp32_val)
         rows.append(search_backend(model, data, b, config, cal, val, budget_pp, fp32_val, fp32_test, macs, progress))
     if backend_names is None or "nncf" in backend_names:
-        anchor = nncf_anchor(model, data, cal, val, budget_pp, fp32_val, fp32_test, macs)
+        anchor = nncf_anchor(model, data, cal, val, budget_pp, fp32_val, fp32_test, macs, (config_ids or {}).get("nncf"))
         rows += [anchor] if anchor else []
     if out is not None:
         report = {**describe(model, data, cal), "budget_pp": budget_pp, "validation": {"n": len(val.labels), "source": "train"},

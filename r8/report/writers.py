@@ -539,6 +539,18 @@ def _verdict(gate: dict) -> str:
     return "pass" if gate["passed"] else f"not met on this CPU: {gate['waived']}" if "waived" in gate else "FAIL"
 
 
+def _beside_nncf(anchor: dict | None, searched: list[dict]) -> list:
+    """The float MACs of each r8 search beside those of NNCF's accuracy control (its row), in a sentence."""
+    if not (anchor and searched):
+        return []
+    start = anchor["config"].removeprefix("accuracy-control-")
+    each = "; ".join(f"{r['backend']} {r['float_mac_share']:.1%} ("
+                     f"{'no more' if r['float_mac_share'] <= anchor['float_mac_share'] else 'more'}, {'met' if r['met'] else 'not met'})"
+                     for r in searched)
+    return [Para(f"Beside NNCF's own answer, `nncf.quantize_with_accuracy_control` from {start} at the same budget (it stops "
+                 f"at the validation *point* drop): {anchor['float_mac_share']:.1%} of the MACs float. r8's searches: {each}.")]
+
+
 def search_blocks(report: dict) -> list:
     """``search.json``'s rows as the "When int8 hurts" section: the verdict first."""
     rows = report["rows"]
@@ -547,10 +559,13 @@ def search_blocks(report: dict) -> list:
         f"{r['backend']} {r['config']} with {len(r['float_layers'])} float layer(s) ({r['float_mac_share']:.1%} of the MACs), "
         f"test drop {r['drop_pp']:.2f} pp [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}]" for r in met)
                if met else "**Not met** on any backend, even with every layer float.")
+    anchor = next((r for r in rows if r["backend"] == "nncf"), None)
+    searched = [r for r in rows if r is not anchor]
     return [Para(f"{verdict} Budget: {report['budget_pp']} pp, met when the validation drop's paired upper 95 % bound is "
                  f"within it ({report['validation']['n']} training images, disjoint from the {report['calibration']['n']} "
                  f"calibration images); the test images ({report['test_n']}, fp32 {report['fp32_top1']:.2%}) are used once, "
                  "for each final row."),
+            *_beside_nncf(anchor, searched),
             Table(["backend", "config", "met", "float layers", "float MACs", "test top-1", "test drop (95 % CI)",
                    "validation drop (95 % CI)", "steps"],
                   [[r["backend"], r["config"], "yes" if r["met"] else "no", ", ".join(r["float_layers"]) or "none",
