@@ -131,7 +131,7 @@ SEARCH_BUDGET_PP, SEARCH_MAC_SHARE = 0.3, 0.10  # the issue's gate: met on two b
 
 def searched(model, out, report, *backend_args, run=r8) -> list[dict]:
     """``r8 search --max-drop-pp 0.3`` on ``model`` from each backend's worst default config: its
-    rows, each reported; the premise checked (each start config loses more than the budget)."""
+    rows, each reported; the premise checked (each searched start config loses more than the budget)."""
     done = run("search", "--model", model.path, "--max-drop-pp", SEARCH_BUDGET_PP, *backend_args, "--out", out, check=False)
     assert done.returncode in (0, 1), done.stderr[-3000:]  # 1: the budget not met on any backend (the asserts say so)
     rows = json.loads((out / model.stem / "search.json").read_text())["rows"]
@@ -140,7 +140,8 @@ def searched(model, out, report, *backend_args, run=r8) -> list[dict]:
                f"{'met' if r['met'] else 'not met'} with {len(r['float_layers'])} float layers ({r['float_mac_share']:.1%} "
                f"of the MACs: {', '.join(r['float_layers']) or 'none'}), validation {r['validation_drop_pp']:.2f} pp "
                f"{r['validation_drop_ci95_pp']}, test {r['drop_pp']:.2f} pp {r['drop_ci95_pp']}")
-    assert all(r["steps"][0]["validation_drop_ci95_pp"][1] > SEARCH_BUDGET_PP for r in rows)
+    assert all(r["steps"][0]["validation_drop_ci95_pp"][1] > SEARCH_BUDGET_PP for r in rows
+               if r["backend"] != "nncf")  # NNCF's row holds only where its accuracy control ended
     return rows
 
 
@@ -170,7 +171,6 @@ def test_search_meets_a_tight_budget_on_the_hard_model(hard, tmp_path, report):
     anchor = next(r for r in rows if r["backend"] == "nncf")
     met = [r for r in rows if r is not anchor and tight(r)]
     assert len(met) >= 2, [(r["backend"], r["float_mac_share"], r["drop_pp"]) for r in rows]
-    assert anchor["config"] == "accuracy-control-pertensor-fastbc"  # NNCF's worst default, as r8's rows start from theirs
     assert any(r["float_mac_share"] <= anchor["float_mac_share"] for r in met), \
         f"NNCF's accuracy control keeps {anchor['float_mac_share']:.1%} of the MACs float: " + \
         ", ".join(f"{r['backend']} {r['float_mac_share']:.1%}" for r in met)
