@@ -12,6 +12,7 @@ from r8.backends import backend
 from r8.backends.nncf import NncfConfig
 from r8.backends.ort import initializers, int8_convs, reduce_range
 from r8.errors import R8Error
+from r8.thresholds import DEFAULT
 
 
 @pytest.mark.accuracy
@@ -28,6 +29,19 @@ def test_weights_fit_the_cpus_int8_kernels(ic01, calibration):
     weights = [w for w in initializers(graph).values() if w.dtype == np.int8 and w.ndim == 4]
     widest = max(int(np.abs(w.astype(np.int16)).max()) for w in weights)
     assert weights and (widest <= 64 if reduce_range() else widest > 64), widest
+
+
+@pytest.mark.accuracy
+@pytest.mark.xfail(not reduce_range(), strict=True, reason=(
+    "measured on x86 with VNNI (full 8-bit weights): NNCF's default loses 0.55 pp [0.17, 0.93] on IC01 (calibration seeds "
+    "1-3: 0.46, 0.58, 0.51; its MIXED preset 0.40; without bias correction 0.36), its per-tensor config 0.10; on x86 "
+    "without VNNI (7-bit weights) it lost 0.17"))
+def test_nncf_default_within_the_best_drop_target_on_ic01(int8_rows, report):
+    """The issue's IC01 gate for NNCF: its default config (per-channel, fast bias correction) within
+    0.2 pp of fp32 on the 10k test images (the row the gates measure)."""
+    row = int8_rows("nncf", NncfConfig())
+    report("IC01: nncf default (perchannel-fastbc)", f"drop {row.drop_pp:.2f} pp {list(row.drop_ci95_pp)}")
+    assert row.drop_pp <= DEFAULT.best_drop_pp
 
 
 @pytest.mark.slow
