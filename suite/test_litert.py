@@ -2,6 +2,8 @@
 calibrates activation ranges on the calibration set's min/max and not on the quantizer's own
 default (a moving average of each image's min/max), and the route a .tflite-only model takes."""
 
+import re
+
 import pytest
 
 from r8.backends import backend
@@ -45,6 +47,21 @@ def test_minmax_ranges_lose_less_than_the_quantizers_default(int8_rows, report):
     ours, theirs = int8_rows("litert", MINMAX), int8_rows("litert", MOVINGAVG)
     report("IC01 litert drop pp, minmax vs movingavg", f"{ours.drop_pp:.2f} vs {theirs.drop_pp:.2f}")
     assert ours.drop_pp < theirs.drop_pp
+
+
+@pytest.mark.parametrize("model", ["ic01", "mnv2_cifar"])
+def test_each_keras_layer_is_found_in_one_op(model, request):
+    """A mixed build finds each conv / linear layer's op by its Keras name in TF's op scopes: IC01's
+    Keras 2 names (conv2d, conv2d_1, ...: conv2d is not conv2d_1) and the hard model's Keras 3 ones,
+    written with a call index (b6_dw_1)."""
+    import trained_models
+
+    from r8.backends.litert import layer_scopes
+
+    m = request.getfixturevalue("ic01") if model == "ic01" else load_model(trained_models.HARD_MODEL)
+    scopes = layer_scopes(m, float_tflite(m))
+    assert len(set(scopes.values())) == len(scopes) > 1
+    assert all(re.search(f"/{re.escape(name)}(_1)?/", scope) for name, scope in scopes.items()), scopes
 
 
 def test_a_tflite_is_quantized_as_it_is(tmp_path):

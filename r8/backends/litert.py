@@ -154,8 +154,9 @@ def build(model: Model, config: LitertConfig, cal: CalibrationSet) -> Path:
 def layer_scopes(model: Model, src: Path) -> dict[str, str]:
     """r8's conv / linear layer name -> the quantizer's scope of that op in the float ``.tflite``: for
     a ``.tflite`` model r8 names a layer ``<op>_<output tensor>``; TF's converter names an op's output
-    after the Keras layers fused into it (``model/b6_dw_1/depthwise;...``), so a layer is the one conv
-    / linear op whose scope holds its Keras path. R8Error where a layer is in no op or in several."""
+    after the Keras layers fused into it (``model/conv2d_1/Conv2D;...`` for a Keras 2 model,
+    ``mnv2_cifar_1/b6_dw_1/depthwise;...`` with Keras 3's call index), so a layer is the one conv /
+    linear op whose scope holds its Keras path. R8Error where a layer is in no op or in several."""
     from litert_quantizer.utils import tfl_flatbuffer_utils as tfl
 
     from r8.layers import LAYER_TYPES
@@ -165,20 +166,23 @@ def layer_scopes(model: Model, src: Path) -> dict[str, str]:
     ops = [(tfl.TFL_OP_CODE_TO_NAME.get(flat.operatorCodes[op.opcodeIndex].builtinCode, ""), op.outputs[0],
             tfl.get_op_scope(op, graph.tensors)) for op in graph.operators]
     ops = [(kind, output, scope) for kind, output, scope in ops if kind in LAYER_OPS]
-    out = {}
-    for name, module in artifacts.torch_fp32(model).named_modules():
-        if not isinstance(module, LAYER_TYPES):
-            continue
-        if model.path.suffix.lower() == ".tflite":
-            found = [scope for kind, output, scope in ops if f"{kind.lower()}_{output}" == name]
-        else:  # each part of the Keras path, as TF's name scopes write it (a call index may follow)
-            path = "/".join(re.escape(part) + r"(_\d+)?" for part in name.replace(".", "/").split("/"))
-            found = [scope for _, _, scope in ops if re.search(f"(^|[/;]){path}/", scope)]
-        if len(found) != 1:
-            raise R8Error(f"{src.name}: layer {name} is in {len(found)} ops of the LiteRT quantizer's float .tflite; "
+    names = [name for name, module in artifacts.torch_fp32(model).named_modules() if isinstance(module, LAYER_TYPES)]
+
+    def holding(name: str, call_index: bool) -> list[str]:  # each part of the Keras path, as TF's name scopes write it
+        path = "/".join(re.escape(part) + (r"(_\d+)?" if call_index else "") for part in name.replace(".", "/").split("/"))
+        return [scope for _, _, scope in ops if re.search(f"(^|[/;]){path}/", scope)]
+
+    if model.path.suffix.lower() == ".tflite":
+        found = {name: [scope for kind, output, scope in ops if f"{kind.lower()}_{output}" == name] for name in names}
+    else:  # the names as written where each is in one op (Keras 2: conv2d is not conv2d_1), else with a call index
+        found = {name: holding(name, call_index=False) for name in names}
+        if any(len(scopes) != 1 for scopes in found.values()):
+            found = {name: holding(name, call_index=True) for name in names}
+    for name, scopes in found.items():
+        if len(scopes) != 1:
+            raise R8Error(f"{src.name}: layer {name} is in {len(scopes)} ops of the LiteRT quantizer's float .tflite; "
                           "it cannot keep that layer float")
-        out[name] = found[0]
-    return out
+    return {name: scopes[0] for name, scopes in found.items()}
 
 
 def int8_layers(path: Path) -> int:
