@@ -113,6 +113,7 @@ def test_search_finds_the_layers_an_equivalent_rescaling_breaks(tmp_path, report
             assert r["mcu"] is None
     md = (tmp_path / "digits_rescaled" / "search.md").read_text()
     assert md.split("\n\n")[1].startswith("**Met**") and "On TFLite Micro" in md
+    assert f"`nncf.quantize_with_accuracy_control` from {anchor['config'].removeprefix('accuracy-control-')}" in md
     assert (tmp_path / "digits_rescaled" / "search_steps.png").stat().st_size > 0
     assert "When int8 hurts: the fewest float layers" in (tmp_path / "index.html").read_text()
 

@@ -43,7 +43,7 @@ SQNR_IMAGES = 200  # calibration images the per-layer SQNR is measured on
 
 
 class BudgetNotMet(R8Error):
-    """The budget cannot be met on this model, even with every layer float (the CLI exits 1)."""
+    """The budget cannot be met on this model, even with every conv / linear layer float (the CLI exits 1)."""
 
 
 def validation_split(data: Dataset, cal: CalibrationSet, n: int = VALIDATION_SIZE, seed: int = 0) -> Split:
@@ -294,7 +294,8 @@ def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: floa
         write_search_report(stamp(report, "search.search_job"), Path(out) / model.stem)
         write_index(Path(out))
     if not any(r.met for r in ([r for r in rows if r.backend != "nncf"] or rows)):  # NNCF's row decides only alone
-        raise BudgetNotMet(f"{model.path}: no backend meets a {budget_pp} pp drop even with every layer float: "
+        raise BudgetNotMet(f"{model.path}: no backend meets a {budget_pp} pp drop even with every conv / linear layer float (the ops "
+                           "between them, adds and pooling among them, stay int8): "
                            + "; ".join(f"{r.backend} {r.config}: validation drop {r.validation_drop_pp:.2f} pp, upper bound "
                                        f"{r.validation_drop_ci95_pp[1]:.2f}" for r in rows))
     return rows
