@@ -11,6 +11,7 @@ import pickle
 import re
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,7 @@ def build(model: Model, config: LitertConfig, cal: CalibrationSet) -> Path:
                       artifacts.key(model, calibration=cal.sha256), lambda tmp: quantize(src, tmp, config, qsvs))
 
 
+@cache  # once per model and file: each mixed build of a search asks again
 def layer_scopes(model: Model, src: Path) -> dict[str, str]:
     """r8's conv / linear layer name -> the quantizer's scope of that op in the float ``.tflite``: for
     a ``.tflite`` model r8 names a layer ``<op>_<output tensor>``; TF's converter names an op's output
