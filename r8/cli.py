@@ -115,19 +115,19 @@ def cmd_search(args) -> None:
     from r8.backends import backend
     from r8.calibration import calibration_set
     from r8.jobs.quantize import model_dir
-    from r8.jobs.search import BudgetNotMet, search_job, searched_backends
+    from r8.jobs.search import START_RULES, BudgetNotMet, search_job, searched_backends
 
     names = [args.backend] if args.backend else None
-    configs = {}
-    if args.config:
+    if args.config not in START_RULES:
         if not args.backend:
-            raise R8Error("--config needs --backend (a config id is a backend's)")
-        configs[args.backend] = backend(args.backend).config(args.config).id
+            raise R8Error(f"--config {args.config} needs --backend (a config id is a backend's; without one: "
+                          f"{' or '.join(START_RULES)})")
+        backend(args.backend).config(args.config)  # an unknown id is refused before any work
     searched_backends(names)  # an unknown name, or one that cannot keep layers float, is refused before any work
     model, data = model_and_data(args)
     cal = calibration_set(data, num_classes=model.num_classes)
     try:
-        rows = search_job(model, data, cal, args.max_drop_pp, args.out, names, configs)
+        rows = search_job(model, data, cal, args.max_drop_pp, args.out, names, start=args.config)
     except BudgetNotMet as e:
         print(f"r8: budget not met: {e}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -350,7 +350,8 @@ def add_int8_commands(sub) -> None:
     p.add_argument("--max-drop-pp", type=budget, required=True, help="the drop budget, pp: met when the validation "
                    "drop's paired upper 95 %% bound is within it")
     p.add_argument("--backend", help="one backend that can keep layers float (default: every such backend)")
-    p.add_argument("--config", help="the config to start from (default: the backend's worst default config)")
+    p.add_argument("--config", default="best", help="the config to start from: best (default: each backend's default config "
+                   "with the smallest validation drop), worst (the largest), or a config id of --backend")
     p.add_argument("--out", type=Path, default=Path("reports"), help="reports root: OUT/<model stem>/search.{md,json}")
     p.set_defaults(run=cmd_search)
 

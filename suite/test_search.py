@@ -51,6 +51,37 @@ def test_search_refuses_a_backend_that_cannot_keep_layers_float(tmp_path):
     assert done.returncode == 2 and "cannot keep layers float" in done.stderr
 
 
+def test_search_refuses_a_config_id_without_its_backend():
+    done = r8_here("search", "--config", "qdq-u8u8-pertensor-minmax", "--max-drop-pp", "0.3", check=False)
+    assert done.returncode == 2 and "needs --backend" in done.stderr and "best or worst" in done.stderr
+
+
+@pytest.mark.accuracy
+def test_a_search_starts_from_the_best_default_config_unless_told(tmp_path):
+    """The issue's default start: each backend's default config with the smallest validation drop
+    (``worst``: the largest, as the hard model's gate starts), on ORT's default configs of the
+    rescaled digits CNN (below), where they differ."""
+    from r8 import artifacts
+    from r8.backends import backend
+    from r8.data import load_dataset
+    from r8.jobs.search import default_start, search_job
+    from r8.metrics import predict, top1
+    from r8.model import load_model
+    from r8.runtimes.runners import TorchRunner
+
+    path, npz = trained_models.cached("digits")
+    model, data, b = load_model(rescaled(path, tmp_path / "digits_rescaled.h5", "conv0", "conv1")), load_dataset(npz), backend("ort")
+    cal = calibration_set(data, num_classes=model.num_classes)
+    val = validation_split(data, cal)
+    fp32 = predict(TorchRunner(artifacts.torch_fp32(model)), val.images, progress=False)
+    top = {c.id: top1(predict(b.runner(c, b.build(model, c, cal)), val.images, progress=False), val.labels) for c in b.default}
+    assert len(set(top.values())) > 1, top  # premise: the default configs differ on validation
+    assert default_start(b, model, cal, val, fp32, "best").id in [c for c, t in top.items() if t == max(top.values())]
+    assert default_start(b, model, cal, val, fp32, "worst").id in [c for c, t in top.items() if t == min(top.values())]
+    (row,) = search_job(model, data, cal, 100.0, None, ["ort"], progress=False)
+    assert top[row.config] == max(top.values()) and not row.float_layers
+
+
 def rescaled(path, out, layer: str, next_layer: str, channel: int = 0, factor: float = 512.0):
     """``path`` with one output channel of ``layer`` (ReLU-activated) scaled up by ``factor`` and the
     matching input channel of ``next_layer`` scaled down: the same function in float (ReLU is
@@ -70,7 +101,7 @@ def rescaled(path, out, layer: str, next_layer: str, channel: int = 0, factor: f
 
 
 # Each backend's per-tensor default config (torch: FX's, which it mixes): where a rescaled channel breaks int8. The
-# search's own start (each backend's worst default config) is gated on the hard model (test_hard_model.py).
+# search's default start (each backend's best default config) is tested below, its worst on the hard model (test_hard_model.py).
 PER_TENSOR_STARTS = {"ort": "qdq-u8u8-pertensor-minmax", "torch": "fx-onednn-pertensor-histogram",
                      "litert": "a8w8-pertensor-minmax", "nncf": "pertensor-fastbc"}
 
@@ -98,7 +129,7 @@ def test_search_finds_the_layers_an_equivalent_rescaling_breaks(tmp_path, report
     budget = 1.0
     model = load_model(broken)
     search_job(model, data, calibration_set(data, num_classes=model.num_classes), budget, tmp_path,
-               config_ids=PER_TENSOR_STARTS, progress=False)
+               starts=PER_TENSOR_STARTS, progress=False)
     search = json.loads((tmp_path / "digits_rescaled" / "search.json").read_text())
     anchor = next(r for r in search["rows"] if r["backend"] == "nncf")  # NNCF's accuracy control, same budget
     report(f"search on the rescaled digits CNN: nncf {anchor['config']}", f"float {anchor['float_layers']} "

@@ -1,7 +1,8 @@
 """The job behind `python -m r8 search`: when int8 loses too much, the fewest layers to keep
 float so that the drop meets a budget, per backend.
 
-Per backend, from a given int8 config (default: the backend's worst default config it can mix):
+Per backend, from a given int8 config (default: the backend's best default config it can mix on the
+validation images; ``worst`` for its worst, as a hard-model gate starts):
 1. the per-layer SQNR of that config against fp32 on calibration images (where the backend
    measures it), and the validation drop with one conv / linear layer float, and with a layer and
    the next one run float (a float layer's output stays int8 where its consumer is): the units;
@@ -148,9 +149,13 @@ def _drop(fp32_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> tupl
     return round((top1(fp32_probs, labels) - top1(probs, labels)) * 100, 4), tuple(paired["drop_ci95_pp"])
 
 
-def worst_default(b: Backend, model: Model, data: Dataset, cal: CalibrationSet, val: Split, fp32_val: np.ndarray):
-    """The backend's default config with the largest validation drop among those it can mix (NNCF,
-    which r8 does not mix: among those it builds, the start of its accuracy control)."""
+START_RULES = {"best": min, "worst": max}  # a start named by rule: the default config with the smallest / largest drop
+
+
+def default_start(b: Backend, model: Model, cal: CalibrationSet, val: Split, fp32_val: np.ndarray, rule: str = "best"):
+    """The backend's default config with the smallest (``best``) or largest (``worst``) validation
+    drop among those it can mix (NNCF, which r8 does not mix: among those it builds, the start of
+    its accuracy control)."""
     drops = {}
     for config in b.configs(available=True):
         try:
@@ -159,7 +164,12 @@ def worst_default(b: Backend, model: Model, data: Dataset, cal: CalibrationSet, 
             continue  # a flow that cannot keep layers float (or cannot take this model)
     if not drops:
         raise R8Error(f"{model.path}: no default {b.name} config can keep layers float")
-    return max(drops, key=drops.get)
+    return START_RULES[rule](drops, key=drops.get)
+
+
+def start_config(b: Backend, start: str, model: Model, cal: CalibrationSet, val: Split, fp32_val: np.ndarray):
+    """``start``: a rule of START_RULES or one of the backend's config ids."""
+    return default_start(b, model, cal, val, fp32_val, start) if start in START_RULES else b.config(start)
 
 
 def _probs(b: Backend, model: Model, config, cal: CalibrationSet, float_layers: tuple, split: Split) -> np.ndarray:
@@ -225,10 +235,10 @@ def mcu_bytes(mixed: Path, int8: Path) -> dict:
 
 
 def nncf_anchor(model: Model, data: Dataset, cal: CalibrationSet, val: Split, budget_pp: float, fp32_val: np.ndarray,
-                fp32_test: np.ndarray, macs: dict[str, int], config_id: str | None = None) -> SearchRow | None:
+                fp32_test: np.ndarray, macs: dict[str, int], start: str = "best") -> SearchRow | None:
     """NNCF's own answer to the same question (``nncf.quantize_with_accuracy_control`` at the same
     budget, on the same calibration and validation images), from the start r8's searches take
-    (``config_id``, default: NNCF's worst default config), scored as r8's rows are; None where NNCF
+    (``start``: a rule of START_RULES or an NNCF config id), scored as r8's rows are; None where NNCF
     is not installed."""
     from r8.backends.nncf import accuracy_controlled
     from r8.backends.ort import float_layers
@@ -236,7 +246,7 @@ def nncf_anchor(model: Model, data: Dataset, cal: CalibrationSet, val: Split, bu
     b = backends.backend("nncf")
     if b.unavailable(b.default[0]):
         return None
-    config = b.config(config_id) if config_id else worst_default(b, model, data, cal, val, fp32_val)
+    config = start_config(b, start, model, cal, val, fp32_val)
     path = accuracy_controlled(model, config, cal, val, budget_pp)
     runner = b.runner(config, path)
     val_drop, val_ci = _drop(fp32_val, predict(runner, val.images, progress=False), val.labels)
@@ -263,10 +273,10 @@ def searched_backends(names: list[str] | None) -> list:
 
 
 def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: float, out: Path | None,
-               backend_names: list[str] | None = None, config_ids: dict[str, str] | None = None,
+               backend_names: list[str] | None = None, starts: dict[str, str] | None = None, start: str = "best",
                progress: bool = True) -> list[SearchRow]:
-    """Search each backend that can keep layers float (or ``backend_names``), from ``config_ids``
-    (backend -> config id; default: the backend's worst default config); writes
+    """Search each backend that can keep layers float (or ``backend_names``), from ``starts``
+    (backend -> config id or rule) or else ``start`` (a rule of START_RULES); writes
     ``out/<model stem>/search.{json,md}`` and charts. BudgetNotMet where no backend meets it."""
     if budget_pp < 0:
         raise ValueError(f"a drop budget of {budget_pp} pp cannot be met: it must be >= 0")
@@ -280,11 +290,10 @@ def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: floa
     fp32_val, fp32_test = predict(runner, val.images, progress=False), predict(runner, data.test.images, progress=False)
     rows = []
     for b in tqdm(chosen, desc="search", disable=not progress):
-        config = b.config(config_ids[b.name]) if config_ids and b.name in config_ids else \
-            worst_default(b, model, data, cal, val, fp32_val)
+        config = start_config(b, (starts or {}).get(b.name, start), model, cal, val, fp32_val)
         rows.append(search_backend(model, data, b, config, cal, val, budget_pp, fp32_val, fp32_test, macs, progress))
     if backend_names is None or "nncf" in backend_names:
-        anchor = nncf_anchor(model, data, cal, val, budget_pp, fp32_val, fp32_test, macs, (config_ids or {}).get("nncf"))
+        anchor = nncf_anchor(model, data, cal, val, budget_pp, fp32_val, fp32_test, macs, (starts or {}).get("nncf", start))
         rows += [anchor] if anchor else []
     if out is not None:
         report = {**describe(model, data, cal), "budget_pp": budget_pp, "validation": {"n": len(val.labels), "source": "train"},
