@@ -35,7 +35,9 @@ def test_weights_fit_the_cpus_int8_kernels(ic01, calibration):
 @pytest.mark.xfail(not reduce_range(), strict=True, reason=(
     "measured on x86 with VNNI (full 8-bit weights): NNCF's default loses 0.55 pp [0.17, 0.93] on IC01 (calibration seeds "
     "1-3: 0.46, 0.58, 0.51; its MIXED preset 0.40; without bias correction 0.36), its per-tensor config 0.10; on x86 "
-    "without VNNI (7-bit weights) it lost 0.17"))
+    "without VNNI (7-bit weights) it lost 0.17, and 0.22 with 7-bit weights on the VNNI CPU. ONNX Runtime's int8 kernels "
+    "give the QDQ file's own arithmetic (run with no graph optimization: the same 86.64 %), so the loss is NNCF's "
+    "quantization of IC01, not the runtime's"))
 def test_nncf_default_within_the_best_drop_target_on_ic01(int8_rows, report):
     """The issue's IC01 gate for NNCF: its default config (per-channel, fast bias correction) within
     0.2 pp of fp32 on the 10k test images (the row the gates measure)."""
