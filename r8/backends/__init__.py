@@ -27,10 +27,10 @@ def needs(module: str, package: str):
 
 def float_layers_tag(model_path: Path, float_layers: tuple[str, ...], known) -> str:
     """Names a mixed build's artifact after its float layers; R8Error for a name not in ``known``
-    (the model's conv / linear layers as the backend sees them)."""
+    (the units a search can keep float, :func:`r8.layers.float_units`, as the backend sees them)."""
     unknown = sorted(set(float_layers) - set(known))
     if unknown:
-        raise R8Error(f"{model_path}: no conv / linear layer {', '.join(unknown)}")
+        raise R8Error(f"{model_path}: no conv / linear layer or add {', '.join(unknown)}")
     return hashlib.sha256("\0".join(sorted(float_layers)).encode()).hexdigest()[:12]
 
 

@@ -154,21 +154,22 @@ def build(model: Model, config: LitertConfig, cal: CalibrationSet) -> Path:
 
 @cache  # once per model and file: each mixed build of a search asks again
 def layer_scopes(model: Model, src: Path) -> dict[str, str]:
-    """r8's conv / linear layer name -> the quantizer's scope of that op in the float ``.tflite``: for
+    """r8's name of each unit a search can keep float (:func:`r8.layers.float_units`: conv / linear
+    layers, residual adds) -> the quantizer's scope of that op in the float ``.tflite``: for
     a ``.tflite`` model r8 names a layer ``<op>_<output tensor>``; TF's converter names an op's output
     after the Keras layers fused into it (``model/conv2d_1/Conv2D;...`` for a Keras 2 model,
     ``mnv2_cifar_1/b6_dw_1/depthwise;...`` with Keras 3's call index), so a layer is the one conv /
-    linear op whose scope holds its Keras path. R8Error where a layer is in no op or in several."""
+    linear / add op whose scope holds its Keras path. R8Error where a layer is in no op or in several."""
     from litert_quantizer.utils import tfl_flatbuffer_utils as tfl
 
-    from r8.layers import LAYER_TYPES
+    from r8.layers import float_units
 
     flat = tfl.read_model(src)
     graph = flat.subgraphs[0]
     ops = [(tfl.TFL_OP_CODE_TO_NAME.get(flat.operatorCodes[op.opcodeIndex].builtinCode, ""), op.outputs[0],
             tfl.get_op_scope(op, graph.tensors)) for op in graph.operators]
-    ops = [(kind, output, scope) for kind, output, scope in ops if kind in LAYER_OPS]
-    names = [name for name, module in artifacts.torch_fp32(model).named_modules() if isinstance(module, LAYER_TYPES)]
+    ops = [(kind, output, scope) for kind, output, scope in ops if kind in (*LAYER_OPS, "ADD")]
+    names = list(float_units(artifacts.torch_fp32(model)))
 
     def holding(name: str, call_index: bool) -> list[str]:  # each part of the Keras path, as TF's name scopes write it
         path = "/".join(re.escape(part) + (r"(_\d+)?" if call_index else "") for part in name.replace(".", "/").split("/"))

@@ -37,7 +37,7 @@ from r8.cache import build_once, sha256
 from r8.calibration import CalibrationSet
 from r8.data import Split
 from r8.environment import saturating_int8, threads
-from r8.layers import LAYER_TYPES, conv_of_batchnorm
+from r8.layers import LAYER_TYPES, conv_of_batchnorm, float_units
 from r8.model import Model
 from r8.runtimes.runners import OnnxRunner, model_input, onnx_layout
 
@@ -259,13 +259,13 @@ def build(model: Model, config: OrtConfig, cal: CalibrationSet) -> Path:
 
 
 def layer_nodes(model: Model) -> dict[str, list[str]]:
-    """r8's conv / linear module name -> its nodes in the pre-processed ONNX (the names a float
-    layer is excluded by)."""
-    layers = {name for name, m in artifacts.torch_fp32(model).named_modules() if isinstance(m, LAYER_TYPES)}
+    """r8's module name of each unit a search can keep float (:func:`r8.layers.float_units`: conv /
+    linear layers, residual adds) -> its nodes in the pre-processed ONNX (the names it is excluded by)."""
+    layers = float_units(artifacts.torch_fp32(model))
     owners = node_layers(model)
     out: dict[str, list[str]] = {}
     for node in onnx.load(str(onnx_preprocessed(model))).graph.node:
-        if owners.get(node.name) in layers and node.op_type in ("Conv", "Gemm", "MatMul"):
+        if owners.get(node.name) in layers and node.op_type in ("Conv", "Gemm", "MatMul", "Add"):
             out.setdefault(owners[node.name], []).append(node.name)
     return out
 

@@ -36,7 +36,7 @@ from r8.environment import saturating_int8
 from r8.errors import R8Error
 from r8.frontends.convert import example_inputs, export_program
 from r8.frontends.onnx_route import route_limit
-from r8.layers import LAYER_TYPES
+from r8.layers import float_units
 from r8.model import Model
 from r8.runtimes.runners import TorchRunner, quantized_engine, torch_input
 
@@ -459,7 +459,7 @@ def build_mixed(model: Model, config: TorchConfig, cal: CalibrationSet, float_la
     if not float_layers:
         return build(model, config, cal)
     fp32 = artifacts.torch_fp32(model)
-    tag = float_layers_tag(model.path, float_layers, (n for n, m in fp32.named_modules() if isinstance(m, LAYER_TYPES)))
+    tag = float_layers_tag(model.path, float_layers, float_units(fp32))
 
     def make(tmp: Path) -> dict:
         qmodel, facts = quantize(fp32, config, cal.images, tuple(sorted(float_layers)))

@@ -4,8 +4,9 @@ float so that the drop meets a budget, per backend.
 Per backend, from a given int8 config (default: the backend's best default config it can mix on the
 validation images; ``worst`` for its worst, as a hard-model gate starts):
 1. the per-layer SQNR of that config against fp32 on calibration images (where the backend
-   measures it), and the validation drop with one conv / linear layer float, and with a layer and
-   the next one run float (a float layer's output stays int8 where its consumer is): the units;
+   measures it), and the validation drop with one conv / linear layer or residual add float
+   (:func:`r8.layers.float_units`), and with a layer and the next one run float (a float layer's
+   output stays int8 where its consumer is): the units;
 2. greedy forward selection: each step keeps float one more unit, measured *beside the layers
    already float* (after the one layer that matters, what each layer recovers alone says little
    about what it adds), until the validation drop's paired upper 95 % bound is within the budget.
@@ -32,7 +33,7 @@ from r8.calibration import CalibrationSet, stratified_indices
 from r8.data import Dataset, Split
 from r8.errors import R8Error
 from r8.jobs.quantize import describe
-from r8.layers import layer_macs
+from r8.layers import float_units, layer_macs
 from r8.metrics import mcnemar, paired_drop, predict, top1
 from r8.model import Model
 from r8.report.index import write_index
@@ -44,7 +45,7 @@ SQNR_IMAGES = 200  # calibration images the per-layer SQNR is measured on
 
 
 class BudgetNotMet(R8Error):
-    """The budget cannot be met on this model, even with every conv / linear layer float (the CLI exits 1)."""
+    """The budget cannot be met on this model, even with every conv / linear layer and add float (the CLI exits 1)."""
 
 
 def validation_split(data: Dataset, cal: CalibrationSet, n: int = VALIDATION_SIZE, seed: int = 0) -> Split:
@@ -282,9 +283,9 @@ def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: floa
         raise ValueError(f"a drop budget of {budget_pp} pp cannot be met: it must be >= 0")
     chosen = searched_backends(backend_names)
     fp32 = artifacts.torch_fp32(model)
-    macs = layer_macs(fp32)
-    if len(macs) < 2:
-        raise BudgetNotMet(f"{model.path}: it has {len(macs)} conv / linear layer; a search for float layers needs two or more")
+    if len(layer_macs(fp32)) < 2:
+        raise BudgetNotMet(f"{model.path}: it has {len(layer_macs(fp32))} conv / linear layer; a search for float layers needs two or more")
+    macs = float_units(fp32)
     val = validation_split(data, cal)
     runner = TorchRunner(fp32)
     fp32_val, fp32_test = predict(runner, val.images, progress=False), predict(runner, data.test.images, progress=False)
@@ -303,8 +304,8 @@ def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: floa
         write_search_report(stamp(report, "search.search_job"), Path(out) / model.stem)
         write_index(Path(out))
     if not any(r.met for r in ([r for r in rows if r.backend != "nncf"] or rows)):  # NNCF's row decides only alone
-        raise BudgetNotMet(f"{model.path}: no backend meets a {budget_pp} pp drop even with every conv / linear layer float (the ops "
-                           "between them, adds and pooling among them, stay int8): "
+        raise BudgetNotMet(f"{model.path}: no backend meets a {budget_pp} pp drop even with every conv / linear layer and "
+                           "residual add float (the ops between them, pooling among them, stay int8): "
                            + "; ".join(f"{r.backend} {r.config}: validation drop {r.validation_drop_pp:.2f} pp, upper bound "
                                        f"{r.validation_drop_ci95_pp[1]:.2f}" for r in rows))
     return rows
