@@ -557,8 +557,9 @@ def search_blocks(report: dict) -> list:
     met = [r for r in rows if r["met"]]
     verdict = (f"**Met** on {', '.join(r['backend'] for r in met)}: " + "; ".join(
         f"{r['backend']} {r['config']} with {len(r['float_layers'])} float layer(s) ({r['float_mac_share']:.1%} of the MACs), "
-        f"test drop {r['drop_pp']:.2f} pp [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}]" for r in met)
-               if met else "**Not met** on any backend, even with every conv / linear layer float (the ops between them stay int8).")
+        f"test drop {r['drop_pp']:.2f} pp [{r['drop_ci95_pp'][0]:.2f}, {r['drop_ci95_pp'][1]:.2f}]" for r in met) + "."
+               if met else "**Not met** on any backend, even with every conv / linear layer and residual add float (the ops between "
+                  "them, pooling among them, stay int8).")
     anchor = next((r for r in rows if r["backend"] == "nncf"), None)
     searched = [r for r in rows if r is not anchor]
     return [Para(f"{verdict} Budget: {report['budget_pp']} pp, met when the validation drop's paired upper 95 % bound is "
