@@ -51,7 +51,7 @@ def test_minmax_ranges_lose_less_than_the_quantizers_default(int8_rows, report):
 
 @pytest.mark.parametrize("model", ["ic01", "mnv2_cifar"])
 def test_each_keras_layer_is_found_in_one_op(model, request):
-    """A mixed build finds each conv / linear layer's op by its Keras name in TF's op scopes: IC01's
+    """A mixed build finds each conv / linear layer's and residual add's op by its Keras name in TF's op scopes: IC01's
     Keras 2 names (conv2d, conv2d_1, ...: conv2d is not conv2d_1) and the hard model's Keras 3 ones,
     written with a call index (b6_dw_1)."""
     import trained_models
