@@ -169,7 +169,7 @@ def layer_scopes(model: Model, src: Path) -> dict[str, str]:
     ops = [(tfl.TFL_OP_CODE_TO_NAME.get(flat.operatorCodes[op.opcodeIndex].builtinCode, ""), op.outputs[0],
             tfl.get_op_scope(op, graph.tensors)) for op in graph.operators]
     ops = [(kind, output, scope) for kind, output, scope in ops if kind in (*LAYER_OPS, "ADD")]
-    names = list(float_units(artifacts.torch_fp32(model)))
+    names = float_units(artifacts.torch_fp32(model))
 
     def holding(name: str, call_index: bool) -> list[str]:  # each part of the Keras path, as TF's name scopes write it
         path = "/".join(re.escape(part) + (r"(_\d+)?" if call_index else "") for part in name.replace(".", "/").split("/"))

@@ -283,10 +283,10 @@ def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: floa
         raise ValueError(f"a drop budget of {budget_pp} pp cannot be met: it must be >= 0")
     chosen = searched_backends(backend_names)
     fp32 = artifacts.torch_fp32(model)
-    layers = len(layer_macs(fp32))
-    if layers < 2:
-        raise BudgetNotMet(f"{model.path}: it has {layers} conv / linear layer; a search for float layers needs two or more")
-    macs = float_units(fp32)  # the units it can keep float: conv / linear layers and residual adds
+    layers = layer_macs(fp32)
+    if len(layers) < 2:
+        raise BudgetNotMet(f"{model.path}: it has {len(layers)} conv / linear layer; a search for float layers needs two or more")
+    macs = {name: layers.get(name, 0) for name in float_units(fp32)}  # the units it can keep float; an add has no MACs
     val = validation_split(data, cal)
     runner = TorchRunner(fp32)
     fp32_val, fp32_test = predict(runner, val.images, progress=False), predict(runner, data.test.images, progress=False)
