@@ -18,12 +18,16 @@ WORKERS = ("-n", "auto", "--dist", "loadgroup", "--benchmark-disable")
 
 @nox.session
 def tests(session):
-    """The CI gate: every test except benchmarks, the slow full matrices and the nightly checks.
+    """The CI gate: every test except benchmarks, the slow full matrices and the nightly checks; the
+    ``quiet`` timing tests run last, alone.
     Sharded over N runners: `nox -s tests -- --splits N --group k` (durations in .test_durations)."""
     session.install("-e", ".[test]")
     session.run("ruff", "check", "r8", "suite", "conftest.py", "noxfile.py")
     session.run("python", "-m", "r8", "download")  # a no-op where R8_DATA_DIR is already verified
-    session.run("pytest", "-m", CI_GATE, *WORKERS, "--durations=15", *session.posargs)
+    session.run("pytest", "-m", f"({CI_GATE}) and not quiet", *WORKERS, "--durations=15", *session.posargs)
+    # Then the timings of real runtimes, with no other test beside them: next to another worker, one
+    # ONNX file timed against itself came out "slower" twice running. Exit 5: a shard holds none of them.
+    session.run("pytest", "-m", f"({CI_GATE}) and quiet", *session.posargs, success_codes=[0, 5])
 
 
 @nox.session

@@ -34,7 +34,9 @@ def pytest_addoption(parser):
 MARKERS = ("accuracy: full test-set accuracy gates (minutes, part of CI)",
            "benchmark: pytest-benchmark timings (opt-in, never part of CI's gate)",
            "slow: long runs beyond the CI gate (full quantization matrices)",
-           "nightly: checks moved out of the CI gate where a cheaper gate check covers the same code (nox -s nightly)")
+           "nightly: checks moved out of the CI gate where a cheaper gate check covers the same code (nox -s nightly)",
+           "quiet: timings of real runtimes that need the machine to themselves (nox -s tests runs them after the "
+           "parallel tests, alone)")
 
 # Fixtures backed by this run's in-memory memo (below): under pytest-xdist the tests using them
 # share one worker (``--dist loadgroup``), so nothing is measured twice. A source checkout's

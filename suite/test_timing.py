@@ -1,6 +1,7 @@
 """Paired, interleaved timing (r8.timing): the order is seeded, each stopping rule stops where it
 should, and on real runtimes one model file twice is "no significant difference" while a runtime
-slowed on purpose is found slower."""
+slowed on purpose is found slower. The real-runtime tests are ``quiet``: the gate runs them alone,
+after the parallel tests (a worker beside them moves the times it measures)."""
 
 import itertools
 import time
@@ -76,6 +77,7 @@ def images(test_split):
     return test_split.images[:32]
 
 
+@pytest.mark.quiet
 def test_one_model_file_twice_is_no_significant_difference(onnx_file, images, report):
     """Two sessions of one file, both at 2 threads (ORT's pools spin for ~40 ms after a call: the
     gap before each slot keeps one's spinning out of the other's time). A 95 % interval misses the
@@ -93,6 +95,7 @@ def test_one_model_file_twice_is_no_significant_difference(onnx_file, images, re
     assert c.verdict == "no significant difference" and c.ci95[0] <= 1.0 <= c.ci95[1], tries
 
 
+@pytest.mark.quiet
 def test_a_runtime_slowed_on_purpose_is_found_slower(onnx_file, images, report):
     runner = OnnxRunner(onnx_file, threads=2)
     start = time.perf_counter()
