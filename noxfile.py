@@ -25,8 +25,8 @@ def tests(session):
     session.run("ruff", "check", "r8", "suite", "conftest.py", "noxfile.py")
     session.run("python", "-m", "r8", "download")  # a no-op where R8_DATA_DIR is already verified
     session.run("pytest", "-m", f"({CI_GATE}) and not quiet", *WORKERS, "--durations=15", *session.posargs)
-    # Then the timings of real runtimes, with no other test beside them: next to another worker, one
-    # ONNX file timed against itself came out "slower" twice running. Exit 5: a shard holds none of them.
+    # Then the timings of real runtimes, with no other test beside them: next to another worker, two
+    # sessions of one ONNX file came out "slower" twice running. Exit 5: a shard holds none of them.
     session.run("pytest", "-m", f"({CI_GATE}) and quiet", *session.posargs, success_codes=[0, 5])
 
 
