@@ -3,7 +3,7 @@ check. The options (``--r8-model``, ``--r8-data``, thresholds), the per-model ``
 and the end-of-run figures come from r8's pytest plugin (``r8.pytest_plugin``, installed as an
 entry point); the fixtures below reuse its computations, so nothing is measured twice.
 
-Every artifact is built once into R8_CACHE_DIR (see r8.cache) and shared. The suite runs on the
+Every artifact is built once into R8_CACHE_DIR (see r8.core.cache) and shared. The suite runs on the
 real inputs under R8_DATA_DIR; when they are missing it fails with the reason instead of
 skipping, so a run without data never counts as a pass.
 """
@@ -11,7 +11,8 @@ skipping, so a run without data never counts as a pass.
 import numpy as np
 import pytest
 
-from r8 import artifacts, paths
+from r8 import artifacts
+from r8.core import paths
 from r8.frontends.convert import load_program
 from r8.pytest_plugin import int8_rows_for, measure_once, predictions
 

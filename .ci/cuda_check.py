@@ -22,7 +22,7 @@ import numpy as np
 
 
 def prepare(out: Path) -> None:
-    from r8 import paths
+    from r8.core import paths
     from r8.data import load_split
     from r8.metrics import predict
     from r8.runtimes.runners import KerasRunner

@@ -1,12 +1,12 @@
 """The fp32 artifacts of a model (converted program, ONNX files), each built once into
-R8_CACHE_DIR (see r8.cache) under the model's key and shared by the jobs and the suite. The int8
+R8_CACHE_DIR (see r8.core.cache) under the model's key and shared by the jobs and the suite. The int8
 artifacts are built by their backend modules (:mod:`r8.backends`)."""
 
 from pathlib import Path
 
 from torch import fx
 
-from r8.cache import build_once
+from r8.core.cache import build_once
 from r8.frontends.convert import convert, save_program
 from r8.model import Model
 
@@ -31,7 +31,7 @@ def exported_program(model: Model) -> Path:
 
 def onnx_fp32(model: Model, route: str) -> Path:
     """``torch`` (the converted model, torch.onnx) or ``keras`` (the file itself, tf2onnx)."""
-    from r8.export import keras_to_onnx, torch_to_onnx
+    from r8.frontends.export import keras_to_onnx, torch_to_onnx
 
     build = {"torch": lambda tmp: torch_to_onnx(torch_fp32(model), tmp),
              "keras": lambda tmp: keras_to_onnx(model.path, tmp)}[route]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from r8.cache import build_once
+from r8.core.cache import build_once
+from r8.core.errors import R8Error
 from r8.data import Dataset, Split
-from r8.errors import R8Error
 
 SOURCES = ("train", "mlcommons-test-overlap")
 DEFAULT_SIZE = 1000

@@ -5,13 +5,12 @@ thresholds are made from paths and flags; everything below takes them as values.
 import argparse
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 
-from r8 import environment, paths
-from r8.errors import R8Error
-from r8.thresholds import Thresholds, add_gate_options
+from r8.core import environment, paths
+from r8.core.errors import R8Error
+from r8.thresholds import Gate, Thresholds, add_gate_options
 
 
 def model_and_data(args, several_inputs: bool = False):
@@ -42,7 +41,7 @@ def cmd_convert(args) -> None:
     if args.route == "onnx2torch":  # the fallback: Keras -> ONNX (tf2onnx) -> PyTorch (onnx2torch)
         import tempfile
 
-        from r8.export import keras_to_onnx
+        from r8.frontends.export import keras_to_onnx
         from r8.frontends.onnx_route import onnx_to_torch, route_limit
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +84,7 @@ def cmd_evaluate(args) -> None:
 def cmd_quantize(args) -> None:
     from r8.backends import backend
     from r8.calibration import calibration_set
-    from r8.jobs.quantize import find_config, model_dir, quantize_job
+    from r8.jobs.quantize import find_config, quantize_job
     from r8.rows import best_row
 
     if args.backend != "all":
@@ -96,25 +95,23 @@ def cmd_quantize(args) -> None:
     cal = calibration_set(data, args.calibration_size, args.calibration_seed, args.calibration, model.num_classes)
     report = quantize_job(model, data, args.backend, args.out, cal, thresholds(args), configs=args.configs, mcu=args.mcu)
     best = best_row(report["rows"])
-    out = model_dir(args.out, model)
+    out = model.report_dir(args.out)
     print(f"{model.stem}: fp32 top-1 {report['fp32_top1']:.2%}; {len(report['rows'])} rows; " +
           (f"best {best.backend} {best.config}: {best.top1:.2%} (drop {best.drop_pp:.2f} pp, 95 % CI "
            f"{best.drop_ci95_pp[0]:.2f} to {best.drop_ci95_pp[1]:.2f})" if best else "no int8 config measured"))
     print(f"wrote {out / 'quantization.md'} and {out / 'quantization.json'}; open {args.out / 'index.html'}")
-    failed = [g for g in report["gates"] if not g["passed"] and "waived" not in g]
-    for g in report["gates"]:
-        if not g["passed"]:
-            print(f"r8: gate {'not met on this CPU' if 'waived' in g else 'failed'}: {model.stem}: {g['gate']} = "
-                  f"{g['value']:.4g}, threshold {g['threshold']}" + (f" ({g['waived']})" if "waived" in g else ""),
+    gates = [Gate.from_json(g) for g in report["gates"]]
+    for g in gates:
+        if not g.passed:
+            print(f"r8: {g.message(model.stem)}" + (f" (not met on this CPU: {g.waived_because})" if g.waived_because else ""),
                   file=sys.stderr)
-    if failed:
+    if any(g.failed for g in gates):
         raise SystemExit(1)
 
 
 def cmd_search(args) -> None:
     from r8.backends import backend
     from r8.calibration import calibration_set
-    from r8.jobs.quantize import model_dir
     from r8.jobs.search import START_RULES, BudgetNotMet, search_job, searched_backends
 
     names = [args.backend] if args.backend else None
@@ -137,7 +134,7 @@ def cmd_search(args) -> None:
               f"(95 % CI {r.drop_ci95_pp[0]:.2f} to {r.drop_ci95_pp[1]:.2f}), validation {r.validation_drop_pp:.2f} pp "
               f"(upper bound {r.validation_drop_ci95_pp[1]:.2f})")
     if args.out:
-        print(f"wrote {model_dir(args.out, model) / 'search.md'} and search.json")
+        print(f"wrote {model.report_dir(args.out) / 'search.md'} and search.json")
 
 
 def budget(text: str) -> float:
@@ -177,7 +174,7 @@ def _mcu_rows(args) -> list[tuple[str, object]]:
 
 def cmd_mcu(args) -> None:
     from r8.report.blocks import markdown
-    from r8.report.writers import mcu_blocks
+    from r8.report.mcu import mcu_blocks
     from r8.runtimes import mcu
 
     for f in args.tflite:  # a file TFLM cannot take is refused before any work
@@ -193,8 +190,8 @@ def cmd_mcu(args) -> None:
 def cmd_calibrate(args) -> None:
     import shutil
 
-    from r8.cache import atomic_write
     from r8.calibration import calibration_file
+    from r8.core.cache import atomic_write
 
     model, data = model_and_data(args)
     path, _ = calibration_file(data, args.n, args.seed, args.source, model.num_classes)
@@ -204,7 +201,6 @@ def cmd_calibrate(args) -> None:
 
 
 def cmd_study(args) -> None:
-    from r8.jobs.quantize import model_dir
     from r8.jobs.study import STUDY_SEEDS, STUDY_SIZES, study_job
 
     model, data = model_and_data(args)
@@ -213,49 +209,16 @@ def cmd_study(args) -> None:
     for s in report["summary"]:
         print(f"{s['backend']} {s['config']} n={s['n']}: mean drop {s['mean_drop_pp']:.3f} pp "
               f"(std {s['std_drop_pp']:.3f}, {s['min_drop_pp']:.2f}..{s['max_drop_pp']:.2f})")
-    out = model_dir(args.out, model)
+    out = model.report_dir(args.out)
     print(f"wrote {out / 'study.md'} and {out / 'study.json'}; open {args.out / 'index.html'}")
 
 
-def benchmark_env() -> dict:
-    """The benchmark run's environment: this one without pytest-xdist's worker variables, which a
-    run started from an xdist worker inherits and which make pytest-benchmark disable itself."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
-
-
 def cmd_benchmark(args) -> None:
-    """Runs r8's benchmarks (:mod:`r8.benchmarks`, pytest-benchmark) on the model, then writes its report."""
-    import subprocess
-
-    from r8 import artifacts
-    from r8.jobs.benchmark import THREADS, gemm_peaks, macs_per_image
-    from r8.jobs.quantize import describe, model_dir
-    from r8.report.index import write_index
-    from r8.report.writers import append_step_summary, write_benchmark_report
+    from r8.jobs.benchmark import benchmark_job
 
     model, data = model_and_data(args)
-    out = model_dir(args.out, model)
-    out.mkdir(parents=True, exist_ok=True)
-    runs, peaks_start = [], gemm_peaks()
-    for run in range(args.repeat):
-        raw = out / f"pytest-benchmark-{run + 1}.json"
-        print(f"benchmark run {run + 1} of {args.repeat} ({model.stem})", flush=True)
-        subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "r8.benchmarks", "-m", "benchmark", "-q",
-                        f"--benchmark-json={raw.resolve()}", "-p", "no:cacheprovider",
-                        "--r8-model", str(model.path),
-                        "--r8-data", args.data if args.data == "cifar10" else str(Path(args.data).resolve()),
-                        f"--r8-best-drop-pp={args.best_drop_pp}", *args.pytest_args],
-                       cwd=out, check=True, stdout=None if args.verbose else subprocess.DEVNULL,
-                       env={**benchmark_env(), "R8_BENCH_CAP_S": str(args.cap_s)})
-        if not raw.is_file():
-            raise R8Error(f"{raw}: pytest-benchmark wrote no results (benchmarks disabled?); rerun with -v to see its output")
-        runs.append(json.loads(raw.read_text()))
-    fp32_top1 = next(b["extra_info"]["top1"] for b in runs[0]["benchmarks"] if b["extra_info"]["runtime"] == "torch")
-    write_benchmark_report(runs, THREADS, macs_per_image(artifacts.torch_fp32(model)), fp32_top1,
-                           args.best_drop_pp, out, (peaks_start, gemm_peaks()), list(data.class_names(model.num_classes)),
-                           describe(model, data))
-    append_step_summary((out / "benchmark.md").read_text())
-    write_index(args.out)
+    benchmark_job(model, data, args.out, args.repeat, args.cap_s, args.best_drop_pp, tuple(args.pytest_args), args.verbose)
+    out = model.report_dir(args.out)
     print(f"wrote {out / 'benchmark.md'} and {out / 'benchmark.json'}; open {args.out / 'index.html'}")
 
 
@@ -269,7 +232,7 @@ def cmd_download(args) -> None:
 def cmd_cache(args) -> None:
     from collections import Counter
 
-    from r8 import cache
+    from r8.core import cache
 
     if args.action == "clean":
         removed, freed = cache.clean(args.root)
@@ -366,7 +329,7 @@ def add_int8_commands(sub) -> None:
 
 def add_study_commands(sub) -> None:
     from r8.jobs.study import STUDY_SEEDS, STUDY_SIZES
-    from r8.timing import CAP_S
+    from r8.runtimes.timing import CAP_S
 
     p = sub.add_parser("study", help="int8 drop over calibration sizes and seeds, each backend's two best configs")
     add_inputs(p)
@@ -411,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from r8 import console
+    from r8.core import console
 
     args = build_parser().parse_args(argv)
     try:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from r8 import paths
-from r8.batch import input_arrays, rows
-from r8.cache import sha256
-from r8.errors import R8Error
+from r8.core import paths
+from r8.core.batch import input_arrays, rows
+from r8.core.cache import sha256
+from r8.core.errors import R8Error
 
 
 @cache
@@ -76,6 +76,7 @@ class Dataset:
     classes: tuple = ()  # class names; empty: "0", "1", ...
     subsets: tuple = ()  # ((name, indices into test), ...)
     root: Path | None = None  # CIFAR-10's data root, which also holds the MLCommons calibration list
+    source: str = "cifar10"  # what load_dataset was given: cifar10, or the .npz file's path
 
     def __eq__(self, other) -> bool:  # the same data is the same data set, whichever load made it
         return isinstance(other, Dataset) and (self.name, self.sha256) == (other.name, other.sha256)
@@ -166,7 +167,7 @@ def _npz(path: Path) -> Dataset:  # read anew each time: an edited file is never
         images = tuple(np.ascontiguousarray(x if x.dtype == np.uint8 else x.astype(np.float32)) for x in xs.values())
         splits[part] = Split(part, images[0] if f"x_{part}" in xs else images, y.astype(np.int64))
     classes = tuple(str(c) for c in arrays.get("classes", ()))
-    return Dataset(path.stem, sha256(path), splits["train"], splits["test"], classes)
+    return Dataset(path.stem, sha256(path), splits["train"], splits["test"], classes, source=str(path))
 
 
 def _input_arrays(f, key: str) -> dict:

@@ -14,23 +14,29 @@ import numpy as np
 import pytest
 
 from r8.backends import gated, registry
-from r8.errors import R8Error
+from r8.core.errors import R8Error
 from r8.metrics import agreement, predict, top1
-from r8.pytest_plugin import add_int8_row, gate_failure
+from r8.pytest_plugin import add_int8_row
 from r8.rows import Row, best_row
+from r8.thresholds import Gate, at_most
 
 
-def check_gate(model, gate: str, value, threshold, passed: bool) -> None:
-    assert passed, gate_failure(model, gate, value, threshold)
+def check(model, gate: Gate) -> None:
+    """A gate as a test. Missed, it fails naming the model, the gate, its threshold and the measured
+    value; missed where a backend waives it on this CPU, it is an xfail naming the same: shown as an
+    expected failure, never a pass."""
+    if gate.waived_because:
+        pytest.xfail(f"{gate.message(model.stem)}; {gate.waived_because}")
+    assert gate.passed, gate.message(model.stem)
+
+
+def check_gate(model, name: str, measured, threshold, passed: bool) -> None:
+    check(model, Gate(name, threshold, measured, passed))
 
 
 def check_best_drop(model, name: str, what: str, drop: float, threshold: float) -> None:
-    """A backend's best drop against its gate. Where the backend waives that gate on this CPU and
-    the drop misses it, an xfail naming the measured drop: shown as an expected failure, never a pass."""
-    waiver = registry()[name].best_gate_waiver()
-    if waiver and drop > threshold:
-        pytest.xfail(f"{model.stem}: best {name} drop {drop:.2f} pp > {threshold}: {waiver}")
-    check_gate(model, f"best int8 drop pp {name} ({what})", drop, threshold, drop <= threshold)
+    """A backend's best drop (``what``: which config, or how it was measured) against its gate."""
+    check(model, at_most(f"best int8 drop pp {name} ({what})", drop, threshold, registry()[name].best_gate_waiver()))
 
 
 @pytest.mark.accuracy

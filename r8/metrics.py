@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from r8.batch import rows, size
+from r8.core.batch import rows, size
 from r8.data import Split
 
 BOOTSTRAP_RESAMPLES = 10_000

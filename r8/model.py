@@ -5,8 +5,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from r8.cache import sha256
-from r8.errors import R8Error
+from r8.core.cache import sha256
+from r8.core.errors import R8Error
 
 # Published int8/fp32 TFLite files of a model, found beside it when its sha256 is known:
 # sha256 of the model file -> {precision: file name in the same folder}.
@@ -49,6 +49,22 @@ class Model:
 
     def reference(self, precision: str) -> Path | None:
         return dict(self.references).get(precision)
+
+    def report_dir(self, out_root: str | os.PathLike) -> Path:
+        """Where this model's reports go: one folder per model stem under the reports root."""
+        return Path(out_root) / self.stem
+
+
+def describe(model: Model, data, cal=None) -> dict:
+    """What a report was measured on: the model, the data set (an :class:`r8.data.Dataset`) and,
+    where given, the calibration set (an :class:`r8.calibration.CalibrationSet`)."""
+    out = {"model": {"stem": model.stem, "file": str(model.path), "sha256": model.sha256,
+                     "input_shape": list(model.input_shape), "classes": model.num_classes},
+           "data": {"name": data.name, "sha256": data.sha256, "test": len(data.test.labels),
+                    "train": len(data.train.labels)}}
+    if cal is not None:
+        out["calibration"] = cal.summary()
+    return out
 
 
 def _keras_layout(torch_shape) -> tuple:

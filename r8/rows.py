@@ -2,14 +2,14 @@
 config of one of r8's backends, measured), a :class:`ReferenceRow` (a model's published int8
 ``.tflite``, measured here) and an :class:`McuRow` (an int8 ``.tflite`` on TFLite Micro). Each is
 frozen and holds its identity as fields; its JSON form (the ``rows`` of ``quantization.json``) is
-written by :meth:`Row.to_json` and read by :func:`row_from_json`, here only. :func:`best_row` is
-the one choice of "best"."""
+written by :meth:`Row.to_json` and read by :func:`row_from_json`, here only. :func:`best_row` and
+:func:`ranked` are the one choice of "best"."""
 
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
-from r8.errors import R8Error
+from r8.core.errors import R8Error
 
 REFERENCE_BACKEND = "tflite-reference"  # the row of a model's published int8 .tflite
 MCU_BACKEND = "tflite-micro"  # rows of int8 .tflite files run on TFLM's microcontroller kernels
@@ -39,7 +39,7 @@ class Row:
     subsets: dict[str, float]  # top-1 on each named subset of the test images (JSON: top1_<name>)
     size_bytes: int
     artifact: str  # the file measured
-    env: dict  # where it was measured (r8.environment)
+    env: dict  # where it was measured (r8.core.environment)
 
     @property
     def config(self) -> str:
@@ -144,8 +144,14 @@ def report_json(report: dict) -> dict:
     return {**report, "rows": [r.to_json() if isinstance(r, Row) else r for r in report.get("rows", [])]}
 
 
-def best_row(rows: list[Row], backend: str | None = None) -> Int8Row | None:
-    """The row with the smallest drop among r8's own backends' rows (or one backend's): a
-    published reference or a TFLite Micro row is never r8's best. None where there is none."""
-    own = [r for r in rows if isinstance(r, Int8Row) and backend in (None, r.backend)]
-    return min(own, key=lambda r: r.drop_pp) if own else None
+def ranked(rows: list[Row], kind: type[Row] = Row) -> list[Row]:
+    """The rows of ``kind``, best first: the smallest drop from fp32 is the best."""
+    return sorted((r for r in rows if isinstance(r, kind)), key=lambda r: r.drop_pp)
+
+
+def best_row(rows: list[Row], backend: str | None = None, kind: type[Row] = Int8Row) -> Row | None:
+    """The one choice of "best": the row of ``kind`` (by default r8's own int8 rows, never a
+    published reference or a TFLite Micro row) with the smallest drop, of one backend if given.
+    None where there is none."""
+    own = [r for r in ranked(rows, kind) if backend in (None, r.backend)]
+    return own[0] if own else None

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from r8 import artifacts, paths
+from r8 import artifacts
 from r8.backends.ort import initializers
-from r8.cache import build_once
+from r8.core import paths
+from r8.core.cache import build_once
+from r8.core.errors import R8Error
 from r8.data import verify_cifar10
-from r8.errors import R8Error
 from r8.frontends.convert import save_program
 from r8.model import Model
 
@@ -85,10 +86,10 @@ def full_matrix_problems(report: dict) -> list[str]:
     this machine but has no row (a backend that refused the model is in ``skipped``), a failed
     gate (one not met only on this CPU is waived, shown with its reason)."""
     from r8.backends import registry
+    from r8.thresholds import Gate
 
     refused = {s["backend"] for s in report["skipped"]}
     have = {(r["backend"], r["config_id"]) for r in report["rows"] if r["kind"] == "int8"}
     want = {(b.name, c.id) for b in registry().values() if b.name not in refused for c in b.configs(available=True)}
     return ([f"no row for {b}/{c}" for b, c in sorted(want - have)]
-            + [f"gate failed: {g['gate']} = {g['value']}, threshold {g['threshold']}" for g in report["gates"]
-               if not g["passed"] and "waived" not in g])
+            + [g.message(report["model"]["stem"]) for g in map(Gate.from_json, report["gates"]) if g.failed])

@@ -10,8 +10,8 @@ import pytest
 from file_facts import read_eembc_bins
 
 from r8.cli import main
+from r8.core.errors import R8Error
 from r8.data import load_split, verify_cifar10
-from r8.errors import R8Error
 from r8.frontends.convert import convert
 
 
@@ -133,7 +133,7 @@ def test_convert_cli_writes_nothing_on_error(tmp_path, capsys):
 @pytest.fixture
 def cifar_copy(tmp_path):
     """A data root whose batches are links to the real ones, ready to be broken one by one."""
-    from r8 import paths
+    from r8.core import paths
 
     src = paths.data_dir() / "cifar-10-batches-py"
     dst = tmp_path / "cifar-10-batches-py"

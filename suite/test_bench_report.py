@@ -5,7 +5,7 @@ import json
 import pytest
 
 from r8.jobs.benchmark import macs_per_image
-from r8.report.writers import write_benchmark_report
+from r8.report.benchmark import write_benchmark_report
 
 
 def test_macs_match_the_keras_graph(keras_runner, torch_model, report):

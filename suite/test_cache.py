@@ -12,7 +12,7 @@ import time
 import pytest
 from cli_run import r8
 
-from r8.cache import build_once, verify
+from r8.core.cache import build_once, verify
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_a_truncated_artifact_is_rebuilt(cache):
 BUILDER = """
 import hashlib, os, sys, time
 from pathlib import Path
-from r8.cache import build_once
+from r8.core.cache import build_once
 
 started, pause, log = Path(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
 

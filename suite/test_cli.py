@@ -10,7 +10,7 @@ import pytest
 from cli_run import r8, r8_here
 
 from r8.calibration import calibration_set
-from r8.errors import R8Error
+from r8.core.errors import R8Error
 from r8.metrics import per_class, predict, top1
 from r8.runtimes.runners import TorchRunner
 
@@ -106,7 +106,7 @@ def test_quantize_job_writes_report_contract(configs, tmp_path, fp32_top1):
     report = json.loads((tmp_path / "quantization.json").read_text())
     assert report["model"]["stem"] == "pretrainedResnet" and report["data"]["name"] == "cifar10"
     assert report["thresholds"] == {"min_top1": 0.85, "max_drop_pp": 5.0, "best_drop_pp": 0.2, "prob_atol": 1e-5}
-    assert {g["gate"] for g in report["gates"]} >= {"fp32 top-1", "best int8 drop pp ort"}
+    assert {g["name"] for g in report["gates"]} >= {"fp32 top-1", "best int8 drop pp ort"}
     assert report["fp32_top1"] == pytest.approx(fp32_top1)
     backends = [row["backend"] for row in report["rows"]]
     assert backends.count("tflite-reference") == 1 and backends.count("ort") == len(configs or registry()["ort"].configs(available=True))
@@ -275,15 +275,15 @@ def test_the_console_state_ends_with_the_run(monkeypatch):
     import os
     import warnings
 
-    from r8 import console
+    from r8.core import console
 
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     before = (list(warnings.filters), {n: logging.getLogger(n).level for n in console.LOGGERS})
     with console.run(verbose=False):
-        assert console._quiet and logging.getLogger("torch").level == logging.ERROR
+        assert console.MODE.get() == "quiet" and logging.getLogger("torch").level == logging.ERROR
         assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3" and warnings.filters[0][0] == "ignore"
     assert (list(warnings.filters), {n: logging.getLogger(n).level for n in console.LOGGERS}) == before
-    assert not console._quiet and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    assert console.MODE.get() is None and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
 
 
 def test_the_benchmark_run_is_not_disabled_by_an_xdist_parent(monkeypatch):
@@ -292,7 +292,7 @@ def test_the_benchmark_run_is_not_disabled_by_an_xdist_parent(monkeypatch):
     the benchmark's pytest gets the environment without those variables."""
     from pytest_benchmark.session import BenchmarkSession
 
-    from r8.cli import benchmark_env
+    from r8.jobs.benchmark import benchmark_env
 
     assert "PYTEST_XDIST_WORKER" in BenchmarkSession.__init__.__code__.co_consts  # the premise: it reads that variable
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
@@ -308,8 +308,8 @@ def test_tflite_converter_keeps_quiet_in_a_quiet_run(tmp_path, capfd):
     run (the CLI's default) nothing of it shows; with ``-v`` it does (the premise: it is printed)."""
     import trained_models
 
-    from r8 import console
     from r8.backends.tflite import MATRIX, quantize
+    from r8.core import console
     from r8.data import load_dataset
 
     path, npz = trained_models.cached("digits")

@@ -11,7 +11,7 @@ import torch
 from numpy.testing import assert_allclose
 from torch import nn
 
-from r8.frontends.keras.layers import tf_same_padding
+from r8.frontends.keras.layers.layout import tf_same_padding
 from r8.frontends.keras.reader import read_h5
 from r8.metrics import agreement, predict
 from r8.runtimes.runners import TorchRunner
@@ -118,7 +118,7 @@ def test_elementwise_modules_compile_to_torchscript(kind, rng):
     """The eager int8 flow saves TorchScript, which compiles every branch of a forward: a merge or
     constant op (a Keras Multiply of a squeeze-and-excitation block, Keras 3's ``x + 3.0``) must
     script, and the scripted module compute what the module does."""
-    from r8.frontends.keras.layers import Arith, ArithConst
+    from r8.frontends.keras.layers.modules import Arith, ArithConst
 
     a, b = (torch.from_numpy(rng.standard_normal((2, 3, 4, 4), dtype=np.float32)) + 3 for _ in range(2))
     merge = Arith(kind)

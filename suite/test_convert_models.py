@@ -23,7 +23,7 @@ from keras_models import CLASSIFIERS, CONSTANT_CASES, FAMILIES, KERAS3_ONLY, LAY
 from torch import nn
 
 from r8.frontends.convert import convert, load_program, save
-from r8.frontends.keras.layers import NhwcFlatten
+from r8.frontends.keras.layers.modules import NhwcFlatten
 
 REL_TOL = 1e-5  # max |torch - keras| <= 1e-5 x the output's scale
 DIALECTS = ("keras3", "keras2")  # the two .h5 dialects
@@ -131,7 +131,7 @@ def test_every_converter_reads_its_config_or_ignores_it_for_a_reason(keras_case,
     format): each config key it leaves unread is on the short list of keys that cannot change an
     inference result, each with its reason; any other key is refused (tested below)."""
     from r8.frontends.convert import _build, _reader
-    from r8.frontends.keras.layers import CONVERTERS, IGNORED_CONFIG, IGNORED_CONFIG_SUFFIXES, ignored_config
+    from r8.frontends.keras.layers.registry import CONVERTERS, IGNORED_CONFIG, IGNORED_CONFIG_SUFFIXES, ignored_config
 
     unread: dict[str, set] = {}
     for param in CASES:
@@ -452,7 +452,7 @@ def test_converted_graph_quantizes(name, flow, keras_case):
 def test_dotkeras_lambda_is_refused_never_run(tmp_path):
     """A Lambda layer is serialized Python code: refused with the reason, the code never runs (it
     would write a sentinel file)."""
-    from r8.errors import R8Error
+    from r8.core.errors import R8Error
 
     k = keras_package("keras3")
     sentinel = tmp_path / "ran"
@@ -470,7 +470,7 @@ def test_dotkeras_lambda_is_refused_never_run(tmp_path):
 def test_damaged_dotkeras_is_refused(damage, keras_case, tmp_path):
     import zipfile
 
-    from r8.errors import R8Error
+    from r8.core.errors import R8Error
 
     good = keras_case("resnet8", "dotkeras").path
     bad = tmp_path / "bad.keras"
@@ -500,7 +500,7 @@ def _tf_op_model(k, tf):
 
 
 def test_tf_op_layers_convert_with_parity(tmp_path):
-    from r8.frontends.keras.layers import TF_ARITH, TF_OTHER, TF_UNARY
+    from r8.frontends.keras.layers.tf_ops import TF_ARITH, TF_OTHER, TF_UNARY
     from r8.frontends.keras.reader import read_h5
     from r8.frontends.keras.reference import import_tensorflow
 

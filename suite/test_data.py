@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from file_facts import cifar_test_filenames, read_eembc_bins
 
-from r8 import paths
+from r8.core import paths
+from r8.core.errors import R8Error
 from r8.data import MLCOMMONS_FILES, download_cifar10, download_mlcommons, load_split
-from r8.errors import R8Error
 
 
 def test_splits_shape_and_balance(test_split):

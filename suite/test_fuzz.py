@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from r8 import paths
-from r8.errors import R8Error
+from r8.core import paths
+from r8.core.errors import R8Error
 from r8.frontends.convert import convert, example_inputs
 
 WRONG = [None, "x", -1, 0, 3.5, [], {}, [1], True, 10**9, [10**9, 10**9], {"class_name": "Lambda"}]

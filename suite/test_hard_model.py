@@ -23,7 +23,7 @@ from cli_run import r8, r8_here
 from r8 import artifacts
 from r8.backends import backend
 from r8.calibration import calibration_set
-from r8.layers import conv_of_batchnorm
+from r8.frontends.converted_layers import conv_of_batchnorm
 from r8.pytest_plugin import int8_rows_for
 
 # backend -> its per-tensor default config: the premise needs both backends (what per-channel weights recover is in
@@ -94,7 +94,7 @@ def test_the_trainer_still_makes_a_hard_model(request, report):
     """``train_mnv2`` run here (cached) gives a model as hard as the committed one: per-tensor int8
     loses at least 1.0 pp on both backends; whether its file is the committed one, byte for byte,
     is reported."""
-    from r8.cache import sha256
+    from r8.core.cache import sha256
 
     path, _ = trained_models.cached("mnv2_cifar")
     same = sha256(path) == sha256(trained_models.HARD_MODEL)

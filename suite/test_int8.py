@@ -9,7 +9,7 @@ from file_facts import activation_scales
 from r8.backends import backend, gated, ort, pytorch
 from r8.backends.ort import OrtConfig
 from r8.backends.pytorch import TorchConfig
-from r8.cache import build_facts
+from r8.core.cache import build_facts
 from r8.gates import check_best_drop
 from r8.jobs.study import STUDY_SEEDS, seed_runs
 from r8.thresholds import DEFAULT

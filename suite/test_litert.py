@@ -8,7 +8,7 @@ import pytest
 
 from r8.backends import backend
 from r8.backends.litert import LitertConfig, float_tflite, signature
-from r8.errors import R8Error
+from r8.core.errors import R8Error
 from r8.model import load_model
 from r8.runtimes import mcu
 from r8.runtimes.runners import TfliteRunner

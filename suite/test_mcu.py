@@ -14,12 +14,13 @@ from file_facts import tflite_model_path
 
 from r8 import backends
 from r8.backends import backend
-from r8.batch import rows
-from r8.errors import R8Error
+from r8.core.batch import rows
+from r8.core.errors import R8Error
 from r8.jobs.quantize import MCU_MARGIN
 from r8.metrics import paired_drop, top1
 from r8.rows import best_row
 from r8.runtimes import mcu
+from r8.thresholds import Gate
 
 pytest.importorskip("tflite_micro", reason="TFLite Micro's Python interpreter (tflite-micro) is not installed")
 
@@ -159,7 +160,7 @@ def test_quantize_mcu_adds_rows_gates_and_the_index_section(tmp_path):
     q = json.loads((tmp_path / model.stem / "quantization.json").read_text())
     micro = [r for r in q["rows"] if r["backend"] == "tflite-micro"]
     assert [r["config"] for r in micro] == ["int8-perchannel-meanpool-train"] and micro[0]["env"]["engine"] == "tflite-micro"
-    assert any(g["gate"].startswith("TFLM top-1 = LiteRT's") and g["passed"] for g in q["gates"])
+    assert any(g.name.startswith("TFLM top-1 = LiteRT's") and g.passed for g in map(Gate.from_json, q["gates"]))
     index = (tmp_path / "index.md").read_text()
     assert "## On a microcontroller" in index and "int8-perchannel-meanpool-train" in index
     assert (tmp_path / "mcu.png").is_file()
@@ -249,8 +250,8 @@ def test_r8s_litert_int8_file_of_ic02_runs_on_tflm(cifar10):
     """IC02's LiteRT-quantizer int8 .tflite (the CI config) on TFLite Micro: bit-exact with LiteRT's
     reference kernels on 50 test images, arena and flash within 5 % of the published int8 file's
     (the 10k-image row and its gates: test_ic02.py, under `slow`)."""
-    from r8 import paths
     from r8.calibration import calibration_set
+    from r8.core import paths
     from r8.model import load_model
 
     ic02 = load_model(paths.mlcommons_dir() / "pretrainedResnet_large_float.tflite")

@@ -11,7 +11,7 @@ from r8 import artifacts
 from r8.backends import backend
 from r8.backends.nncf import NncfConfig
 from r8.backends.ort import initializers, int8_convs, reduce_range
-from r8.errors import R8Error
+from r8.core.errors import R8Error
 from r8.thresholds import DEFAULT
 
 

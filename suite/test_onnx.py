@@ -6,9 +6,10 @@ import onnx
 import pytest
 from file_facts import op_counts, opset_of
 
-from r8 import artifacts, paths
+from r8 import artifacts
 from r8.backends.ort import DEFAULT_MATRIX, build, build_integer_input, initializers, int8_convs, onnx_preprocessed
 from r8.calibration import calibration_set, stratified_indices
+from r8.core import paths
 from r8.metrics import agreement, predict
 from r8.runtimes.runners import OnnxRunner, OpenVinoRunner
 from r8.thresholds import DEFAULT

@@ -242,7 +242,7 @@ def test_each_backend_keeps_a_residual_add_float(name, ic01, calibration):
     int8 add fewer on each backend."""
     from r8 import artifacts
     from r8.backends import backend
-    from r8.layers import float_units, layer_macs
+    from r8.frontends.converted_layers import float_units, layer_macs
 
     units = float_units(artifacts.torch_fp32(ic01))
     assert [u for u in units if u not in layer_macs(artifacts.torch_fp32(ic01))] == ["add", "add_1", "add_2"]

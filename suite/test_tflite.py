@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from keras_models import FAMILIES
 
-from r8 import paths
-from r8.cache import build_once, sha256
-from r8.errors import R8Error
+from r8.core import paths
+from r8.core.cache import build_once, sha256
+from r8.core.errors import R8Error
 from r8.frontends.convert import convert
 from r8.frontends.convert import inspect as inspect_model
 from r8.frontends.tflite.ops import OPS

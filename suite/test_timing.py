@@ -1,4 +1,4 @@
-"""Paired, interleaved timing (r8.timing): the order is seeded, each stopping rule stops where it
+"""Paired, interleaved timing (r8.runtimes.timing): the order is seeded, each stopping rule stops where it
 should, and on real runtimes one session timed against itself is "no significant difference", two
 sessions of one file agree within the ±3 % the comparison stops at, and a runtime slowed on purpose
 is found slower. The real-runtime tests are ``quiet``: the gate runs them alone,
@@ -14,7 +14,7 @@ import pytest
 from r8 import artifacts
 from r8.jobs.benchmark import Runtime, comparison_pairs
 from r8.runtimes.runners import OnnxRunner
-from r8.timing import HALF_WIDTH, MIN_CAPPED_ROUNDS, STOPS, Comparison, compare, orders
+from r8.runtimes.timing import HALF_WIDTH, MIN_CAPPED_ROUNDS, STOPS, Comparison, compare, orders
 
 
 def test_the_interleaving_order_is_deterministic_for_a_seed():

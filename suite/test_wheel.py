@@ -37,7 +37,7 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path):
     assert Path(done.stdout.strip()).is_relative_to(site), f"r8 came from {done.stdout.strip()}, not the wheel"
     cli = subprocess.run([sys.executable, "-m", "r8", "--help"], cwd=outside, env=env, capture_output=True, text=True)
     assert cli.returncode == 0 and "quantize" in cli.stdout, cli.stderr[-2000:]
-    for module, test in (("r8.gates", "test_fp32_top1["), ("r8.benchmarks", "test_inference[")):  # pytest --pyargs
+    for module, test in (("r8.gates", "test_fp32_top1["), ("r8.jobs.benchmark_suite", "test_inference[")):  # pytest --pyargs
         found = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", module, "--collect-only", "-q", "-m", "accuracy or benchmark",
                                 "-p", "no:cacheprovider"], cwd=outside, env=env, capture_output=True, text=True)
         assert found.returncode == 0 and test in found.stdout, found.stdout[-2000:]

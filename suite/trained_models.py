@@ -175,7 +175,7 @@ HARD_MODEL = Path(__file__).parent / "models" / "mnv2_cifar.h5"
 
 def cached(name: str) -> tuple[Path, str]:
     """(model file, --data) of a trained model, built once into R8_CACHE_DIR (the suite's)."""
-    from r8.cache import build_once, sha256
+    from r8.core.cache import build_once, sha256
     from r8.data import load_dataset
 
     inputs = {"trainer": sha256(Path(__file__))}

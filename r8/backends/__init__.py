@@ -11,8 +11,8 @@ from functools import cache
 from pathlib import Path
 from typing import Callable
 
-from r8.cache import sha256
-from r8.errors import R8Error
+from r8.core.cache import sha256
+from r8.core.errors import R8Error
 
 BACKEND_MODULES = ("r8.backends.ort", "r8.backends.pytorch", "r8.backends.tflite", "r8.backends.litert",
                    "r8.backends.nncf")  # each lists its BACKENDS
@@ -27,7 +27,7 @@ def needs(module: str, package: str):
 
 def float_layers_tag(model_path: Path, float_layers: tuple[str, ...], known) -> str:
     """Names a mixed build's artifact after its float layers; R8Error for a name not in ``known``
-    (the units a search can keep float, :func:`r8.layers.float_units`, as the backend sees them)."""
+    (the units a search can keep float, :func:`r8.frontends.converted_layers.float_units`, as the backend sees them)."""
     unknown = sorted(set(float_layers) - set(known))
     if unknown:
         raise R8Error(f"{model_path}: no conv / linear layer or add {', '.join(unknown)}")

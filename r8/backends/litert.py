@@ -18,11 +18,11 @@ import numpy as np
 
 from r8 import artifacts
 from r8.backends import Backend, float_layers_tag, needs, weights_id
-from r8.cache import build_facts, build_once
 from r8.calibration import CalibrationSet
-from r8.console import all_tensors_kept
-from r8.environment import threads
-from r8.errors import R8Error
+from r8.core.cache import build_facts, build_once
+from r8.core.console import all_tensors_kept
+from r8.core.environment import threads
+from r8.core.errors import R8Error
 from r8.model import Model
 from r8.runtimes.runners import TfliteRunner
 
@@ -58,7 +58,7 @@ def float_tflite(model: Model) -> Path:
 
     def convert(tmp: Path) -> None:
         from r8.backends.tflite import keras_model
-        from r8.console import tf_converter_quiet
+        from r8.core.console import tf_converter_quiet
         from r8.frontends.keras.reference import import_tensorflow
 
         tf = import_tensorflow()
@@ -154,7 +154,7 @@ def build(model: Model, config: LitertConfig, cal: CalibrationSet) -> Path:
 
 @cache  # once per model and file: each mixed build of a search asks again
 def layer_scopes(model: Model, src: Path) -> dict[str, str]:
-    """r8's name of each unit a search can keep float (:func:`r8.layers.float_units`: conv / linear
+    """r8's name of each unit a search can keep float (:func:`r8.frontends.converted_layers.float_units`: conv / linear
     layers, residual adds) -> the quantizer's scope of that op in the float ``.tflite``: for
     a ``.tflite`` model r8 names a layer ``<op>_<output tensor>``; TF's converter names an op's output
     after the Keras layers fused into it (``model/conv2d_1/Conv2D;...`` for a Keras 2 model,
@@ -162,7 +162,7 @@ def layer_scopes(model: Model, src: Path) -> dict[str, str]:
     linear / add op whose scope holds its Keras path. R8Error where a layer is in no op or in several."""
     from litert_quantizer.utils import tfl_flatbuffer_utils as tfl
 
-    from r8.layers import float_units
+    from r8.frontends.converted_layers import float_units
 
     flat = tfl.read_model(src)
     graph = flat.subgraphs[0]

@@ -16,10 +16,10 @@ import numpy as np
 from r8 import artifacts
 from r8.backends import Backend, needs, weights_id
 from r8.backends.ort import ImageReader, reduce_range
-from r8.cache import build_once
 from r8.calibration import CalibrationSet
+from r8.core.cache import build_once
+from r8.core.errors import R8Error
 from r8.data import Split
-from r8.errors import R8Error
 from r8.model import Model
 from r8.runtimes.runners import OnnxRunner, onnx_session
 

@@ -33,11 +33,11 @@ from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
 from r8 import artifacts
 from r8.backends import Backend, float_layers_tag, weights_id
-from r8.cache import build_once, sha256
 from r8.calibration import CalibrationSet
+from r8.core.cache import build_once, sha256
+from r8.core.environment import saturating_int8, threads
 from r8.data import Split
-from r8.environment import saturating_int8, threads
-from r8.layers import LAYER_TYPES, conv_of_batchnorm, float_units
+from r8.frontends.converted_layers import LAYER_TYPES, conv_of_batchnorm, float_units
 from r8.model import Model
 from r8.runtimes.runners import OnnxRunner, model_input, onnx_layout
 
@@ -251,7 +251,7 @@ def onnx_preprocessed(model: Model) -> Path:
 
 
 def build(model: Model, config: OrtConfig, cal: CalibrationSet) -> Path:
-    """An ONNX Runtime int8 model; its build facts (``r8.cache.build_facts``) hold the calibration
+    """An ONNX Runtime int8 model; its build facts (``r8.core.cache.build_facts``) hold the calibration
     and quantization seconds and the calibrated ranges."""
     return build_once(artifacts.name(model, f"ort/{config.id}-{cal.tag}.onnx"),
                       artifacts.key(model, calibration=cal.sha256, reduce_range=reduce_range()),
@@ -259,7 +259,7 @@ def build(model: Model, config: OrtConfig, cal: CalibrationSet) -> Path:
 
 
 def layer_nodes(model: Model) -> dict[str, list[str]]:
-    """r8's module name of each unit a search can keep float (:func:`r8.layers.float_units`: conv /
+    """r8's module name of each unit a search can keep float (:func:`r8.frontends.converted_layers.float_units`: conv /
     linear layers, residual adds) -> its nodes in the pre-processed ONNX (the names it is excluded by)."""
     layers = float_units(artifacts.torch_fp32(model))
     owners = node_layers(model)

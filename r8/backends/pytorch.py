@@ -30,13 +30,13 @@ from torch.ao.quantization import (
 
 from r8 import artifacts
 from r8.backends import Backend, float_layers_tag, weights_id
-from r8.cache import build_once
 from r8.calibration import CalibrationSet
-from r8.environment import saturating_int8
-from r8.errors import R8Error
+from r8.core.cache import build_once
+from r8.core.environment import saturating_int8
+from r8.core.errors import R8Error
 from r8.frontends.convert import example_inputs, export_program
+from r8.frontends.converted_layers import float_units
 from r8.frontends.onnx_route import route_limit
-from r8.layers import float_units
 from r8.model import Model
 from r8.runtimes.runners import TorchRunner, quantized_engine, torch_input
 
@@ -130,7 +130,7 @@ class Calibrated:
 
 @dataclass(frozen=True)
 class QuantizeFacts:
-    """What a quantization took (kept with the cached artifact: ``r8.cache.build_facts``)."""
+    """What a quantization took (kept with the cached artifact: ``r8.core.cache.build_facts``)."""
     calibration_s: float
     quantize_s: float  # the rest: preparing, fusing, converting
     ranges: dict[str, list[float]]

@@ -11,9 +11,9 @@ import numpy as np
 
 from r8 import artifacts
 from r8.backends import Backend, weights_id
-from r8.cache import build_once
 from r8.calibration import CalibrationSet
-from r8.errors import R8Error
+from r8.core.cache import build_once
+from r8.core.errors import R8Error
 from r8.model import Model
 from r8.runtimes.runners import TfliteRunner
 
@@ -61,7 +61,7 @@ def keras_model(h5: Path, mean_pool: bool):
 def quantize(h5: Path, out: Path, config: TfliteConfig, calibration: CalibrationSet) -> dict:
     """int8 weights, activations, input and output (for pixels 0..255 the input is pixel - 128:
     scale 1, zero point -128)."""
-    from r8.console import tf_converter_quiet
+    from r8.core.console import tf_converter_quiet
     from r8.frontends.keras.reference import import_tensorflow
 
     tf = import_tensorflow()

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from r8.cache import atomic_write
-from r8.errors import MAX_ELEMENTS, R8Error
+from r8.core.cache import atomic_write
+from r8.core.errors import MAX_ELEMENTS, R8Error
 from r8.frontends.keras.layers import CONVERTERS, SUPPORTED, check_config_read
 from r8.frontends.keras.reader import KerasLayer, read_h5, read_keras
 

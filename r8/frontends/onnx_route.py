@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 from torch import fx
 
-from r8.errors import R8Error
+from r8.core.errors import R8Error
 
 CONTRACT = """A Keras model converted to PyTorch by r8's fallback route (tf2onnx -> onnx2torch).
 

@@ -1,6 +1,7 @@
 """CPU inference benchmarks: the runtimes r8 produces (and the references), each at 1 and 2
 threads, their per-call floors, MACs per image and the cores' GEMM peaks."""
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,16 +11,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from r8 import artifacts, timing
+from r8 import artifacts
 from r8.backends import backend, unique
-from r8.cache import build_once
-from r8.layers import layer_macs
+from r8.core.cache import build_once
+from r8.core.errors import R8Error
+from r8.frontends.converted_layers import layer_macs
+from r8.rows import best_row, ranked
+from r8.runtimes import timing
 from r8.runtimes.runners import OnnxRunner, OpenVinoRunner, TfliteRunner, TorchRunner, quantized_engine
 
-THREADS = int(os.environ.get("R8_BENCH_THREADS", "2"))  # the most threads any runtime gets
-THREAD_COUNTS = tuple(sorted({1, THREADS}))  # each runtime is measured at each; the faster one counts
+THREADS = 2  # the most threads any runtime gets (pytest --r8-bench-threads)
 BATCHES = (1, 256)
-CAP_S = float(os.environ.get("R8_BENCH_CAP_S", timing.CAP_S))  # each paired comparison's time cap (r8.timing)
+
+
+def thread_counts(threads: int = THREADS) -> tuple[int, ...]:
+    """Each runtime is measured at each of these; the faster one counts."""
+    return tuple(sorted({1, threads}))
 
 
 @dataclass(frozen=True)
@@ -33,10 +40,11 @@ class Runtime:
 
 
 def _best(backend: str, rows: dict, fmt: str | None = None):
-    """The default config with the smallest drop (of one ORT format, if given); None where the
-    backend has no row (it cannot take this model)."""
-    return min((c for (b, c) in rows if b == backend and (fmt is None or c.fmt == fmt)),
-               key=lambda c: rows[backend, c].drop_pp, default=None)
+    """The backend's best default config (of one ORT format, if given); None where the backend has
+    no row (it cannot take this model)."""
+    configs = {c.id: c for (b, c) in rows if b == backend and (fmt is None or c.fmt == fmt)}
+    best = best_row([rows[backend, c] for c in configs.values()], backend)
+    return configs[best.config_id] if best else None
 
 
 def _best_integer_input(model, cal, rows: dict, fmt: str):
@@ -44,7 +52,8 @@ def _best_integer_input(model, cal, rows: dict, fmt: str):
     pixels, so its model takes uint8 NHWC directly (``r8.backends.ort.build_integer_input``); None if none."""
     from r8.backends.ort import build_integer_input
 
-    for config in sorted((c for (b, c) in rows if b == "ort" and c.fmt == fmt), key=lambda c: rows["ort", c].drop_pp):
+    configs = {c.id: c for (b, c) in rows if b == "ort" and c.fmt == fmt}
+    for config in (configs[r.config_id] for r in ranked([rows["ort", c] for c in configs.values()])):
         try:
             build_integer_input(model, config, cal)
             return config
@@ -151,12 +160,13 @@ def runtimes(model, data, cal, rows: dict) -> dict[str, Runtime]:
     return unique(table + reference_runtimes(model), "runtime")
 
 
-# Every runtime name a benchmark may have, for the tests' ids; a model lacking one skips it with the reason.
-RUNTIME_NAMES = ("keras", "torch", "torch-compile", "onnxruntime", "openvino", "onnxruntime-int8-qdq",
-                 "onnxruntime-int8-qop", "openvino-int8-qdq", "onnxruntime-int8-qop-u8in", "openvino-int8-qdq-u8in",
-                 "torch-int8", "tflite-int8", "tflite-reference", "tflite-reference-int8",
-                 *(("torch-cuda",) if torch.cuda.is_available() else ()),  # a GPU row where there is one
-                 "overhead-onnxruntime", "overhead-openvino", "overhead-tflite", "overhead-torch")
+def runtime_names(cuda: bool) -> tuple[str, ...]:
+    """Every runtime name a benchmark may have, for the tests' ids (a ``torch-cuda`` row where
+    there is a GPU); a model lacking one skips it with the reason."""
+    return ("keras", "torch", "torch-compile", "onnxruntime", "openvino", "onnxruntime-int8-qdq",
+            "onnxruntime-int8-qop", "openvino-int8-qdq", "onnxruntime-int8-qop-u8in", "openvino-int8-qdq-u8in",
+            "torch-int8", "tflite-int8", "tflite-reference", "tflite-reference-int8", *(("torch-cuda",) if cuda else ()),
+            "overhead-onnxruntime", "overhead-openvino", "overhead-tflite", "overhead-torch")
 
 
 class PixelMean(nn.Module):
@@ -228,7 +238,7 @@ def macs_per_image(model: nn.Module) -> int:
     return sum(layer_macs(model).values())
 
 
-# The paired comparisons the report makes (r8.timing), at each batch size: (kind, label)
+# The paired comparisons the report makes (r8.runtimes.timing), at each batch size: (kind, label)
 COMPARISONS = {"int8-vs-reference": "best int8 vs the TFLite int8 reference",
                "fp32-vs-reference": "best fp32 vs the TFLite fp32 reference",
                "vs-fastest": "each runtime vs the fastest"}
@@ -248,3 +258,54 @@ def comparison_pairs(kind: str, seconds: dict[str, float], table: dict[str, Runt
             and (precision == "fp32" or drops[n] <= best_drop_pp)]
     reference = next((n for n in models if table[n].precision == precision and table[n].reference), None)
     return [(min(ours, key=models.get), reference)] if ours and reference else []
+
+
+def benchmark_env() -> dict:
+    """The benchmark run's environment: this one without pytest-xdist's worker variables, which a
+    run started from an xdist worker inherits and which make pytest-benchmark disable itself."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+
+
+def benchmark_runs(model, data, out: Path, repeat: int = 1, cap_s: float = timing.CAP_S, best_drop_pp: float = 0.2,
+                   pytest_args: tuple = (), verbose: bool = False) -> list[dict]:
+    """r8's benchmark module (:mod:`r8.jobs.benchmark_suite`) run ``repeat`` times by pytest, each in
+    a process of its own: the pytest-benchmark JSON of each run."""
+    import subprocess
+    import sys
+
+    runs = []
+    for run in range(repeat):
+        raw = out / f"pytest-benchmark-{run + 1}.json"
+        print(f"benchmark run {run + 1} of {repeat} ({model.stem})", flush=True)
+        subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "r8.jobs.benchmark_suite", "-m", "benchmark", "-q",
+                        f"--benchmark-json={raw.resolve()}", "-p", "no:cacheprovider", "--r8-model", str(model.path),
+                        "--r8-data", data.source, f"--r8-best-drop-pp={best_drop_pp}", f"--r8-bench-cap-s={cap_s}",
+                        *pytest_args], cwd=out, check=True, stdout=None if verbose else subprocess.DEVNULL,
+                       env=benchmark_env())
+        if not raw.is_file():
+            raise R8Error(f"{raw}: pytest-benchmark wrote no results (benchmarks disabled?); rerun with -v to see its output")
+        runs.append(json.loads(raw.read_text()))
+    return runs
+
+
+def benchmark_job(model, data, out_root: Path, repeat: int = 1, cap_s: float = timing.CAP_S, best_drop_pp: float = 0.2,
+                  pytest_args: tuple = (), verbose: bool = False) -> dict:
+    """Benchmarks every runtime of ``model`` on ``data`` and writes OUT/<stem>/benchmark.{md,json},
+    its plots and the index of OUT; the GEMM peaks are measured before and after, so a report can
+    say when the machine changed under the run."""
+    from r8.model import describe
+    from r8.report.benchmark import write_benchmark_report
+    from r8.report.files import append_step_summary
+    from r8.report.index import write_index
+
+    out = model.report_dir(out_root)
+    out.mkdir(parents=True, exist_ok=True)
+    peaks_start = gemm_peaks()
+    runs = benchmark_runs(model, data, out, repeat, cap_s, best_drop_pp, pytest_args, verbose)
+    fp32_top1 = next(b["extra_info"]["top1"] for b in runs[0]["benchmarks"] if b["extra_info"]["runtime"] == "torch")
+    report = write_benchmark_report(runs, THREADS, macs_per_image(artifacts.torch_fp32(model)), fp32_top1, best_drop_pp,
+                                    out, (peaks_start, gemm_peaks()), list(data.class_names(model.num_classes)),
+                                    describe(model, data))
+    append_step_summary((out / "benchmark.md").read_text())
+    write_index(out_root)
+    return report

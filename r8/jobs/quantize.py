@@ -14,18 +14,19 @@ from tqdm import tqdm
 
 from r8 import artifacts, backends
 from r8.backends import Backend
-from r8.cache import atomic_write, build_facts
 from r8.calibration import CalibrationSet, calibration_set
+from r8.core.cache import atomic_write, build_facts
+from r8.core.environment import environment
+from r8.core.errors import R8Error
 from r8.data import Dataset
-from r8.environment import environment
-from r8.errors import R8Error
 from r8.metrics import paired_drop, per_class, predict, top1
-from r8.model import Model
+from r8.model import Model, describe
+from r8.report.files import append_step_summary, stamp
 from r8.report.index import write_index
-from r8.report.writers import append_step_summary, stamp, write_quantization_report
-from r8.rows import MCU_BACKEND, REFERENCE_BACKEND, Int8Row, McuRow, ReferenceRow, Row, best_row
+from r8.report.quantization import write_quantization_report
+from r8.rows import MCU_BACKEND, REFERENCE_BACKEND, Int8Row, McuRow, ReferenceRow, Row, best_row, ranked
 from r8.runtimes.runners import TfliteRunner, TorchRunner
-from r8.thresholds import DEFAULT, Thresholds
+from r8.thresholds import DEFAULT, Thresholds, quantize_gates
 
 SQNR_IMAGES = 500  # test images the per-layer SQNR is measured on
 
@@ -129,9 +130,9 @@ def backend_sqnr(model: Model, b: Backend, rows: list[Int8Row], cal: Calibration
     """Per-layer SQNR for the backend's best and worst config (of those it can measure)."""
     images = data.test.images[:SQNR_IMAGES]
     by_id = {c.id: c for c in b.default if b.sqnr_for(c)}
-    ranked = sorted((r for r in rows if r.backend == b.name and r.config_id in by_id), key=lambda r: r.drop_pp)
+    measurable = [r for r in ranked(rows) if r.backend == b.name and r.config_id in by_id]
     out = []
-    for which, row in (("best", ranked[0]), ("worst", ranked[-1])) if ranked else ():
+    for which, row in (("best", measurable[0]), ("worst", measurable[-1])) if measurable else ():
         measured_on, sqnr = b.layer_sqnr(model, by_id[row.config_id], cal, images)
         out.append({"backend": b.name, "which": which, "config": row.config,
                     "measured_on": f"{measured_on}-{cal.source}", "images": len(images), "sqnr_db": sqnr})
@@ -143,60 +144,6 @@ def fp32_predictions(model: Model, data: Dataset, progress: bool) -> np.ndarray:
     return predict(TorchRunner(artifacts.torch_fp32(model), name="torch-fp32"), data.test.images, progress=progress)
 
 
-def gates(report: dict, thresholds: Thresholds) -> list[dict]:
-    """Each gate of ``thresholds`` on a quantize report: {gate, threshold, value, passed}."""
-    out = [{"gate": "fp32 top-1", "threshold": thresholds.min_top1, "value": report["fp32_top1"],
-            "passed": report["fp32_top1"] >= thresholds.min_top1}]
-    own = [r for r in report["rows"] if isinstance(r, Int8Row)]
-    out += [{"gate": f"int8 drop pp {r.backend}-{r.config}", "threshold": thresholds.max_drop_pp,
-             "value": r.drop_pp, "passed": r.drop_pp <= thresholds.max_drop_pp} for r in own]
-    for b in backends.gated():
-        best = best_row(own, b.name)
-        if best:
-            passed, waiver = best.drop_pp <= thresholds.best_drop_pp, b.best_gate_waiver()
-            out.append({"gate": f"best int8 drop pp {b.name}", "threshold": thresholds.best_drop_pp,
-                        "value": best.drop_pp, "passed": passed, **({"waived": waiver} if waiver and not passed else {})})
-    return out + mcu_gates(report["rows"])
-
-
-MCU_MARGIN = 1.05  # r8's arena and flash may exceed the published int8 model's by 5 % at most
-
-
-def mcu_gates(rows: list[Row]) -> list[dict]:
-    """On r8's best int8 .tflite run on TFLM (where ``quantize --mcu`` ran): its top-1 is LiteRT's
-    within the paired 95 % interval, and (where the model has a published int8 .tflite) its arena
-    and flash are within 5 % of that model's."""
-    mcu = [r for r in rows if isinstance(r, McuRow)]
-    ours = [r for r in mcu if r.source_backend in backends.mcu_names()]
-    if not ours:
-        return []
-    best = min(ours, key=lambda r: r.drop_pp)
-    lo, hi = best.vs_litert_ci95_pp
-    out = [{"gate": f"TFLM top-1 = LiteRT's, {best.config} (pp, 95 % CI)", "threshold": "0 in CI",
-            "value": best.top1 * 100 - best.litert_top1 * 100, "passed": lo <= 0 <= hi}]
-    for ref in (r for r in mcu if r.source_backend == REFERENCE_BACKEND):
-        out += [{"gate": f"TFLM {what} bytes, {best.config}", "threshold": round(MCU_MARGIN * getattr(ref, key)),
-                 "value": getattr(best, key), "passed": getattr(best, key) <= MCU_MARGIN * getattr(ref, key)}
-                for what, key in (("arena", "arena_bytes"), ("flash", "flash_bytes"))]
-    return out
-
-
-def model_dir(out_root: Path, model: Model) -> Path:
-    """Where a model's reports go: one folder per model stem under the reports root."""
-    return Path(out_root) / model.stem
-
-
-def describe(model: Model, data: Dataset, cal: CalibrationSet | None = None) -> dict:
-    """What a report was measured on."""
-    out = {"model": {"stem": model.stem, "file": str(model.path), "sha256": model.sha256,
-                     "input_shape": list(model.input_shape), "classes": model.num_classes},
-           "data": {"name": data.name, "sha256": data.sha256, "test": len(data.test.labels),
-                    "train": len(data.train.labels)}}
-    if cal is not None:
-        out["calibration"] = cal.summary()
-    return out
-
-
 def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal: CalibrationSet | None = None,
                  thresholds: Thresholds = DEFAULT, progress: bool = True, configs: list[str] | None = None,
                  mcu: bool = False) -> dict:
@@ -205,7 +152,7 @@ def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal:
     and conversion.json, and the index of OUT."""
     data.check(model)
     cal = cal or calibration_set(data, num_classes=model.num_classes)
-    out_dir = model_dir(out_root, model)
+    out_dir = model.report_dir(out_root)
     fp32_probs = fp32_predictions(model, data, progress)
     report = {**describe(model, data, cal), "fp32_top1": top1(fp32_probs, data.test.labels),
               "classes": list(data.class_names(model.num_classes)), "rows": [], "sqnr": [], "skipped": []}
@@ -231,7 +178,9 @@ def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal:
     if mcu:  # each int8 .tflite also on TFLM, the kernels of a microcontroller
         report["rows"] += mcu_rows(model, data, fp32_probs, mcu_files(report["rows"]), progress)
     report["thresholds"] = vars(thresholds)
-    report["gates"] = gates(report, thresholds)
+    waivers = {b.name: b.best_gate_waiver() for b in backends.gated()}
+    report["gates"] = [g.to_json() for g in quantize_gates(report["fp32_top1"], report["rows"], thresholds, waivers,
+                                                            tuple(backends.mcu_names()))]
     report["figures"] = quantization_figures(report, evaluated, fp32_probs, data, out_dir)
     _, md = write_quantization_report(stamp(report, "quantize.quantize_job"), out_dir)
     write_conversion_report(model, data, fp32_probs, out_dir, progress)
@@ -262,7 +211,7 @@ def quantization_figures(report: dict, evaluated: list[tuple[Int8Row, np.ndarray
                          data: Dataset, out_dir: Path) -> dict:
     """title -> file: sample predictions of the best int8 config (of ``evaluated``, its rows and
     predictions), and the per-layer SQNR bars."""
-    from r8.report.writers import samples_figure, sqnr_figure
+    from r8.report.quantization import samples_figure, sqnr_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = {}

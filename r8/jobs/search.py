@@ -5,7 +5,7 @@ Per backend, from a given int8 config (default: the backend's best default confi
 validation images; ``worst`` for its worst, as a hard-model gate starts):
 1. the per-layer SQNR of that config against fp32 on calibration images (where the backend
    measures it), and the validation drop with one conv / linear layer or residual add float
-   (:func:`r8.layers.float_units`), and with a layer and the next one run float (a float layer's
+   (:func:`r8.frontends.converted_layers.float_units`), and with a layer and the next one run float (a float layer's
    output stays int8 where its consumer is): the units;
 2. greedy forward selection: each step keeps float one more unit, measured *beside the layers
    already float* (after the one layer that matters, what each layer recovers alone says little
@@ -30,14 +30,14 @@ from tqdm import tqdm
 from r8 import artifacts, backends
 from r8.backends import Backend
 from r8.calibration import CalibrationSet, stratified_indices
+from r8.core.errors import R8Error
 from r8.data import Dataset, Split
-from r8.errors import R8Error
-from r8.jobs.quantize import describe
-from r8.layers import float_units, layer_macs
+from r8.frontends.converted_layers import float_units, layer_macs
 from r8.metrics import mcnemar, paired_drop, predict, top1
-from r8.model import Model
+from r8.model import Model, describe
+from r8.report.files import stamp
 from r8.report.index import write_index
-from r8.report.writers import stamp, write_search_report
+from r8.report.search import write_search_report
 from r8.runtimes.runners import TorchRunner
 
 VALIDATION_SIZE = 10_000  # at this size the paired upper bound sits about 0.25 pp above the point drop

@@ -11,11 +11,13 @@ from r8 import backends
 from r8.backends import Backend
 from r8.calibration import CalibrationSet, calibration_set
 from r8.data import Dataset
-from r8.jobs.quantize import config_row, describe, find_config, fp32_predictions, model_dir
+from r8.jobs.quantize import config_row, find_config, fp32_predictions
 from r8.metrics import top1
-from r8.model import Model
+from r8.model import Model, describe
+from r8.report.files import append_step_summary, stamp
 from r8.report.index import write_index
-from r8.report.writers import append_step_summary, stamp, write_study_report
+from r8.report.study import write_study_report
+from r8.rows import ranked
 
 STUDY_SIZES = (100, 250, 500, 1000, 2000)
 STUDY_SEEDS = (0, 1, 2, 3, 4)
@@ -24,9 +26,9 @@ STUDY_SEEDS = (0, 1, 2, 3, 4)
 def best_configs(model: Model, data: Dataset, b: Backend, fp32_probs: np.ndarray, cal: CalibrationSet,
                  k: int = 2) -> list:
     """The backend's ``k`` default configs with the smallest drop (calibration set ``cal``)."""
-    default = b.configs(available=True)
-    drops = {c: config_row(model, data, b.name, c, fp32_probs, cal).drop_pp for c in default}
-    return sorted(default, key=drops.get)[:k]
+    by_id = {c.id: c for c in b.configs(available=True)}
+    rows = [config_row(model, data, b.name, c, fp32_probs, cal) for c in by_id.values()]
+    return [by_id[r.config_id] for r in ranked(rows)[:k]]
 
 
 def seed_runs(model: Model, data: Dataset, backend: str, config, fp32_probs: np.ndarray, n: int, seeds) -> list[dict]:
@@ -70,7 +72,7 @@ def study_job(model: Model, data: Dataset, out_root: Path, sizes=STUDY_SIZES, se
         runs += seed_runs(model, data, b.name, config, fp32_probs, n, seeds)
     report = {**describe(model, data), "fp32_top1": top1(fp32_probs, data.test.labels), "sizes": list(sizes),
               "seeds": list(seeds), "runs": runs, "summary": summarize(runs)}
-    _, md = write_study_report(stamp(report, "study.study_job"), model_dir(out_root, model))
+    _, md = write_study_report(stamp(report, "study.study_job"), model.report_dir(out_root))
     append_step_summary(md.read_text())
     write_index(out_root)
     return report

@@ -11,11 +11,24 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
-from r8.cache import atomic_write
-from r8.errors import R8Error
+from r8.core.cache import atomic_write
+from r8.core.errors import R8Error
+from r8.report.benchmark import benchmark_blocks
 from r8.report.blocks import Figure, Para, Table, html_blocks, inline_html, markdown, under
-from r8.report.writers import SOURCES
+from r8.report.quantization import conversion_blocks, quantization_blocks
+from r8.report.search import search_blocks
+from r8.report.study import study_blocks
 from r8.rows import Int8Row, McuRow, ReferenceRow, Row, best_row, rows_from_json
+from r8.thresholds import Gate
+
+# file in a model's report folder -> (title, the command that writes it, its blocks)
+SOURCES = {
+    "conversion.json": ("Conversion: Keras vs PyTorch, fp32", "python -m r8 quantize (or nox -s quantize)", conversion_blocks),
+    "quantization.json": ("int8 quantization", "python -m r8 quantize (or nox -s quantize)", quantization_blocks),
+    "study.json": ("Calibration size and seed study", "python -m r8 study (or nox -s study)", study_blocks),
+    "benchmark.json": ("CPU inference benchmark", "python -m r8 benchmark (or nox -s benchmark)", benchmark_blocks),
+    "search.json": ("When int8 hurts: the fewest float layers", "python -m r8 search --max-drop-pp X", search_blocks),
+}
 
 
 def model_dirs(out_root: Path) -> list[Path]:
@@ -55,7 +68,7 @@ def overview(out_root: Path) -> list:
         about = q or b or conv or {}
         int8 = "; ".join(f"{r.backend} {r.config} {r.drop_pp:.2f} [{r.drop_ci95_pp[0]:.2f}, {r.drop_ci95_pp[1]:.2f}]"
                          for r in best_per_backend(rows_from_json(q or {}))) or "-"
-        gates = (q or {}).get("gates", [])
+        gates = [Gate.from_json(g) for g in (q or {}).get("gates", [])]
         fastest = ["-", "-"]
         if b:
             fast1 = min((r for r in b["rows"] if r["precision"] != "overhead"), key=lambda r: r["ms_bs1"])
@@ -63,7 +76,7 @@ def overview(out_root: Path) -> list:
             fastest = [f"{fast1['runtime']} {fast1['ms_bs1']:.3f} ms", f"{fast256['runtime']} {fast256['img_per_s_bs256']:,.0f} img/s"]
         fp32 = (q or {}).get("fp32_top1", (conv or {}).get("torch_top1"))
         rows.append([d.name, about.get("data", {}).get("name", "-"), "-" if fp32 is None else f"{fp32:.2%}", int8,
-                     f"{sum(g['passed'] for g in gates)}/{len(gates)}" if gates else "-", *fastest])
+                     f"{sum(g.passed for g in gates)}/{len(gates)}" if gates else "-", *fastest])
     return [Table(head, rows)] if rows else [Para("No model measured yet: `python -m r8 quantize --model FILE` writes the first.")]
 
 
@@ -99,7 +112,7 @@ MCU_FIGURE = "mcu.png"
 def microcontroller(out_root: Path) -> list:
     """Every model's int8 .tflite files on TFLite Micro (rows of its quantization.json made by
     ``quantize --mcu``), with the RAM / flash chart (written beside the index)."""
-    from r8.report.writers import boards_note, mcu_blocks, mcu_figure
+    from r8.report.mcu import boards_note, mcu_blocks, mcu_figure
 
     rows = [(d.name, r) for d in model_dirs(out_root)
             for r in rows_from_json(_load(d / "quantization.json") or {}) if isinstance(r, McuRow)]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from r8.cache import build_facts, build_once, sha256
-from r8.console import all_tensors_kept, native_output_captured
-from r8.errors import R8Error
+from r8.core.cache import build_facts, build_once, sha256
+from r8.core.console import all_tensors_kept, native_output_captured
+from r8.core.errors import R8Error
 from r8.frontends.tflite.reader import DTYPES, flatbuffer, op_name
 from r8.runtimes.runners import TfliteRunner, integer_input
 

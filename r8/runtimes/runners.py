@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from r8.batch import input_arrays
-from r8.console import native_stderr_quiet
-from r8.environment import threads as r8_threads
-from r8.errors import R8Error
+from r8.core.batch import input_arrays
+from r8.core.console import native_stderr_quiet
+from r8.core.environment import threads as r8_threads
+from r8.core.errors import R8Error
 
 
 def model_input(images: np.ndarray, nchw: bool, integer: bool = False) -> np.ndarray:

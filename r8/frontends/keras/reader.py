@@ -24,12 +24,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from r8.errors import MAX_ELEMENTS, MAX_TENSOR_BYTES, R8Error
+from r8.core.errors import MAX_ELEMENTS, MAX_TENSOR_BYTES, R8Error
 
 
 class Config(dict):
     """A layer's config that records the keys read from it (``[]``, ``get``, ``in``): what its
-    converter did not read is checked against :data:`r8.frontends.keras.layers.IGNORED_CONFIG`."""
+    converter did not read is checked against :data:`r8.frontends.keras.layers.registry.IGNORED_CONFIG`."""
 
     def __init__(self, *args):
         super().__init__(*args)

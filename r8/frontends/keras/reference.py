@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 
-from r8.console import native_stderr_quiet
+from r8.core.console import native_stderr_quiet
 
 
 def guard_triton() -> None:

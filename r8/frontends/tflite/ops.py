@@ -13,25 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from r8.errors import MAX_ELEMENTS
-from r8.frontends.keras.layers import (
-    Add,
-    Affine,
-    Arith,
-    ArithConst,
-    Concat,
-    KerasReshape,
-    Steps,
-    _rank,
-    _tensor,
-    constant_in_torch_layout,
-    depthwise_weight,
-    padded,
-    pool_steps,
-    registrar,
-    tf_same_padding,
-    torch_axis,
-)
+from r8.core.errors import MAX_ELEMENTS
+from r8.frontends.keras.layers.conv import depthwise_weight, padded
+from r8.frontends.keras.layers.layout import as_tensor, check_rank, tf_same_padding, torch_axis
+from r8.frontends.keras.layers.modules import Add, Affine, Arith, ArithConst, Concat, KerasReshape, constant_in_torch_layout
+from r8.frontends.keras.layers.pooling import pool_steps
+from r8.frontends.keras.layers.registry import Steps, registrar
 from r8.frontends.tflite.reader import TfliteNode
 
 OPS: dict[str, Callable[[TfliteNode, list[tuple]], Steps]] = {}
@@ -108,7 +95,7 @@ class Pad(nn.Module):
 @op("CONV_2D", "DEPTHWISE_CONV_2D")
 def conv2d(node: TfliteNode, shapes: list[tuple]) -> Steps:
     (shape,) = shapes
-    _rank(node, shape, 4)
+    check_rank(node, shape, 4)
     (h, w, cin), c = shape, node.config
     stride, dilation = (c.get("StrideH", 1), c.get("StrideW", 1)), (c.get("DilationHFactor", 1), c.get("DilationWFactor", 1))
     raw = _weight(node, 1)
@@ -127,9 +114,9 @@ def conv2d(node: TfliteNode, shapes: list[tuple]) -> Steps:
     bias = node.const(2) is not None
     conv = nn.Conv2d(cin, cout, tuple(kernel), stride, dilation=dilation, groups=groups, bias=bias)
     with torch.no_grad():
-        conv.weight.copy_(_tensor(weight))
+        conv.weight.copy_(as_tensor(weight))
         if bias:
-            conv.bias.copy_(_tensor(_weight(node, 2, (cout,))))
+            conv.bias.copy_(as_tensor(_weight(node, 2, (cout,))))
     return _fused(node, padded(node.name, conv, _pads(node, (h, w), tuple(kernel), stride, dilation)))
 
 
@@ -145,9 +132,9 @@ def fully_connected(node: TfliteNode, shapes: list[tuple]) -> Steps:
     bias = node.const(2) is not None
     linear = nn.Linear(size, units, bias=bias)
     with torch.no_grad():
-        linear.weight.copy_(_tensor(weight))  # TFLite stores (out, in), as torch does
+        linear.weight.copy_(as_tensor(weight))  # TFLite stores (out, in), as torch does
         if bias:
-            linear.bias.copy_(_tensor(_weight(node, 2, (units,))))
+            linear.bias.copy_(as_tensor(_weight(node, 2, (units,))))
     steps: Steps = []
     if shape != (size,):  # TFLite flattens its input to (-1, in) in its own element order
         steps.append((f"{node.name}_flatten", KerasReshape((size,), from_nchw=len(shape) == 3)))
@@ -171,7 +158,7 @@ def binary(node: TfliteNode, shapes: list[tuple]) -> Steps:
 @op("AVERAGE_POOL_2D", "MAX_POOL_2D")
 def pooling(node: TfliteNode, shapes: list[tuple]) -> Steps:
     (shape,) = shapes
-    _rank(node, shape, 4)
+    check_rank(node, shape, 4)
     c = node.config
     kernel, stride = (c.get("FilterHeight", 1), c.get("FilterWidth", 1)), (c.get("StrideH", 1), c.get("StrideW", 1))
     pads = _pads(node, shape[:2], kernel, stride)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from r8.errors import MAX_TENSOR_BYTES, R8Error
+from r8.core.errors import MAX_TENSOR_BYTES, R8Error
 
 # TensorType -> numpy dtype, for the types a float model's tensors have
 DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8, 6: np.bool_}

@@ -8,7 +8,7 @@ import sys
 from functools import cache
 from importlib import metadata
 
-from r8.errors import R8Error
+from r8.core.errors import R8Error
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")  # /proc/cpuinfo names
 PACKAGES = ("torch", "torchao", "onnxruntime", "ai-edge-litert", "tensorflow", "openvino", "tflite-micro", "numpy")

@@ -2,13 +2,13 @@
 (which writes the report), from a source checkout (``suite/test_benchmark.py``, ``pytest -m
 benchmark``) or from any repository after ``pip install r8[test]``:
 
-    pytest --pyargs r8.benchmarks -m benchmark --r8-model my_model.h5 --benchmark-json=out.json
+    pytest --pyargs r8.jobs.benchmark_suite -m benchmark --r8-model my_model.h5 --benchmark-json=out.json
 
 Each runtime at batch 1 (latency) and batch 256 (throughput), at 1 and 2 threads; ``extra_info``
 carries what the report needs (accuracy on the 10k test images, size, config, threads, artifact).
 The ``overhead-*`` rows time an identity-sized model: each runtime's per-call floor.
 
-``test_paired`` then times the pairs the report compares in interleaved rounds (:mod:`r8.timing`)
+``test_paired`` then times the pairs the report compares in interleaved rounds (:mod:`r8.runtimes.timing`)
 and puts each comparison's ratio, interval and verdict in its ``extra_info["comparisons"]``.
 """
 
@@ -17,10 +17,22 @@ from functools import partial
 import pytest
 
 from r8.backends import backend
-from r8.errors import R8Error
-from r8.jobs.benchmark import BATCHES, CAP_S, COMPARISONS, RUNTIME_NAMES, THREAD_COUNTS, THREADS, comparison_pairs, runtimes
+from r8.core.errors import R8Error
+from r8.jobs.benchmark import BATCHES, COMPARISONS, comparison_pairs, runtime_names, runtimes, thread_counts
 from r8.metrics import confusion, per_class, predict, top1
-from r8.timing import VERDICTS, compare
+from r8.runtimes.timing import VERDICTS, compare
+
+
+def pytest_generate_tests(metafunc):
+    """The thread counts (``--r8-bench-threads``) and runtime names (a GPU row where there is one),
+    read when the tests are collected."""
+    if "threads" in metafunc.fixturenames:
+        counts = thread_counts(metafunc.config.getoption("r8_bench_threads"))
+        metafunc.parametrize("threads", counts, ids=lambda t: f"t{t}")
+    if "name" in metafunc.fixturenames:
+        import torch
+
+        metafunc.parametrize("name", runtime_names(torch.cuda.is_available()))
 
 
 @pytest.fixture(scope="session")
@@ -67,12 +79,11 @@ def block_medians():
 
 
 @pytest.mark.benchmark  # on the function, so a module that imports it (suite/test_benchmark.py) keeps it
-@pytest.mark.parametrize("threads", THREAD_COUNTS, ids=lambda t: f"t{t}")
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"bs{b}")
-@pytest.mark.parametrize("name", RUNTIME_NAMES)
-def test_inference(benchmark, name, batch, threads, runtime_table, loaded, block_medians, r8_model, r8_data):
-    if name in ("keras", "torch-cuda") and threads != THREADS:
-        pytest.skip(f"{name}: its thread pools are fixed once started (measured at {THREADS} threads only)")
+def test_inference(benchmark, name, batch, threads, runtime_table, loaded, block_medians, r8_model, r8_data, request):
+    most = request.config.getoption("r8_bench_threads")
+    if name in ("keras", "torch-cuda") and threads != most:
+        pytest.skip(f"{name}: its thread pools are fixed once started (measured at {most} threads only)")
     if name not in runtime_table:
         pytest.skip(f"{name}: not a runtime of {r8_model.stem} on {r8_data.name} (its backend cannot take the model, "
                     "no published reference file, "
@@ -91,7 +102,7 @@ def test_inference(benchmark, name, batch, threads, runtime_table, loaded, block
 @pytest.mark.benchmark
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"bs{b}")
 @pytest.mark.parametrize("kind", COMPARISONS)
-def test_paired(benchmark, kind, batch, runtime_table, loaded, block_medians, r8_thresholds, r8_data):
+def test_paired(benchmark, kind, batch, runtime_table, loaded, block_medians, r8_thresholds, r8_data, request):
     """The runtimes of one comparison in interleaved rounds, each at its faster thread count; the
     comparisons go to ``extra_info`` (pytest-benchmark's own figure here is the time they took)."""
     faster = {n: min(t.items(), key=lambda kv: kv[1]) for (n, b), t in block_medians.items() if b == batch}
@@ -108,7 +119,7 @@ def test_paired(benchmark, kind, batch, runtime_table, loaded, block_medians, r8
 
     def run():
         return [compare(COMPARISONS[kind], batch, *[(n, partial(loaded(n, faster[n][0])[0].predict, images)) for n in pair],
-                        cap_s=CAP_S) for pair in pairs]
+                        cap_s=request.config.getoption("r8_bench_cap_s")) for pair in pairs]
     results = benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update(kind=kind, batch=batch, comparisons=[
         {"kind": kind, **c.as_dict(), "threads": [faster[c.a][0], faster[c.b][0]]} for c in results])

@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from r8.console import native_stderr_quiet
+from r8.core.console import native_stderr_quiet
 from r8.frontends.convert import example_inputs
 
 OPSET = 18

@@ -7,6 +7,7 @@ TensorFlow, absl and LiteRT write straight to file descriptor 2 while they start
 """
 
 import contextlib
+import contextvars
 import io
 import logging
 import os
@@ -15,8 +16,8 @@ import tempfile
 import warnings
 from contextlib import contextmanager
 
-_quiet = False  # within a command-line run (:func:`run`) that is not verbose
-_verbose = False
+# Within a command-line run (:func:`run`): "quiet" unless verbose, "verbose" with -v; unset outside one.
+MODE: contextvars.ContextVar[str | None] = contextvars.ContextVar("r8_console_mode", default=None)
 LOGGERS = ("", "torch", "tensorflow", "tf2onnx", "absl")  # "": the root logger
 TF_LOG = "TF_CPP_MIN_LOG_LEVEL"
 
@@ -26,9 +27,8 @@ def run(verbose: bool):
     """One command-line run's console: quiet unless ``verbose``. Warning filters, logging levels,
     the environment and the quiet flag are as before once the run ends, so nothing outlives it
     (the CLI called twice in one process, as the tests do, starts from the same state)."""
-    global _quiet, _verbose
-    saved = _quiet, _verbose, {name: logging.getLogger(name).level for name in LOGGERS}, os.environ.get(TF_LOG)
-    _quiet, _verbose = not verbose, verbose
+    levels, tf_log = {name: logging.getLogger(name).level for name in LOGGERS}, os.environ.get(TF_LOG)
+    token = MODE.set("verbose" if verbose else "quiet")
     try:
         with warnings.catch_warnings():
             if not verbose:
@@ -38,7 +38,7 @@ def run(verbose: bool):
                     logging.getLogger(name).setLevel(logging.ERROR)
             yield
     finally:
-        _quiet, _verbose, levels, tf_log = saved
+        MODE.reset(token)
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
         if tf_log is None:
@@ -50,7 +50,7 @@ def run(verbose: bool):
 @contextmanager
 def native_stderr_quiet():
     """In quiet mode, send what native code writes to fd 2 to /dev/null for the duration."""
-    if not _quiet:
+    if MODE.get() != "quiet":
         yield
         return
     sys.stderr.flush()
@@ -70,7 +70,7 @@ def tf_converter_quiet():
     """In quiet mode, what TensorFlow's Keras-to-.tflite converter says: its C++ lines on fd 2 and
     the summary of the SavedModel it exports on the way (endpoints, captures), which Keras prints
     to stdout, where only r8's own lines belong."""
-    if not _quiet:
+    if MODE.get() != "quiet":
         yield
         return
     with native_stderr_quiet(), contextlib.redirect_stdout(io.StringIO()):
@@ -110,5 +110,5 @@ def native_output_captured():
                 os.close(copy)
             f.seek(0)
             captured.append(f.read().decode(errors="replace"))
-            if _verbose and captured[0]:
+            if MODE.get() == "verbose" and captured[0]:
                 sys.stderr.write(captured[0])

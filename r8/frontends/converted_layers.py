@@ -48,7 +48,7 @@ def float_units(model: fx.GraphModule) -> tuple[str, ...]:
     not: IC01 on ORT's per-tensor config lost 0.50 pp on validation with every conv / linear layer
     float, and nothing with the three adds float too. Read off the graph: no forward pass, as each
     mixed build asks again."""
-    from r8.frontends.keras.layers import Add
+    from r8.frontends.keras.layers.modules import Add
 
     return tuple(node.target for node in model.graph.nodes if node.op == "call_module"
                  and isinstance(model.get_submodule(node.target), (*LAYER_TYPES, Add)))

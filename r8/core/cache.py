@@ -20,7 +20,7 @@ from typing import Callable
 
 from filelock import FileLock
 
-from r8 import paths
+from r8.core import paths
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -34,12 +34,13 @@ def sha256(path: str | os.PathLike) -> str:
 # Modules and whole subpackages (a trailing "/") that only present, time or check what was built:
 # editing them rebuilds nothing. Every other module under r8/, in any subpackage, counts as shaping
 # artifacts (a new one is safe).
-PRESENTATION = {"__main__.py", "cli.py", "jobs/", "report/", "console.py", "metrics.py", "thresholds.py",
-                "runtimes/runners.py", "pytest_plugin.py", "gates.py", "benchmarks.py", "rows.py",
-                "environment.py"}
+PRESENTATION = {"__main__.py", "cli.py", "jobs/", "report/", "core/console.py", "metrics.py", "thresholds.py",
+                "runtimes/runners.py", "runtimes/timing.py", "pytest_plugin.py", "gates.py", "rows.py",
+                "core/environment.py"}
+R8_ROOT = Path(__file__).parent.parent
 
 
-def shaping_modules(root: Path = Path(__file__).parent) -> list[Path]:
+def shaping_modules(root: Path = R8_ROOT) -> list[Path]:
     """Every module under ``root`` (subpackages too) but the presentation ones."""
     def presents(rel: str) -> bool:
         return rel in PRESENTATION or any(rel.startswith(p) for p in PRESENTATION if p.endswith("/"))
@@ -51,9 +52,8 @@ def code_hash() -> str:
     """Changes whenever a module that shapes an artifact changes, so a fixed bug never serves a
     stale artifact (and editing a report rebuilds nothing)."""
     h = hashlib.sha256()
-    root = Path(__file__).parent
     for f in shaping_modules():
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+        h.update(f.relative_to(R8_ROOT).as_posix().encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
 
 
