@@ -8,7 +8,6 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 
-CI_GATE = "not benchmark and not slow and not nightly"  # fast suite + accuracy gates
 # One worker per core; the tests that share a per-run memo (r8.pytest_plugin.MEASURED_ONCE) share a
 # worker, and the cache's file locks make the workers wait for, not repeat, each other's builds.
 # pytest-benchmark turns itself off under xdist and warns when it sees a benchmark test, even a
@@ -24,10 +23,12 @@ def tests(session):
     session.install("-e", ".[test]")
     session.run("ruff", "check", "r8", "suite", "conftest.py", "noxfile.py")
     session.run("python", "-m", "r8", "download")  # a no-op where R8_DATA_DIR is already verified
-    session.run("pytest", "-m", f"({CI_GATE}) and not quiet", *WORKERS, "--durations=15", *session.posargs)
+    session.run("pytest", "--r8-gate", "-m", "not quiet", *WORKERS, "--durations=15",
+                "--junitxml=reports/junit/gate.xml", *session.posargs)
     # Then the timings of real runtimes, with no other test beside them: next to another worker, two
     # sessions of one ONNX file came out "slower" twice running. Exit 5: a shard holds none of them.
-    session.run("pytest", "-m", f"({CI_GATE}) and quiet", *session.posargs, success_codes=[0, 5])
+    session.run("pytest", "--r8-gate", "-m", "quiet", "--junitxml=reports/junit/gate-quiet.xml", *session.posargs,
+                success_codes=[0, 5])
 
 
 @nox.session

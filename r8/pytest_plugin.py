@@ -17,8 +17,9 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from r8 import paths
-from r8.environment import THREADS_VAR, limit_threads
+from r8.core import paths
+from r8.core.environment import THREADS_VAR, limit_threads
+from r8.runtimes.timing import CAP_S
 from r8.thresholds import GATES, Thresholds, add_gate_options
 
 
@@ -29,7 +30,19 @@ def pytest_addoption(parser):
     group.addoption("--r8-data", default="cifar10", metavar="DATA",
                     help="cifar10 (default) or FILE.npz with x_train, y_train, x_test, y_test")
     add_gate_options(group.addoption, prefix="--r8-")
+    group.addoption("--r8-gate", action="store_true",
+                    help=f"select the CI gate ({GATE}), narrowed by any -m given with it")
+    group.addoption("--r8-bench-threads", type=int, default=2, metavar="N",
+                    help="benchmarks: the most threads any runtime gets (default 2; each is also timed at 1)")
+    group.addoption("--r8-bench-cap-s", type=float, default=CAP_S, metavar="S",
+                    help=f"benchmarks: each paired comparison's time cap, s (default {CAP_S:.0f})")
+    parser.addini("r8_default_tier", "fast: a run given no -m selects the fast tier (r8's own checkout)", default="")
 
+
+# The test tiers, written here only: nox, tox and the suite pass --r8-gate, and r8's pytest.ini
+# asks for the fast tier as its default.
+GATE = "not benchmark and not slow and not nightly"  # the fast tests and the accuracy gates
+FAST = f"not accuracy and {GATE}"
 
 MARKERS = ("accuracy: full test-set accuracy gates (minutes, part of CI)",
            "benchmark: pytest-benchmark timings (opt-in, never part of CI's gate)",
@@ -45,9 +58,19 @@ MEASURED_ONCE = ("r8_int8_rows", "r8_torch_probs", "r8_keras_probs")
 MEASURED_GROUP = "r8-measured"
 
 
+def selected_tier(config) -> str:
+    """The marker expression this run selects: the gate (narrowed by ``-m``) with ``--r8-gate``, the
+    fast tier where no ``-m`` is given and the ini asks for it, else the ``-m`` given."""
+    given = config.option.markexpr
+    if config.getoption("r8_gate"):
+        return f"({GATE}) and ({given})" if given else GATE
+    return given or (FAST if config.getini("r8_default_tier") == "fast" else "")
+
+
 def pytest_configure(config):
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    config.option.markexpr = selected_tier(config)
     # What one pytest run measured: figures for its summary, int8 rows per model for its report,
     # and the predictions and rows it computed once; all of it lives and dies with this run.
     config.r8_measured, config.r8_int8_rows, config.r8_predictions, config.r8_rows = {}, {}, {}, {}
@@ -102,7 +125,8 @@ def pytest_generate_tests(metafunc):
 
 # ---- measured figures: printed at the end of the run and written to R8_CACHE_DIR/reports/
 def pytest_terminal_summary(terminalreporter, config):
-    from r8.report.writers import append_step_summary, write_quantization_report
+    from r8.report.files import append_step_summary
+    from r8.report.quantization import write_quantization_report
 
     measured = getattr(config, "r8_measured", {})
     if not measured:
@@ -126,11 +150,6 @@ def r8_report(request):
     def record(key, value):
         request.config.r8_measured[key] = value
     return record
-
-
-def gate_failure(model, gate: str, value, threshold) -> str:
-    """The message of a failed gate: which model, which gate, the threshold and what was measured."""
-    return f"{model.stem}: gate '{gate}' failed: measured {value}, threshold {threshold}"
 
 
 # ---- shared computations: a source checkout's own fixtures reuse them instead of measuring twice
@@ -167,8 +186,8 @@ def add_int8_row(config, model, data, cal, row) -> None:
     """Adds a measured row (:class:`r8.rows.Row`) to the model's quantization report written at the end of the run
     (``cal``: its calibration set, None for the default one)."""
     from r8.calibration import calibration_set
-    from r8.jobs.quantize import describe
     from r8.metrics import top1
+    from r8.model import describe
 
     if model.stem not in config.r8_int8_rows:
         cal = cal or calibration_set(data, num_classes=model.num_classes)
