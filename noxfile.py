@@ -23,11 +23,11 @@ def tests(session):
     session.install("-e", ".[test]")
     session.run("ruff", "check", "r8", "suite", "conftest.py", "noxfile.py")
     session.run("python", "-m", "r8", "download")  # a no-op where R8_DATA_DIR is already verified
-    session.run("pytest", "--r8-gate", "-m", "not quiet", *WORKERS, "--durations=15",
+    session.run("pytest", "--r8-tier", "gate", "-m", "not quiet", *WORKERS, "--durations=15",
                 "--junitxml=reports/junit/gate.xml", *session.posargs)
     # Then the timings of real runtimes, with no other test beside them: next to another worker, two
     # sessions of one ONNX file came out "slower" twice running. Exit 5: a shard holds none of them.
-    session.run("pytest", "--r8-gate", "-m", "quiet", "--junitxml=reports/junit/gate-quiet.xml", *session.posargs,
+    session.run("pytest", "--r8-tier", "gate", "-m", "quiet", "--junitxml=reports/junit/gate-quiet.xml", *session.posargs,
                 success_codes=[0, 5])
 
 
@@ -37,7 +37,7 @@ def nightly(session):
     nightly parameter of a `slow` test, such as the CIFAR CNN's twin builds, stays under `slow`)."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "r8", "download")
-    session.run("pytest", "-m", "nightly and not slow", *WORKERS, "--durations=15", *session.posargs)
+    session.run("pytest", "--r8-tier", "nightly", *WORKERS, "--durations=15", *session.posargs)
 
 
 @nox.session

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from r8.core import environment, paths
 from r8.core.errors import R8Error
-from r8.thresholds import Gate, Thresholds, add_gate_options
+from r8.thresholds import Thresholds, add_gate_options
 
 
 def model_and_data(args, several_inputs: bool = False):
@@ -93,19 +93,18 @@ def cmd_quantize(args) -> None:
         find_config(name)
     model, data = model_and_data(args)
     cal = calibration_set(data, args.calibration_size, args.calibration_seed, args.calibration, model.num_classes)
-    report = quantize_job(model, data, args.backend, args.out, cal, thresholds(args), configs=args.configs, mcu=args.mcu)
-    best = best_row(report["rows"])
+    result = quantize_job(model, data, args.backend, args.out, cal, thresholds(args), configs=args.configs, mcu=args.mcu)
+    best = best_row(result.rows)
     out = model.report_dir(args.out)
-    print(f"{model.stem}: fp32 top-1 {report['fp32_top1']:.2%}; {len(report['rows'])} rows; " +
+    print(f"{model.stem}: fp32 top-1 {result.fp32_top1:.2%}; {len(result.rows)} rows; " +
           (f"best {best.backend} {best.config}: {best.top1:.2%} (drop {best.drop_pp:.2f} pp, 95 % CI "
            f"{best.drop_ci95_pp[0]:.2f} to {best.drop_ci95_pp[1]:.2f})" if best else "no int8 config measured"))
     print(f"wrote {out / 'quantization.md'} and {out / 'quantization.json'}; open {args.out / 'index.html'}")
-    gates = [Gate.from_json(g) for g in report["gates"]]
-    for g in gates:
+    for g in result.gates:
         if not g.passed:
             print(f"r8: {g.message(model.stem)}" + (f" (not met on this CPU: {g.waived_because})" if g.waived_because else ""),
                   file=sys.stderr)
-    if any(g.failed for g in gates):
+    if any(g.failed for g in result.gates):
         raise SystemExit(1)
 
 
@@ -124,7 +123,7 @@ def cmd_search(args) -> None:
     model, data = model_and_data(args)
     cal = calibration_set(data, num_classes=model.num_classes)
     try:
-        rows = search_job(model, data, cal, args.max_drop_pp, args.out, names, start=args.config)
+        rows = search_job(model, data, cal, args.max_drop_pp, args.out, names, start=args.config).rows
     except BudgetNotMet as e:
         print(f"r8: budget not met: {e}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -149,30 +148,8 @@ MCU_FIELDS = ("file", "config", "top1", "top1_perf200", "litert_top1", "bitexact
               "flash", "ops", "tflm_s")
 
 
-def _mcu_rows(args) -> list[tuple[str, object]]:
-    """(model stem, McuRow) of the int8 .tflite of every default config of r8's backends that
-    write one (built if needed), the model's published int8 .tflite and the files given."""
-    from r8 import backends
-    from r8.calibration import calibration_set
-    from r8.jobs.quantize import McuFile, fp32_predictions, mcu_rows
-    from r8.rows import REFERENCE_BACKEND, int8_label, reference_label
-
-    model, data = model_and_data(args)
-    cal, files = calibration_set(data, num_classes=model.num_classes), []
-    for b in backends.mcu():
-        for config in b.default:
-            try:
-                files.append(McuFile(b.name, int8_label(config.id, cal.source), b.build(model, config, cal)))
-            except R8Error as e:  # e.g. a .tflite source: TFLite's quantizer needs the Keras model
-                print(f"skipped {b.name}-{config.id}: {e}", file=sys.stderr)
-    reference = model.reference("int8")
-    files += [McuFile(REFERENCE_BACKEND, reference_label(reference), reference)] if reference else []
-    files += [McuFile("file", f.name, f) for f in args.tflite]
-    progress = not args.json
-    return [(model.stem, r) for r in mcu_rows(model, data, fp32_predictions(model, data, progress), files, progress)]
-
-
 def cmd_mcu(args) -> None:
+    from r8.jobs.mcu import mcu_job
     from r8.report.blocks import markdown
     from r8.report.mcu import mcu_blocks
     from r8.runtimes import mcu
@@ -180,7 +157,8 @@ def cmd_mcu(args) -> None:
     for f in args.tflite:  # a file TFLM cannot take is refused before any work
         mcu.interpreter(f)
     with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):  # stdout: the JSON alone
-        rows = _mcu_rows(args)
+        model, data = model_and_data(args)
+        rows = [(model.stem, r) for r in mcu_job(model, data, args.tflite, progress=not args.json)]
     if args.json:
         print(json.dumps({"rows": [{k: v for k, v in r.to_json().items() if k in MCU_FIELDS} for _, r in rows]}))
         return
@@ -204,11 +182,11 @@ def cmd_study(args) -> None:
     from r8.jobs.study import STUDY_SEEDS, STUDY_SIZES, study_job
 
     model, data = model_and_data(args)
-    report = study_job(model, data, args.out, tuple(args.sizes or STUDY_SIZES), tuple(args.seeds or STUDY_SEEDS),
+    result = study_job(model, data, args.out, tuple(args.sizes or STUDY_SIZES), tuple(args.seeds or STUDY_SEEDS),
                        args.configs)
-    for s in report["summary"]:
-        print(f"{s['backend']} {s['config']} n={s['n']}: mean drop {s['mean_drop_pp']:.3f} pp "
-              f"(std {s['std_drop_pp']:.3f}, {s['min_drop_pp']:.2f}..{s['max_drop_pp']:.2f})")
+    for s in result.summary:
+        print(f"{s.backend} {s.config} n={s.n}: mean drop {s.mean_drop_pp:.3f} pp "
+              f"(std {s.std_drop_pp:.3f}, {s.min_drop_pp:.2f}..{s.max_drop_pp:.2f})")
     out = model.report_dir(args.out)
     print(f"wrote {out / 'study.md'} and {out / 'study.json'}; open {args.out / 'index.html'}")
 

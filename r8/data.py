@@ -20,7 +20,7 @@ from r8.core.errors import R8Error
 @cache
 def torchvision_cifar10():
     """torchvision's CIFAR10 (its files, their md5, its URL and reader), imported on first use: the
-    import takes 1.3 s or more, which a command on other data (an .npz, a .tflite's own) never needs."""
+    import takes seconds, which a command on other data (an .npz, a .tflite's own) never needs."""
     from torchvision.datasets import CIFAR10
 
     return CIFAR10
@@ -42,7 +42,7 @@ MLCOMMONS_FILES = {
     "pretrainedResnet_quant.tflite": ("trained_models/pretrainedResnet_quant.tflite",
                                       "2d6dd48722471313e4c4528249205ae3"),
     "perf_samples_idxs.npy": ("perf_samples_idxs.npy", "c806ed872903de072e7ac9541291b01c"),
-    # IC02 (MLPerf Tiny v1.4 "ic2"): published as .tflite only (added to trained_models/ in 05d65c6)
+    # IC02 (MLPerf Tiny v1.4 "ic2"): published as .tflite only
     "pretrainedResnet_large_float.tflite": ("trained_models/pretrainedResnet_large_float.tflite",
                                             "23bff114d95e31ffa026dd1708961679"),
     "pretrainedResnet_large_int8.tflite": ("trained_models/pretrainedResnet_large_int8.tflite",

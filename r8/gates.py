@@ -18,7 +18,7 @@ from r8.core.errors import R8Error
 from r8.metrics import agreement, predict, top1
 from r8.pytest_plugin import add_int8_row
 from r8.rows import Row, best_row
-from r8.thresholds import Gate, at_most
+from r8.thresholds import Gate, at_least, at_most
 
 
 def check(model, gate: Gate) -> None:
@@ -28,10 +28,6 @@ def check(model, gate: Gate) -> None:
     if gate.waived_because:
         pytest.xfail(f"{gate.message(model.stem)}; {gate.waived_because}")
     assert gate.passed, gate.message(model.stem)
-
-
-def check_gate(model, name: str, measured, threshold, passed: bool) -> None:
-    check(model, Gate(name, threshold, measured, passed))
 
 
 def check_best_drop(model, name: str, what: str, drop: float, threshold: float) -> None:
@@ -45,10 +41,10 @@ def test_parity_keras_torch(r8_model, r8_keras_probs, r8_torch_probs, r8_thresho
     diff = float(np.abs(r8_keras_probs - r8_torch_probs).max())
     r8_report(f"{r8_model.stem}: parity keras-vs-torch max|dp|, argmax agreement", f"{diff:.2e}, "
            f"{agreement(r8_keras_probs, r8_torch_probs):.4%}")
-    check_gate(r8_model, "parity keras-vs-torch max |dp|", diff, r8_thresholds.prob_atol, diff <= r8_thresholds.prob_atol)
+    check(r8_model, at_most("parity keras-vs-torch max |dp|", diff, r8_thresholds.prob_atol))
     mismatched = np.flatnonzero(r8_keras_probs.argmax(1) != r8_torch_probs.argmax(1))
-    check_gate(r8_model, "parity keras-vs-torch argmax", f"{mismatched.size} images differ (first: {mismatched[:10]})",
-               "0 images", mismatched.size == 0)
+    check(r8_model, at_most(f"parity keras-vs-torch argmax: images that differ (first: {mismatched[:10]})",
+                            int(mismatched.size), 0))
 
 
 @pytest.mark.accuracy
@@ -56,7 +52,7 @@ def test_parity_keras_torch(r8_model, r8_keras_probs, r8_torch_probs, r8_thresho
 def test_fp32_top1(runtime, r8_model, r8_keras_probs, r8_torch_probs, r8_data, r8_thresholds, r8_report):
     acc = top1({"keras": r8_keras_probs, "torch": r8_torch_probs}[runtime], r8_data.test.labels)
     r8_report(f"{r8_model.stem}: fp32 top-1 {runtime}", f"{acc:.2%}")
-    check_gate(r8_model, f"fp32 top-1 {runtime}", f"{acc:.4f}", r8_thresholds.min_top1, acc >= r8_thresholds.min_top1)
+    check(r8_model, at_least(f"fp32 top-1 {runtime}", acc, r8_thresholds.min_top1))
 
 
 @pytest.mark.accuracy
@@ -68,8 +64,8 @@ def test_onnx_parity(r8_model, r8_keras_probs, r8_data, r8_thresholds, r8_report
     probs = predict(OnnxRunner(artifacts.onnx_fp32(r8_model, "torch")), r8_data.test.images, progress=False)
     diff = float(np.abs(probs - r8_keras_probs).max())
     r8_report(f"{r8_model.stem}: parity keras-vs-onnxruntime max|dp|", f"{diff:.2e}")
-    check_gate(r8_model, "parity keras-vs-onnxruntime max |dp|", diff, r8_thresholds.prob_atol,
-               diff <= r8_thresholds.prob_atol and agreement(probs, r8_keras_probs) == 1.0)
+    check(r8_model, at_most("parity keras-vs-onnxruntime max |dp|", diff, r8_thresholds.prob_atol))
+    check(r8_model, at_least("parity keras-vs-onnxruntime argmax agreement", agreement(probs, r8_keras_probs), 1.0))
 
 
 def _cases():
@@ -106,8 +102,7 @@ def test_int8_drop(backend, config, r8_model, r8_calibration, r8_int8_rows, r8_d
     check_row(row, len(r8_data.test.labels))
     assert (row.backend, row.config_id, row.calibration) == (backend, config.id, r8_calibration.source)
     assert row.artifact == str(registry()[backend].build(r8_model, config, r8_calibration))
-    check_gate(r8_model, f"int8 drop pp {backend}-{config.id}", row.drop_pp, r8_thresholds.max_drop_pp,
-               row.drop_pp <= r8_thresholds.max_drop_pp)
+    check(r8_model, at_most(f"int8 drop pp {backend}-{config.id}", row.drop_pp, r8_thresholds.max_drop_pp))
 
 
 @pytest.mark.accuracy
@@ -137,5 +132,4 @@ def test_int8_reference(request, r8_model, r8_data, r8_torch_probs, r8_threshold
     add_int8_row(request.config, r8_model, r8_data, None, row)
     r8_report(f"{r8_model.stem}: int8 reference", f"{row.top1:.2%} (drop {row.drop_pp:.2f} pp)")
     check_row(row, len(r8_data.test.labels))
-    check_gate(r8_model, "int8 drop pp of the published reference", row.drop_pp, r8_thresholds.max_drop_pp,
-               row.drop_pp <= r8_thresholds.max_drop_pp)
+    check(r8_model, at_most("int8 drop pp of the published reference", row.drop_pp, r8_thresholds.max_drop_pp))

@@ -3,8 +3,8 @@ difference between two models on the same images is (scipy)."""
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from r8.core import console
 from r8.core.batch import rows, size
 from r8.data import Split
 
@@ -15,8 +15,7 @@ BOOTSTRAP_SEED = 0
 def predict(runner, images, batch_size: int = 500, progress: bool = True) -> np.ndarray:
     """``runner``'s output on ``images`` (an array, or a tuple of arrays for a model with several inputs)."""
     out = []
-    for start in tqdm(range(0, size(images), batch_size), desc=f"{runner.name}", unit="batch",
-                      disable=not progress, leave=False):
+    for start in console.progress(range(0, size(images), batch_size), runner.name, progress, step=False, unit="batch"):
         out.append(runner.predict(rows(images, slice(start, start + batch_size))))
     return np.concatenate(out)
 
@@ -75,8 +74,7 @@ def paired_drop(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray
 
     Per image the drop is 1 (lost), -1 (gained) or 0, so a resample of the n images is known by how
     many lost and gained images it drew: multinomial counts (n; b/n, c/n, rest). Drawing those counts
-    is the same bootstrap as resampling the images, without 10,000 passes over them (0.6 s a row on
-    10k images with ``scipy.stats.bootstrap``)."""
+    is the same bootstrap as resampling the images, without 10,000 passes over them."""
     ref_right, cand_right = reference.argmax(1) == labels, candidate.argmax(1) == labels
     b, c, p = mcnemar(ref_right, cand_right)
     if b + c:

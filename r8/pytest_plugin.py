@@ -30,8 +30,8 @@ def pytest_addoption(parser):
     group.addoption("--r8-data", default="cifar10", metavar="DATA",
                     help="cifar10 (default) or FILE.npz with x_train, y_train, x_test, y_test")
     add_gate_options(group.addoption, prefix="--r8-")
-    group.addoption("--r8-gate", action="store_true",
-                    help=f"select the CI gate ({GATE}), narrowed by any -m given with it")
+    group.addoption("--r8-tier", choices=dict(TIERS), metavar="TIER",
+                    help=f"select a tier of tests ({', '.join(dict(TIERS))}), narrowed by any -m given with it")
     group.addoption("--r8-bench-threads", type=int, default=2, metavar="N",
                     help="benchmarks: the most threads any runtime gets (default 2; each is also timed at 1)")
     group.addoption("--r8-bench-cap-s", type=float, default=CAP_S, metavar="S",
@@ -39,10 +39,10 @@ def pytest_addoption(parser):
     parser.addini("r8_default_tier", "fast: a run given no -m selects the fast tier (r8's own checkout)", default="")
 
 
-# The test tiers, written here only: nox, tox and the suite pass --r8-gate, and r8's pytest.ini
+# The test tiers, written here only: nox, tox and the suite pass --r8-tier, and r8's pytest.ini
 # asks for the fast tier as its default.
 GATE = "not benchmark and not slow and not nightly"  # the fast tests and the accuracy gates
-FAST = f"not accuracy and {GATE}"
+TIERS = (("fast", f"not accuracy and {GATE}"), ("gate", GATE), ("nightly", "nightly and not slow"))  # (name, -m)
 
 MARKERS = ("accuracy: full test-set accuracy gates (minutes, part of CI)",
            "benchmark: pytest-benchmark timings (opt-in, never part of CI's gate)",
@@ -59,12 +59,12 @@ MEASURED_GROUP = "r8-measured"
 
 
 def selected_tier(config) -> str:
-    """The marker expression this run selects: the gate (narrowed by ``-m``) with ``--r8-gate``, the
-    fast tier where no ``-m`` is given and the ini asks for it, else the ``-m`` given."""
-    given = config.option.markexpr
-    if config.getoption("r8_gate"):
-        return f"({GATE}) and ({given})" if given else GATE
-    return given or (FAST if config.getini("r8_default_tier") == "fast" else "")
+    """The marker expression this run selects: ``--r8-tier``'s (narrowed by ``-m``), else the ``-m``
+    given, else the ini's default tier (r8's own checkout: fast), else every test."""
+    given, tier, tiers = config.option.markexpr, config.getoption("r8_tier") or None, dict(TIERS)
+    if tier:
+        return f"({tiers[tier]}) and ({given})" if given else tiers[tier]
+    return given or tiers.get(config.getini("r8_default_tier"), "")
 
 
 def pytest_configure(config):
@@ -95,21 +95,24 @@ def pytest_collection_modifyitems(items):
 def pytest_sessionfinish(session):
     config = session.config
     if hasattr(config, "workeroutput"):  # a worker: its figures and rows go back as JSON
-        from r8.rows import report_json
+        from r8.results import QuantizeResult
 
-        rows = {stem: report_json({**base, "rows": rows}) for stem, (base, rows) in config.r8_int8_rows.items()}
+        rows = {stem: QuantizeResult(**base, rows=rows).to_json() for stem, (base, rows) in config.r8_int8_rows.items()}
         config.workeroutput["r8"] = json.dumps({"measured": config.r8_measured, "int8_rows": rows})
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
-    """The controller, as each worker ends: gathers its figures and int8 rows (as JSON dicts)."""
+    """The controller, as each worker ends: gathers its figures and int8 rows (sent as JSON)."""
+    from r8.results import QuantizeResult
+
     done = json.loads(getattr(node, "workeroutput", {}).get("r8", "{}"))
     config = node.config
     config.r8_measured.update(done.get("measured", {}))
     for stem, report in done.get("int8_rows", {}).items():
-        base = {k: v for k, v in report.items() if k != "rows"}
-        config.r8_int8_rows.setdefault(stem, (base, []))[1].extend(report["rows"])
+        result = QuantizeResult.from_json(report)
+        base = {k: getattr(result, k) for k in ("model", "data", "calibration", "fp32_top1", "classes")}
+        config.r8_int8_rows.setdefault(stem, (base, []))[1].extend(result.rows)
 
 
 def model_paths(config) -> list[Path]:
@@ -127,6 +130,7 @@ def pytest_generate_tests(metafunc):
 def pytest_terminal_summary(terminalreporter, config):
     from r8.report.files import append_step_summary
     from r8.report.quantization import write_quantization_report
+    from r8.results import QuantizeResult
 
     measured = getattr(config, "r8_measured", {})
     if not measured:
@@ -140,7 +144,7 @@ def pytest_terminal_summary(terminalreporter, config):
     append_step_summary("## r8 measured\n\n| figure | value |\n|---|---|\n"
                         + "\n".join(f"| {k} | {v} |" for k, v in measured.items()))
     for stem, (base, rows) in config.r8_int8_rows.items():
-        for path in write_quantization_report({**base, "rows": rows, "sqnr": []}, out / stem):
+        for path in write_quantization_report(QuantizeResult(**base, rows=rows), out / stem):
             terminalreporter.write_line(f"int8 table written to {path}")
 
 

@@ -139,11 +139,6 @@ def rows_from_json(report: dict) -> list[Row]:
     return [row_from_json(r) for r in report.get("rows", [])]
 
 
-def report_json(report: dict) -> dict:
-    """A report whose ``rows`` are :class:`Row` values, as the JSON-able dict it is saved as."""
-    return {**report, "rows": [r.to_json() if isinstance(r, Row) else r for r in report.get("rows", [])]}
-
-
 def ranked(rows: list[Row], kind: type[Row] = Row) -> list[Row]:
     """The rows of ``kind``, best first: the smallest drop from fp32 is the best."""
     return sorted((r for r in rows if isinstance(r, kind)), key=lambda r: r.drop_pp)

@@ -2,6 +2,7 @@
 registries refuse a duplicate name, and the code hash covers what shapes an artifact."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def test_no_import_cycle():
 LAYERS = [
     ("core", {"core"}),
     ("frontends", {"frontends"}),
-    ("values", {"model", "data", "calibration", "metrics", "rows", "thresholds", "artifacts"}),
+    ("values", {"model", "data", "calibration", "metrics", "rows", "thresholds", "results", "artifacts"}),
     ("runtimes", {"runtimes"}),
     ("backends", {"backends"}),
     ("report", {"report"}),
@@ -142,3 +143,116 @@ def test_the_plugin_keeps_no_state_between_runs():
     cached = [f.name for f in tree.body if isinstance(f, ast.FunctionDef)
               for d in f.decorator_list if "cache" in ast.unparse(d)]
     assert mutable == [] and cached == []
+
+
+# ---- the size and shape of each module
+MAX_FUNCTION_LINES, MAX_MODULE_LINES, MAX_FLAT_MODULES = 60, 400, 12
+LONG_MODULES: dict[str, str] = {}  # module -> why it may be longer (a converter table)
+
+
+def modules(root: Path = R8) -> dict[str, ast.Module]:
+    return {f.relative_to(root).as_posix(): ast.parse(f.read_text()) for f in sorted(root.rglob("*.py"))}
+
+
+def long_functions(trees: dict[str, ast.Module], limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    return sorted(f"{name}:{n.name} ({n.end_lineno - n.lineno + 1} lines)" for name, tree in trees.items()
+                  for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                  and n.end_lineno - n.lineno + 1 > limit)
+
+
+def private_imports(trees: dict[str, ast.Module]) -> list[str]:
+    """``from r8.x import _name``: a module reaching into another's private names."""
+    return sorted(f"{name}: {n.module}.{a.name}" for name, tree in trees.items() for n in ast.walk(tree)
+                  if isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "r8"
+                  for a in n.names if a.name.startswith("_"))
+
+
+def import_time_effects(trees: dict[str, ast.Module]) -> list[str]:
+    """A ``global`` statement anywhere, and module-level code (outside functions and classes) that
+    reads the environment or probes a device: importing r8 changes and asks nothing."""
+    found = [f"{name}:{n.lineno} global" for name, tree in trees.items() for n in ast.walk(tree) if isinstance(n, ast.Global)]
+    for name, tree in trees.items():
+        for statement in tree.body:
+            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            text = ast.unparse(statement)
+            found += [f"{name}:{statement.lineno} {probe}" for probe in ("os.environ", "os.getenv", "cuda.is_available")
+                      if probe in text]
+    return found
+
+
+def test_functions_and_modules_are_short():
+    trees = modules()
+    assert long_functions(trees) == []
+    lines = {name: len((R8 / name).read_text().splitlines()) for name in trees}
+    assert {n: count for n, count in lines.items() if count > MAX_MODULE_LINES and n not in LONG_MODULES} == {}
+    flat = [n for n in trees if "/" not in n and n not in ("__init__.py", "__main__.py")]
+    assert len(flat) <= MAX_FLAT_MODULES, flat
+
+
+def test_no_module_imports_another_modules_private_name():
+    assert private_imports(modules()) == []
+
+
+def test_importing_r8_has_no_side_effects():
+    assert import_time_effects(modules()) == []
+
+
+def test_the_shape_checks_can_fail():
+    bad = {"a.py": ast.parse("import os\nfrom r8.b import _hidden\nTHREADS = os.environ.get('X')\n"
+                             "def f():\n    global y\n" + "    y = 1\n" * 60)}
+    assert long_functions(bad) == ["a.py:f (62 lines)"]
+    assert private_imports(bad) == ["a.py: r8.b._hidden"]
+    assert import_time_effects(bad) == ["a.py:5 global", "a.py:3 os.environ"]
+
+
+# ---- one home per concept: a second one fails here
+DROP_KEY = re.compile(r"(\.drop_pp|\[.drop_pp.\])$")  # a row's drop from fp32 (not a search step's validation drop)
+
+
+def calls_with_drop_key(tree: ast.Module) -> list[int]:
+    """Lines that choose among rows by their drop: min / max / sorted keyed on a row's ``drop_pp``."""
+    return [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") in ("min", "max", "sorted")
+            and any(k.arg == "key" and isinstance(k.value, ast.Lambda) and DROP_KEY.search(ast.unparse(k.value.body))
+                    for k in n.keywords)]
+
+
+def constructed(tree: ast.Module, cls: str) -> list[int]:
+    return [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == cls]
+
+
+def defined(tree: ast.Module, names: set[str]) -> list[str]:
+    return [n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name in names]
+
+
+def test_each_concept_has_one_home():
+    """"Best" is chosen in rows.py, gates are built in thresholds.py, model folders and descriptions
+    live in model.py, and the CLI runs no job logic (no report written, no subprocess started)."""
+    trees = modules()
+    assert {n: calls_with_drop_key(t) for n, t in trees.items() if calls_with_drop_key(t) and n != "rows.py"} == {}
+    assert {n: constructed(t, "Gate") for n, t in trees.items() if constructed(t, "Gate") and n != "thresholds.py"} == {}
+    homes = {"describe", "report_dir", "model_dir"}
+    assert {n: defined(t, homes) for n, t in trees.items() if defined(t, homes) and n != "model.py"} == {}
+    cli_names = {a.name for node in ast.walk(trees["cli.py"]) if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
+    assert not {n for n in cli_names if n.startswith("write") or n == "subprocess"}
+
+
+def test_the_concept_checks_can_fail():
+    second = ast.parse("best = min(rows, key=lambda r: r.drop_pp)\ng = Gate('x', 1, 2, False)\ndef describe(): pass\n"
+                       "worst = max(rows, key=lambda r: r['drop_pp'])\nstep = min(steps, key=lambda s: s.validation_drop_pp)\n")
+    assert calls_with_drop_key(second) == [1, 4] and constructed(second, "Gate") == [2] and defined(second, {"describe"}) == ["describe"]
+
+
+def test_the_public_api_is_exported_from_r8():
+    """``r8.convert``, ``r8.load_model``, the jobs and the row types are the objects their modules
+    define, and an unknown name is an AttributeError."""
+    import importlib
+
+    import r8
+
+    assert {"convert", "load_model", "quantize_job", "search_job", "study_job", "benchmark_job", "Int8Row",
+            "best_row", "Gate"} <= set(r8.__all__)
+    for name, module in r8.API.items():
+        assert getattr(r8, name) is getattr(importlib.import_module(module), name)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        r8.nothing  # noqa: B018

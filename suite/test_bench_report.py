@@ -57,7 +57,8 @@ def test_benchmark_report_contract(tmp_path, rng):
     report = write_benchmark_report([_fake_results(rng), slow_run, _fake_results(rng)], 2, 12_500_000, 0.8719, 0.2,
                                     tmp_path, ({"fp32": 150.0, "int8": 600.0}, {"fp32": 150.0, "int8": 450.0}))
     saved = json.loads((tmp_path / "benchmark.json").read_text())
-    assert saved == json.loads(json.dumps(report)) and saved["threads"] == 2 and saved["runs"] == 3
+    assert saved == json.loads(json.dumps(report.to_json())) and report.threads == 2 and report.runs == 3
+    assert json.loads(json.dumps(type(report).from_json(saved).to_json())) == saved  # read back whole
     rows = {r["runtime"]: r for r in saved["rows"]}
     for r in saved["rows"]:
         assert {"runtime", "precision", "img_per_s_bs256", "ms_bs1", "top1", "threads", "iqr_ms_bs1", "by_threads"} <= set(r)

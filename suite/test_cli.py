@@ -97,8 +97,10 @@ def test_quantize_job_writes_report_contract(configs, tmp_path, fp32_top1):
     summary = tmp_path / "step-summary.md"
     done = r8("quantize", *(("--configs", *configs) if configs else ("--backend", "ort")), "--out", str(tmp_path),
               env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary)})
-    # the console: progress bars go to stderr; stdout holds r8's own lines only
+    # the console: stdout holds r8's own lines only; stderr, not a terminal here, one line per step (no bars)
     assert done.stdout.splitlines()[0].startswith("pretrainedResnet: fp32 top-1") and "index.html" in done.stdout
+    steps = len(configs or registry()["ort"].configs(available=True))
+    assert f"ort int8 configs: {steps}/{steps} done" in done.stderr and "\r" not in done.stderr and "\x1b[" not in done.stderr
     assert not any(w in done.stderr for w in ("oneDNN", "absl", "cuda", "Warning", "WARNING"))
     assert "| backend | config |" in summary.read_text()  # the int8 table on the CI run's page
     reports, tmp_path = tmp_path, tmp_path / "pretrainedResnet"  # OUT/<model stem>/
@@ -319,3 +321,16 @@ def test_tflite_converter_keeps_quiet_in_a_quiet_run(tmp_path, capfd):
             quantize(path, tmp_path / f"verbose-{verbose}.tflite", MATRIX[0], cal)
         out = capfd.readouterr().out
         assert ("TensorSpec" in out) == verbose, out[:300]
+
+
+def test_progress_is_a_bar_on_a_terminal_and_a_line_per_step_in_a_log(monkeypatch, capsys):
+    from r8.core import console
+
+    monkeypatch.setattr(console, "on_terminal", lambda: False)
+    assert list(console.progress(range(3), "configs")) == [0, 1, 2]
+    assert list(console.progress(range(3), "batches", step=False)) == [0, 1, 2]
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["configs: 1/3 done", "configs: 2/3 done", "configs: 3/3 done"]
+    monkeypatch.setattr(console, "on_terminal", lambda: True)
+    assert type(console.progress(range(3), "configs")).__name__ == "tqdm"
+    assert console.progress(range(3), "configs", enabled=False) == range(3)

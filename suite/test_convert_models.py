@@ -433,7 +433,8 @@ def test_evaluate_any_cifar10_classifier(keras_case):
 @pytest.mark.parametrize("flow", ["fx", "eager", "pt2e"])
 @pytest.mark.parametrize("name", ["mobilenet-v1-vww", "dscnn-kws", "dscnn-streaming-ww"])
 def test_converted_graph_quantizes(name, flow, keras_case):
-    from r8.backends.pytorch import TorchConfig, int8_convs, quantize
+    from r8.backends.pytorch import int8_convs
+    from r8.backends.torch_flows import TorchConfig, quantize
     from r8.runtimes.runners import quantized_engine
 
     case = keras_case(name, "keras3")
@@ -510,7 +511,7 @@ def test_tf_op_layers_convert_with_parity(tmp_path):
     used = {layer.config["function"] for layer in read_h5(tmp_path / "ops.h5").layers if layer.class_name == "TFOpLambda"}
     listed = {"__operators__.add", "math.multiply", "math.add", "math.subtract", "math.truediv", "math.maximum",
               "math.minimum", "nn.relu6", "nn.relu", "math.sigmoid", "reshape", "concat", "compat.v1.transpose"}
-    assert listed <= used <= {*TF_ARITH, *TF_UNARY, *TF_OTHER}  # the list, each in the file
+    assert listed <= used <= {*TF_ARITH, *TF_UNARY, *TF_OTHER}  # the supported list, each in the file
     x = np.random.default_rng(0).normal(size=(8, 4, 4, 3)).astype(np.float32)
     case = Case(tmp_path / "ops.h5", [x], np.asarray(model(x, training=False)))
     rel, agree = parity(convert(case.path), case)

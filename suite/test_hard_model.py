@@ -105,7 +105,7 @@ def test_the_trainer_still_makes_a_hard_model(request, report):
 
 @pytest.mark.slow
 def test_every_default_config_on_the_hard_model(hard, tmp_path, report):
-    """The premise as the issue words it, over each backend's every default config: the worst one
+    """The premise, over each backend's every default config: the worst one
     loses at least 1.0 pp on two backends or more. Reported: each backend's worst and best
     config, and whether any default config is within 0.2 pp of fp32."""
     model = hard[0]
@@ -122,7 +122,7 @@ def test_every_default_config_on_the_hard_model(hard, tmp_path, report):
     assert sum(drop >= HARD_PP for drop in worst.values()) >= 2, f"worst default drops {worst} pp"
 
 
-SEARCH_BUDGET_PP, SEARCH_MAC_SHARE = 0.3, 0.10  # the issue's gate: met on two backends, float layers <= 10 % of MACs
+SEARCH_BUDGET_PP, SEARCH_MAC_SHARE = 0.3, 0.10  # the gate: met on two backends, float layers <= 10 % of MACs
 
 
 def searched(model, out, report, *backend_args, run=r8) -> list[dict]:
@@ -159,7 +159,7 @@ def test_search_meets_a_tight_budget_on_the_litert_quantizer(hard, tmp_path, rep
 
 @pytest.mark.slow
 def test_search_meets_a_tight_budget_on_the_hard_model(hard, tmp_path, report):
-    """The issue's gate on every backend that can keep layers float, each from its worst default
+    """The gate on every backend that can keep layers float, each from its worst default
     config, beside NNCF's accuracy control from NNCF's worst default config at the same budget: the
     budget met (validation upper bound and test drop, at most 10 % of the MACs float) on two
     backends or more, and on one or more of those with no more float MACs than NNCF's accuracy

@@ -14,6 +14,7 @@ from r8.report.benchmark import write_benchmark_report
 from r8.report.files import append_step_summary
 from r8.report.index import write_index
 from r8.report.quantization import write_quantization_report
+from r8.results import QuantizeResult
 from r8.rows import Int8Row
 from r8.thresholds import at_least
 
@@ -46,11 +47,11 @@ def _model_reports(root: Path, stem: str, fp32: float, rng) -> None:
     rows = [Int8Row("ort", top1=fp32 - i / 1000, drop_pp=0.1 * i, drop_ci95_pp=(0, 0.2 * i + 0.1), mcnemar_p=0.5,
                     discordant=(i, 0), per_class=tuple(per_class), subsets={}, size_bytes=90_000, artifact=f"c{i}.onnx",
                     env=env, config_id=f"c{i}", calibration="train", artifact_digest=str(i)) for i in range(3)]
-    gates = [at_least("fp32 top-1", fp32, 0.85).to_json()]
-    write_quantization_report({
-        **about, "fp32_top1": fp32, "classes": [f"class{c}" for c in range(10)], "rows": rows, "gates": gates,
-        "calibration": {"n": 1000, "source": "train", "seed": 0, "overlaps_test_set": False}, "sqnr": [],
-        "figures": {"Sample predictions": "samples_best_int8.png", "SQNR": "sqnr_layers.png"}}, out)
+    write_quantization_report(QuantizeResult(
+        **about, fp32_top1=fp32, classes=[f"class{c}" for c in range(10)], rows=rows,
+        gates=[at_least("fp32 top-1", fp32, 0.85)],
+        calibration={"n": 1000, "source": "train", "seed": 0, "overlaps_test_set": False},
+        figures={"Sample predictions": "samples_best_int8.png", "SQNR": "sqnr_layers.png"}), out)
     (out / "study.json").write_text(json.dumps({
         **about, "fp32_top1": fp32, "seeds": [0, 1], "summary": [
             {"backend": "ort", "config": "c0", "n": 100, "mean_drop_pp": 0.1, "std_drop_pp": 0.05,

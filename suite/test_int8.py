@@ -8,7 +8,7 @@ from file_facts import activation_scales
 
 from r8.backends import backend, gated, ort, pytorch
 from r8.backends.ort import OrtConfig
-from r8.backends.pytorch import TorchConfig
+from r8.backends.torch_flows import TorchConfig
 from r8.core.cache import build_facts
 from r8.gates import check_best_drop
 from r8.jobs.study import STUDY_SEEDS, seed_runs
@@ -59,7 +59,7 @@ def test_torch_observer_is_not_minmax(flow, engine, observer, ic01, calibration,
 @pytest.mark.parametrize("name", [b.name for b in gated()])
 def test_best_config_mean_drop_over_seeds(name, ic01, cifar10, int8_rows, torch_probs, report):
     best = min(backend(name).configs(available=True), key=lambda c: int8_rows(name, c).drop_pp)
-    drops = [r["drop_pp"] for r in seed_runs(ic01, cifar10, name, best, torch_probs, 1000, STUDY_SEEDS)]
+    drops = [r.drop_pp for r in seed_runs(ic01, cifar10, name, best, torch_probs, 1000, STUDY_SEEDS)]
     report(f"best {name} {best.id}, n=1000, seeds 0-4: drops (pp)",
            f"{drops}, mean {np.mean(drops):.3f}, std {np.std(drops, ddof=1):.3f}")
     check_best_drop(ic01, name, f"{best.id}, mean of seeds 0-4", float(np.mean(drops)), DEFAULT.best_drop_pp)

@@ -16,11 +16,10 @@ from r8 import backends
 from r8.backends import backend
 from r8.core.batch import rows
 from r8.core.errors import R8Error
-from r8.jobs.quantize import MCU_MARGIN
 from r8.metrics import paired_drop, top1
 from r8.rows import best_row
 from r8.runtimes import mcu
-from r8.thresholds import Gate
+from r8.thresholds import MCU_MARGIN, Gate
 
 pytest.importorskip("tflite_micro", reason="TFLite Micro's Python interpreter (tflite-micro) is not installed")
 

@@ -39,7 +39,7 @@ def test_weights_fit_the_cpus_int8_kernels(ic01, calibration):
     "give the QDQ file's own arithmetic (run with no graph optimization: the same 86.64 %), so the loss is NNCF's "
     "quantization of IC01, not the runtime's"))
 def test_nncf_default_within_the_best_drop_target_on_ic01(int8_rows, report):
-    """The issue's IC01 gate for NNCF: its default config (per-channel, fast bias correction) within
+    """IC01's gate for NNCF: its default config (per-channel, fast bias correction) within
     0.2 pp of fp32 on the 10k test images (the row the gates measure)."""
     row = int8_rows("nncf", NncfConfig())
     report("IC01: nncf default (perchannel-fastbc)", f"drop {row.drop_pp:.2f} pp {list(row.drop_ci95_pp)}")

@@ -9,7 +9,8 @@ import torch
 from numpy.testing import assert_allclose
 
 from r8 import artifacts
-from r8.backends.pytorch import DEFAULT_MATRIX, build, int8_convs, load, quantize, unavailable
+from r8.backends.pytorch import build, int8_convs
+from r8.backends.torch_flows import DEFAULT_MATRIX, load, quantize, unavailable
 from r8.metrics import agreement, predict
 from r8.runtimes.runners import TorchRunner
 

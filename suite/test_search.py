@@ -58,7 +58,7 @@ def test_search_refuses_a_config_id_without_its_backend():
 
 @pytest.mark.accuracy
 def test_a_search_starts_from_the_best_default_config_unless_told(tmp_path):
-    """The issue's default start: each backend's default config with the smallest validation drop
+    """The default start: each backend's default config with the smallest validation drop
     (``worst``: the largest, as the hard model's gate starts), on ORT's default configs of the
     rescaled digits CNN (below), where they differ."""
     from r8 import artifacts
@@ -78,7 +78,7 @@ def test_a_search_starts_from_the_best_default_config_unless_told(tmp_path):
     assert len(set(top.values())) > 1, top  # premise: the default configs differ on validation
     assert default_start(b, model, cal, val, fp32, "best").id in [c for c, t in top.items() if t == max(top.values())]
     assert default_start(b, model, cal, val, fp32, "worst").id in [c for c, t in top.items() if t == min(top.values())]
-    (row,) = search_job(model, data, cal, 100.0, None, ["ort"], progress=False)
+    (row,) = search_job(model, data, cal, 100.0, None, ["ort"], progress=False).rows
     assert top[row.config] == max(top.values()) and not row.float_layers
 
 
@@ -136,7 +136,7 @@ def test_search_finds_the_layers_an_equivalent_rescaling_breaks(tmp_path, report
            f"({anchor['float_mac_share']:.1%} MACs), test drop {anchor['drop_pp']:.2f} pp {anchor['drop_ci95_pp']}")
     assert anchor["float_layers"] and anchor["config"].startswith("accuracy-control")
     searched = [r for r in search["rows"] if r is not anchor]
-    assert {r["backend"] for r in searched} == {b.name for b in registry().values() if b.build_mixed}
+    assert {r["backend"] for r in searched} == {b.name for b in registry().values() if b.keeps_layers_float}
     for r in searched:
         report(f"search on the rescaled digits CNN: {r['backend']} {r['config']}",
                f"start {r['steps'][0]['validation_drop_pp']:.2f} pp -> float {r['float_layers']} "
@@ -204,7 +204,7 @@ def test_each_backend_keeps_the_named_layer_float(name):
     model = load_model(path)
     cal = calibration_set(load_dataset(npz), n=500)
     b = backend(name)
-    config = next(c for c in b.default if b.build_mixed and not b.unavailable(c) and (name != "torch" or c.flow == "fx"))
+    config = next(c for c in b.default if b.keeps_layers_float and not b.unavailable(c) and (name != "torch" or c.flow == "fx"))
     count = {"ort": ort.int8_convs, "litert": litert.int8_layers,
              "torch": lambda p: pytorch.int8_convs(pytorch.load(config, p))}[name]
     mixed = b.build_mixed(model, config, cal, ("conv1",))

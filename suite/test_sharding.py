@@ -19,7 +19,7 @@ def collected() -> list[tuple[list[str], str]]:
     """(test ids, the rest of the output) of the whole gate, then of each of its shards, collected at once."""
     args = [[]] + [["--splits", str(SPLITS), "--group", str(k)] for k in range(1, SPLITS + 1)]
     runs = [subprocess.Popen([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                              "--r8-gate", *a], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              "--r8-tier", "gate", *a], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for a in args]
     done = []
     for run in runs:

@@ -6,10 +6,8 @@ of them except inside :func:`registry`. Backends may import the core values, the
 ``r8.artifacts`` and the runtimes (to evaluate what they build), never a report or job."""
 
 import hashlib
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Callable
 
 from r8.core.cache import sha256
 from r8.core.errors import R8Error
@@ -18,11 +16,11 @@ BACKEND_MODULES = ("r8.backends.ort", "r8.backends.pytorch", "r8.backends.tflite
                    "r8.backends.nncf")  # each lists its BACKENDS
 
 
-def needs(module: str, package: str):
-    """``Backend.unavailable`` for a backend whose quantizer is an optional package."""
+def missing(module: str, package: str) -> str | None:
+    """Why a backend whose quantizer is an optional package cannot run here (None: it can)."""
     import importlib.util
 
-    return lambda config: None if importlib.util.find_spec(module) else f"{package} is not installed (pip install 'r8[quant]')"
+    return None if importlib.util.find_spec(module) else f"{package} is not installed (pip install 'r8[quant]')"
 
 
 def float_layers_tag(model_path: Path, float_layers: tuple[str, ...], known) -> str:
@@ -39,26 +37,54 @@ def weights_id(per_channel: bool) -> str:
     return "perchannel" if per_channel else "pertensor"
 
 
-@dataclass(frozen=True)
 class Backend:
+    """One int8 quantizer. A backend module subclasses it once: the class attributes say what the
+    backend is and can do, the methods build, run and describe its artifacts. The defaults are
+    what a backend that cannot do a thing answers."""
+
     name: str
     default: list  # configs (each with an ``id``) of the default matrix: CI's accuracy gate
     full: list  # the full matrix (the rest runs as `slow`)
-    build: Callable[..., Path]  # (Model, config, CalibrationSet) -> the cached int8 artifact
-    runner: Callable[..., object]  # (config, artifact, threads) -> runner with .predict(images NHWC)
-    layer_sqnr: Callable[..., tuple] | None = None  # (Model, config, CalibrationSet, images) -> (measured on, {tensor: dB})
-    sqnr_for: Callable[..., bool] = lambda config: True  # which configs layer_sqnr can measure
-    # (Model, config, CalibrationSet, float_layers) -> the int8 artifact with those layers (r8's conv / linear
-    # module names) left float: how `r8 search` keeps the most sensitive layers float
-    build_mixed: Callable[..., Path] | None = None
-    unavailable: Callable[..., str | None] = lambda config: None  # why this machine cannot run a config
-    gated: bool = False  # r8's own routes: the best config is held to the best-drop threshold
-    mcu: bool = False  # its artifacts are int8 .tflite files: quantize --mcu runs them on TFLite Micro
-    notes: Callable[..., dict] | None = None  # (Model, CalibrationSet) -> extra report fields
-    digest: Callable[[Path], str] = sha256  # the artifact's identity: equal for two builds of one config
-    reproducibility: str = ""  # what else than the config its artifact and predictions depend on (the report's)
-    # why this CPU cannot meet the best-drop gate (None: it can); a failure is then shown, not fatal
-    best_gate_waiver: Callable[[], str | None] = lambda: None
+    gated = False  # r8's own routes: the best config is held to the best-drop threshold
+    mcu = False  # its artifacts are int8 .tflite files: quantize --mcu runs them on TFLite Micro
+    keeps_layers_float = False  # build_mixed works: `r8 search` can keep its most sensitive layers float
+    measures_sqnr = False  # layer_sqnr works (for the configs sqnr_for admits)
+    reproducibility = ""  # what else than the config its artifact and predictions depend on (the report's)
+
+    def build(self, model, config, cal) -> Path:
+        """The cached int8 artifact of ``config`` for ``model``, calibrated on ``cal``."""
+        raise NotImplementedError
+
+    def runner(self, config, path: Path, threads: int = 0):
+        """A runner whose ``predict`` takes NHWC images, over the artifact at ``path``."""
+        raise NotImplementedError
+
+    def build_mixed(self, model, config, cal, float_layers: tuple[str, ...]) -> Path:
+        """The int8 artifact with ``float_layers`` (r8's conv / linear module names and adds) left float."""
+        raise R8Error(f"{self.name} cannot keep layers float")
+
+    def layer_sqnr(self, model, config, cal, images) -> tuple[str, dict[str, float]]:
+        """(what it was measured on, {tensor: SQNR in dB}) of each layer's output on ``images``."""
+        raise R8Error(f"{self.name} cannot measure per-layer SQNR")
+
+    def sqnr_for(self, config) -> bool:
+        return self.measures_sqnr
+
+    def unavailable(self, config) -> str | None:
+        """Why this machine cannot run ``config`` (None: it can)."""
+        return None
+
+    def notes(self, model, cal) -> dict:
+        """Extra report fields."""
+        return {}
+
+    def digest(self, path: Path) -> str:
+        """The artifact's identity: equal for two builds of one config."""
+        return sha256(path)
+
+    def best_gate_waiver(self) -> str | None:
+        """Why this CPU cannot meet the best-drop gate (None: it can); a miss is then shown, not fatal."""
+        return None
 
     def configs(self, full: bool = False, available: bool = False) -> list:
         return [c for c in (self.full if full else self.default) if not (available and self.unavailable(c))]

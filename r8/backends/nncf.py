@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from r8 import artifacts
-from r8.backends import Backend, needs, weights_id
+from r8.backends import Backend, missing, weights_id
 from r8.backends.ort import ImageReader, reduce_range
 from r8.calibration import CalibrationSet
 from r8.core.cache import build_once
@@ -117,9 +117,20 @@ def build(model: Model, config: NncfConfig, cal: CalibrationSet) -> Path:
                       lambda tmp: quantize(src, tmp, config, cal))
 
 
-BACKENDS = [Backend("nncf", DEFAULT_MATRIX, FULL_MATRIX, build,
-                    runner=lambda config, path, threads=0: OnnxRunner(path, name=f"nncf-{config.id}", threads=threads),
-                    unavailable=needs("nncf", "nncf"),
-                    reproducibility="NNCF quantizes the fp32 ONNX file (ONNX in, QDQ out); ONNX Runtime runs it "
-                                    "on its int8 kernels, which pick their code path by CPU. On x86 without VNNI "
-                                    "every weight gets 7 bits (NNCF's overflow fix), as ORT's configs do.")]
+class NncfBackend(Backend):
+    name, default, full = "nncf", DEFAULT_MATRIX, FULL_MATRIX
+    reproducibility = ("NNCF quantizes the fp32 ONNX file (ONNX in, QDQ out); ONNX Runtime runs it on its int8 "
+                       "kernels, which pick their code path by CPU. On x86 without VNNI every weight gets 7 bits "
+                       "(NNCF's overflow fix), as ORT's configs do.")
+
+    def build(self, model, config, cal):
+        return build(model, config, cal)
+
+    def runner(self, config, path, threads=0):
+        return OnnxRunner(path, name=f"nncf-{config.id}", threads=threads)
+
+    def unavailable(self, config):
+        return missing("nncf", "nncf")
+
+
+BACKENDS = [NncfBackend()]

@@ -127,11 +127,8 @@ def calibrate(pre: str | Path, method: str, images: np.ndarray, cache: str | Pat
 def reduce_range() -> bool:
     """Whether ORT configs get 7-bit weights on this CPU: every one on x86 without VNNI, where
     ONNX Runtime's int8 kernels add pairs of u8 x s8 products in 16 bits (``vpmaddubsw``), which
-    saturates on real activations; configs with s8 activations or u8 weights saturate there too.
-    On IC01 qdq-u8s8-perchannel-distribution lost 20.5 pp (10k test images), qdq-s8s8-perchannel-
-    distribution 22.1 pp and qop-u8u8-perchannel-minmax 3.4 pp (2,000 images), while the s8s8 QDQ
-    file computed in float (no kernel fusion) lost 1.6 pp; with 7-bit weights they lost 1.3, 1.1
-    and 0.1 pp. ``reduce_range`` is ORT's remedy for non-VNNI machines."""
+    saturates on real activations; configs with s8 activations or u8 weights saturate there too
+    (docs/measured.md). ``reduce_range`` is ORT's remedy for non-VNNI machines."""
     return saturating_int8()
 
 
@@ -314,11 +311,25 @@ def layer_sqnr(model: Model, config: OrtConfig, cal: CalibrationSet, images: np.
     return twin.id, activation_sqnr(onnx_preprocessed(model), build(model, twin, cal), images, tensor_labels(model))
 
 
-BACKENDS = [Backend("ort", DEFAULT_MATRIX, FULL_MATRIX, build,
-                    runner=lambda config, path, threads=0: OnnxRunner(path, name=f"ort-{config.id}", threads=threads),
-                    layer_sqnr=layer_sqnr, build_mixed=build_mixed, gated=True,
-                    reproducibility="Two builds of a config in separate processes give byte-identical .onnx files "
-                                    "and identical predictions (tested). ONNX Runtime's int8 kernels (MLAS) pick "
-                                    "their AVX2 / AVX-512 / VNNI code path by CPU: compare rows across machines "
-                                    "by their CPU flags. On x86 without VNNI, every config gets 7-bit weights "
-                                    "(reduce_range): the u8 x s8 kernel's 16-bit sums saturate otherwise.")]
+class OrtBackend(Backend):
+    name, default, full = "ort", DEFAULT_MATRIX, FULL_MATRIX
+    gated = keeps_layers_float = measures_sqnr = True
+    reproducibility = ("Two builds of a config in separate processes give byte-identical .onnx files and identical "
+                       "predictions (tested). ONNX Runtime's int8 kernels (MLAS) pick their AVX2 / AVX-512 / VNNI code "
+                       "path by CPU: compare rows across machines by their CPU flags. On x86 without VNNI, every config "
+                       "gets 7-bit weights (reduce_range): the u8 x s8 kernel's 16-bit sums saturate otherwise.")
+
+    def build(self, model, config, cal):
+        return build(model, config, cal)
+
+    def runner(self, config, path, threads=0):
+        return OnnxRunner(path, name=f"ort-{config.id}", threads=threads)
+
+    def build_mixed(self, model, config, cal, float_layers):
+        return build_mixed(model, config, cal, float_layers)
+
+    def layer_sqnr(self, model, config, cal, images):
+        return layer_sqnr(model, config, cal, images)
+
+
+BACKENDS = [OrtBackend()]

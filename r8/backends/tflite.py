@@ -89,11 +89,18 @@ def build(model: Model, config: TfliteConfig, cal: CalibrationSet) -> Path:
                       lambda tmp: quantize(model.path, tmp, config, cal))
 
 
-BACKENDS = [Backend("tflite", MATRIX, MATRIX, build,
-                    runner=lambda config, path, threads=0: TfliteRunner(path, name=f"tflite-{config.id}",
-                                                                        threads=threads or None),
-                    gated=True, mcu=True,
-                    reproducibility="Two builds of a config in separate processes give byte-identical .tflite "
-                                    "files and identical predictions (tested). LiteRT's XNNPACK kernels pick their "
-                                    "code path by CPU (they differ from TFLite's reference kernels by one LSB in "
-                                    "a few outputs).")]
+class TfliteBackend(Backend):
+    name, default, full = "tflite", MATRIX, MATRIX
+    gated = mcu = True
+    reproducibility = ("Two builds of a config in separate processes give byte-identical .tflite files and identical "
+                       "predictions (tested). LiteRT's XNNPACK kernels pick their code path by CPU (they differ from "
+                       "TFLite's reference kernels by one LSB in a few outputs).")
+
+    def build(self, model, config, cal):
+        return build(model, config, cal)
+
+    def runner(self, config, path, threads=0):
+        return TfliteRunner(path, name=f"tflite-{config.id}", threads=threads or None)
+
+
+BACKENDS = [TfliteBackend()]

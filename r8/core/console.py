@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager
 
@@ -112,3 +113,39 @@ def native_output_captured():
             captured.append(f.read().decode(errors="replace"))
             if MODE.get() == "verbose" and captured[0]:
                 sys.stderr.write(captured[0])
+
+
+def on_terminal() -> bool:
+    """Progress bars belong on a terminal; in a CI log their redraws are noise."""
+    return sys.stderr.isatty()
+
+
+def progress(items, desc: str, enabled: bool = True, step: bool = True, **bar):
+    """``items`` with progress shown: a tqdm bar on a terminal; in a log, one line per finished item
+    of a ``step`` loop (a config, a backend, a file) and nothing for an inner loop (the batches of one
+    prediction), so a CI log reads as a list of steps."""
+    if not enabled:
+        return items
+    if on_terminal():
+        from tqdm import tqdm
+
+        return tqdm(items, desc=desc, leave=step, **bar)
+    return _log_steps(items, desc) if step else items
+
+
+def _log_steps(items, desc: str):
+    items = list(items)
+    start = time.perf_counter()
+    for n, item in enumerate(items, 1):
+        yield item
+        print(f"{desc}: {n}/{len(items)} done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+
+
+def note(text: str) -> None:
+    """A line beside the progress bars (above them on a terminal), on stderr."""
+    if on_terminal():
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr, flush=True)

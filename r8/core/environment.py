@@ -55,8 +55,7 @@ def limit_threads(n: int) -> None:
     R8_THREADS for ONNX Runtime and LiteRT's calibrator; torch reads OMP_NUM_THREADS when it loads
     (set here where it has loaded), TensorFlow its own two variables. r8's pytest plugin calls it in
     each pytest-xdist worker: two processes whose thread pools each take every core wait on each
-    other (IC01's 8 torch configs, two processes at once on 2 cores: 122 s at torch's default 2
-    threads each, 59 s at 1)."""
+    other."""
     for var in (THREADS_VAR, "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ[var] = str(n)
     if "torch" in sys.modules:

@@ -14,8 +14,9 @@ from torch import fx, nn
 
 from r8.core.cache import atomic_write
 from r8.core.errors import MAX_ELEMENTS, R8Error
+from r8.frontends.keras.archive import read_keras
 from r8.frontends.keras.layers import CONVERTERS, SUPPORTED, check_config_read
-from r8.frontends.keras.reader import KerasLayer, read_h5, read_keras
+from r8.frontends.keras.reader import KerasLayer, read_h5
 
 CONTRACT = """A Keras or TFLite model converted to PyTorch by r8.
 

@@ -45,9 +45,8 @@ def layer_macs(model: fx.GraphModule) -> dict[str, int]:
 def float_units(model: fx.GraphModule) -> tuple[str, ...]:
     """What ``r8 search`` can keep float, in execution order: every conv / linear layer, and every
     residual add (no MACs). An add's int8 output range can carry the error the layers around it do
-    not: IC01 on ORT's per-tensor config lost 0.50 pp on validation with every conv / linear layer
-    float, and nothing with the three adds float too. Read off the graph: no forward pass, as each
-    mixed build asks again."""
+    not, so a model may miss its budget with every conv / linear layer float and meet it once its
+    adds are float too. Read off the graph: no forward pass, as each mixed build asks again."""
     from r8.frontends.keras.layers.modules import Add
 
     return tuple(node.target for node in model.graph.nodes if node.op == "call_module"

@@ -6,15 +6,15 @@ and worst config, and the gates of :mod:`r8.thresholds`. Reports go to ``OUT/<mo
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from r8 import artifacts, backends
 from r8.backends import Backend
 from r8.calibration import CalibrationSet, calibration_set
+from r8.core import console
 from r8.core.cache import atomic_write, build_facts
 from r8.core.environment import environment
 from r8.core.errors import R8Error
@@ -24,6 +24,7 @@ from r8.model import Model, describe
 from r8.report.files import append_step_summary, stamp
 from r8.report.index import write_index
 from r8.report.quantization import write_quantization_report
+from r8.results import QuantizeResult
 from r8.rows import MCU_BACKEND, REFERENCE_BACKEND, Int8Row, McuRow, ReferenceRow, Row, best_row, ranked
 from r8.runtimes.runners import TfliteRunner, TorchRunner
 from r8.thresholds import DEFAULT, Thresholds, quantize_gates
@@ -68,15 +69,14 @@ def backend_rows(model: Model, data: Dataset, b: Backend, fp32_probs: np.ndarray
     """(row, predictions) of every default config (or ``configs``) this machine can run; a config
     the backend refuses for this model (R8Error) goes to ``skipped`` with the reason."""
     rows, skipped = [], [] if skipped is None else skipped
-    for config in tqdm(b.default if configs is None else configs, desc=f"{b.name} int8 configs",
-                       disable=not progress):
+    for config in console.progress(b.default if configs is None else configs, f"{b.name} int8 configs", progress):
         if b.unavailable(config):
-            tqdm.write(f"skipped {b.name}-{config.id}: {b.unavailable(config)}")
+            console.note(f"skipped {b.name}-{config.id}: {b.unavailable(config)}")
             continue
         try:
             rows.append(evaluate_config(model, data, b.name, config, fp32_probs, cal, progress))
         except R8Error as e:  # this model is out of the backend's reach: shown in the report with the reason
-            tqdm.write(f"skipped {b.name}-{config.id}: {e}")
+            console.note(f"skipped {b.name}-{config.id}: {e}")
             skipped.append({"backend": b.name, "config": config.id, "reason": str(e)})
     return rows
 
@@ -107,7 +107,7 @@ def mcu_rows(model: Model, data: Dataset, fp32_probs: np.ndarray, files: list[Mc
     from r8.runtimes import mcu
 
     rows = []
-    for f in tqdm(files, desc="TFLM (microcontroller kernels)", disable=not progress):
+    for f in console.progress(files, "TFLM (microcontroller kernels)", progress):
         m = mcu.measure(f.path, data.test.images)
         probs, litert_probs = m.pop("probs"), m.pop("litert_probs")
         # the environment of TflmRunner's class: TFLM ran in one single-threaded process per core
@@ -146,7 +146,7 @@ def fp32_predictions(model: Model, data: Dataset, progress: bool) -> np.ndarray:
 
 def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal: CalibrationSet | None = None,
                  thresholds: Thresholds = DEFAULT, progress: bool = True, configs: list[str] | None = None,
-                 mcu: bool = False) -> dict:
+                 mcu: bool = False) -> QuantizeResult:
     """Every default config of ``backend`` (or of every backend, ``all``), or just ``configs``
     (``backend/config-id``), on ``model`` and ``data``; writes OUT/<stem>/quantization.{json,md}
     and conversion.json, and the index of OUT."""
@@ -154,8 +154,8 @@ def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal:
     cal = cal or calibration_set(data, num_classes=model.num_classes)
     out_dir = model.report_dir(out_root)
     fp32_probs = fp32_predictions(model, data, progress)
-    report = {**describe(model, data, cal), "fp32_top1": top1(fp32_probs, data.test.labels),
-              "classes": list(data.class_names(model.num_classes)), "rows": [], "sqnr": [], "skipped": []}
+    result = QuantizeResult(**describe(model, data, cal), fp32_top1=top1(fp32_probs, data.test.labels),
+                            classes=list(data.class_names(model.num_classes)))
     evaluated = []  # (row, predictions) of r8's int8 configs
     if configs:  # (backend, its configs asked for), in the order asked
         asked: dict[str, list] = {}
@@ -165,28 +165,28 @@ def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal:
     else:
         plan = [(b, None) for b in (backends.registry().values() if backend == "all" else (backends.backend(backend),))]
     for b, only in plan:
-        evaluated += backend_rows(model, data, b, fp32_probs, cal, progress, only, report["skipped"])
+        evaluated += backend_rows(model, data, b, fp32_probs, cal, progress, only, result.skipped)
         rows = [row for row, _ in evaluated if row.backend == b.name]
-        report["rows"] += rows
-        if b.layer_sqnr:
-            report["sqnr"] += backend_sqnr(model, b, rows, cal, data)
-        if b.notes and rows:
-            report.update(b.notes(model, cal))
-    report["reproducibility"] = {b.name: b.reproducibility for b, _ in plan if b.reproducibility}
+        result.rows += rows
+        if b.measures_sqnr:
+            result.sqnr += backend_sqnr(model, b, rows, cal, data)
+        if rows:
+            result.notes.update(b.notes(model, cal))
+    result.reproducibility = {b.name: b.reproducibility for b, _ in plan if b.reproducibility}
     reference = reference_row(model, data, fp32_probs, progress)
-    report["rows"] += [reference] if reference else []
+    result.rows += [reference] if reference else []
     if mcu:  # each int8 .tflite also on TFLM, the kernels of a microcontroller
-        report["rows"] += mcu_rows(model, data, fp32_probs, mcu_files(report["rows"]), progress)
-    report["thresholds"] = vars(thresholds)
+        result.rows += mcu_rows(model, data, fp32_probs, mcu_files(result.rows), progress)
+    result.thresholds = vars(thresholds)
     waivers = {b.name: b.best_gate_waiver() for b in backends.gated()}
-    report["gates"] = [g.to_json() for g in quantize_gates(report["fp32_top1"], report["rows"], thresholds, waivers,
-                                                            tuple(backends.mcu_names()))]
-    report["figures"] = quantization_figures(report, evaluated, fp32_probs, data, out_dir)
-    _, md = write_quantization_report(stamp(report, "quantize.quantize_job"), out_dir)
+    result.gates = quantize_gates(result.fp32_top1, result.rows, thresholds, waivers, tuple(backends.mcu_names()))
+    result.figures = quantization_figures(result, evaluated, fp32_probs, data, out_dir)
+    result = replace(result, **stamp("quantize.quantize_job"))
+    _, md = write_quantization_report(result, out_dir)
     write_conversion_report(model, data, fp32_probs, out_dir, progress)
     append_step_summary(md.read_text())
     write_index(out_root)
-    return report
+    return result
 
 
 def write_conversion_report(model: Model, data: Dataset, torch_probs: np.ndarray, out_dir: Path,
@@ -197,17 +197,17 @@ def write_conversion_report(model: Model, data: Dataset, torch_probs: np.ndarray
 
     labels = data.test.labels
     keras_probs = predict(reference_runner(model.path), data.test.images, progress=progress)
-    report = stamp({**describe(model, data), "n": len(labels), "classes": list(data.class_names(model.num_classes)),
+    report = {**stamp("quantize_job"), **describe(model, data), "n": len(labels), "classes": list(data.class_names(model.num_classes)),
                     "keras_top1": top1(keras_probs, labels), "torch_top1": top1(torch_probs, labels),
                     "keras_per_class": per_class(keras_probs, labels), "torch_per_class": per_class(torch_probs, labels),
                     "max_abs_diff": float(np.abs(keras_probs - torch_probs).max()),
-                    "agreement": agreement(keras_probs, torch_probs)}, "quantize_job")
+                    "agreement": agreement(keras_probs, torch_probs)}
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "conversion.json", lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
     return report
 
 
-def quantization_figures(report: dict, evaluated: list[tuple[Int8Row, np.ndarray]], fp32_probs: np.ndarray,
+def quantization_figures(result: QuantizeResult, evaluated: list[tuple[Int8Row, np.ndarray]], fp32_probs: np.ndarray,
                          data: Dataset, out_dir: Path) -> dict:
     """title -> file: sample predictions of the best int8 config (of ``evaluated``, its rows and
     predictions), and the per-layer SQNR bars."""
@@ -221,10 +221,10 @@ def quantization_figures(report: dict, evaluated: list[tuple[Int8Row, np.ndarray
         title = (f"Where fp32 and the best int8 config ({best.backend} {best.config}) disagree, "
                  "and a few where they agree")
         samples_figure(data.test.images, data.test.labels, fp32_probs.argmax(1), probs.argmax(1), title,
-                       out_dir / "samples_best_int8.png", report["classes"])
+                       out_dir / "samples_best_int8.png", result.classes)
         figures["Sample predictions, fp32 vs best int8"] = "samples_best_int8.png"
-    if report["sqnr"]:
-        sqnr_figure(report["sqnr"], out_dir / "sqnr_layers.png")
+    if result.sqnr:
+        sqnr_figure(result.sqnr, out_dir / "sqnr_layers.png")
         figures["Per-layer SQNR, best and worst config per backend"] = "sqnr_layers.png"
     return figures
 

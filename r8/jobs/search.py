@@ -16,20 +16,20 @@ validation images; ``worst`` for its worst, as a hard-model gate starts):
 
 Every decision is made on a validation split of the *training* images (stratified, seeded,
 disjoint from the calibration images); the test images are used once, for the final row. Each
-backend keeps a layer float its own way (:attr:`r8.backends.Backend.build_mixed`: ORT's
+backend keeps a layer float its own way (:meth:`r8.backends.Backend.build_mixed`: ORT's
 ``nodes_to_exclude``, FX's per-module qconfig None, the LiteRT quantizer's NO_QUANTIZE rule).
 """
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from r8 import artifacts, backends
 from r8.backends import Backend
 from r8.calibration import CalibrationSet, stratified_indices
+from r8.core import console
 from r8.core.errors import R8Error
 from r8.data import Dataset, Split
 from r8.frontends.converted_layers import float_units, layer_macs
@@ -38,9 +38,10 @@ from r8.model import Model, describe
 from r8.report.files import stamp
 from r8.report.index import write_index
 from r8.report.search import write_search_report
+from r8.results import SearchResult, SearchRow, Sensitivity, Step
 from r8.runtimes.runners import TorchRunner
 
-VALIDATION_SIZE = 10_000  # at this size the paired upper bound sits about 0.25 pp above the point drop
+VALIDATION_SIZE = 10_000  # large enough that the paired upper bound sits close above the point drop
 SQNR_IMAGES = 200  # calibration images the per-layer SQNR is measured on
 
 
@@ -59,13 +60,6 @@ def validation_split(data: Dataset, cal: CalibrationSet, n: int = VALIDATION_SIZ
         raise R8Error(f"data {data.name}: no training images are left for a validation split beside the "
                       f"{len(cal.labels)} calibration images (a class has none)")
     return data.train.take("validation", pool[stratified_indices(labels[pool], per_class * num_classes, seed, num_classes)])
-
-
-@dataclass(frozen=True)
-class Step:
-    float_layers: tuple[str, ...]
-    validation_drop_pp: float
-    validation_drop_ci95_pp: tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -90,40 +84,6 @@ def next_unit(tried: dict[tuple, Measured], added_macs: dict[tuple, int], budget
     meeting = [u for u in tried if upper(u) <= budget_pp]
     ties = meeting or [u for u in tried if _indistinguishable(tried[u].right, tried[best].right)]
     return min(ties, key=lambda u: (added_macs[u], upper(u), tried[u].step.validation_drop_pp))
-
-
-@dataclass(frozen=True)
-class Sensitivity:
-    layers: tuple[str, ...]  # one layer, or a layer and the next one run (see search_backend)
-    macs: int
-    sqnr_db: float | None  # the int8 model's output of the (first) layer against fp32 (None: not measured)
-    alone_float_drop_pp: float  # validation drop with only these layers float
-    alone_float_drop_ci95_pp: tuple[float, float]
-
-
-@dataclass(frozen=True)
-class SearchRow:
-    """One backend's search: the fewest float layers found, and the final row on the test images."""
-    backend: str
-    config: str
-    budget_pp: float
-    met: bool
-    float_layers: tuple[str, ...]
-    float_mac_share: float
-    top1: float
-    drop_pp: float
-    drop_ci95_pp: tuple[float, float]
-    validation_drop_pp: float
-    validation_drop_ci95_pp: tuple[float, float]
-    steps: tuple[Step, ...]
-    sensitivity: tuple[Sensitivity, ...]
-    artifact: str
-    speed: dict  # "mixed" (this row's model), "int8" (the config with no layer float), "fp32": ms_bs1, img_per_s_bs256
-    # a .tflite row's TFLite Micro bytes, "mixed" and "int8" as in speed: arena_bytes, flash_bytes (None: not a .tflite)
-    mcu: dict | None = None
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 SPEED_ROUNDS = {1: 30, 256: 5}  # timed calls per batch size (the median is kept)
@@ -174,7 +134,7 @@ def start_config(b: Backend, start: str, model: Model, cal: CalibrationSet, val:
 
 
 def _probs(b: Backend, model: Model, config, cal: CalibrationSet, float_layers: tuple, split: Split) -> np.ndarray:
-    path = b.build(model, config, cal) if b.build_mixed is None and not float_layers else \
+    path = b.build(model, config, cal) if not (b.keeps_layers_float or float_layers) else \
         b.build_mixed(model, config, cal, float_layers)
     return predict(b.runner(config, path), split.images, progress=False)
 
@@ -183,7 +143,7 @@ def search_backend(model: Model, data: Dataset, b: Backend, config, cal: Calibra
                    fp32_val: np.ndarray, fp32_test: np.ndarray, macs: dict[str, int], progress: bool = False) -> SearchRow:
     """The fewest float layers of ``config`` whose validation drop's upper bound is within ``budget_pp``."""
     sqnr = {}
-    if b.layer_sqnr and b.sqnr_for(config):
+    if b.measures_sqnr and b.sqnr_for(config):
         measured = b.layer_sqnr(model, config, cal, cal.images[:SQNR_IMAGES])[1]
         for layer in macs:
             values = [v for k, v in measured.items() if k == layer or k.startswith(f"{layer} (")]
@@ -200,7 +160,7 @@ def search_backend(model: Model, data: Dataset, b: Backend, config, cal: Calibra
         # quantized where its consumer is int8, so an error at a layer boundary needs both float.
         names = list(macs)
         units = [(name,) for name in names] + list(zip(names, names[1:]))
-        tried = {unit: measure(unit) for unit in tqdm(units, desc=f"{b.name} layers float alone", disable=not progress, leave=False)}
+        tried = {unit: measure(unit) for unit in console.progress(units, f"{b.name} layers float alone", progress, step=False)}
         sensitivity = [Sensitivity(u, sum(macs[n] for n in u), sqnr.get(u[0]), tried[u].step.validation_drop_pp,
                                    tried[u].step.validation_drop_ci95_pp) for u in units]
         float_layers: tuple[str, ...] = ()
@@ -212,7 +172,7 @@ def search_backend(model: Model, data: Dataset, b: Backend, config, cal: Calibra
             if steps[-1].validation_drop_ci95_pp[1] <= budget_pp or not left:
                 break
             tried = {u: measure(float_layers + tuple(n for n in u if n not in float_layers))
-                     for u in tqdm(left, desc=f"{b.name} beside {len(float_layers)} float layers", disable=not progress, leave=False)}
+                     for u in console.progress(left, f"{b.name} beside {len(float_layers)} float layers", progress, step=False)}
     final = steps[-1]
     path = b.build_mixed(model, config, cal, final.float_layers)
     runner = b.runner(config, path)
@@ -265,17 +225,17 @@ def searched_backends(names: list[str] | None) -> list:
     """The backends a search of ``names`` (default: every one that can keep layers float) runs, NNCF's
     accuracy control aside; R8Error for a name unknown or for a backend that cannot keep layers float."""
     chosen = [backends.backend(n) for n in names if n != "nncf"] if names else \
-        [b for b in backends.registry().values() if b.build_mixed]
+        [b for b in backends.registry().values() if b.keeps_layers_float]
     for b in chosen:
-        if b.build_mixed is None:
+        if not b.keeps_layers_float:
             raise R8Error(f"backend {b.name} cannot keep layers float; choose from "
-                          f"{', '.join(x.name for x in backends.registry().values() if x.build_mixed)}")
+                          f"{', '.join(x.name for x in backends.registry().values() if x.keeps_layers_float)}")
     return chosen
 
 
 def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: float, out: Path | None,
                backend_names: list[str] | None = None, starts: dict[str, str] | None = None, start: str = "best",
-               progress: bool = True) -> list[SearchRow]:
+               progress: bool = True) -> SearchResult:
     """Search each backend that can keep layers float (or ``backend_names``), from ``starts``
     (backend -> config id or rule) or else ``start`` (a rule of START_RULES); writes
     ``out/<model stem>/search.{json,md}`` and charts. BudgetNotMet where no backend meets it."""
@@ -291,22 +251,22 @@ def search_job(model: Model, data: Dataset, cal: CalibrationSet, budget_pp: floa
     runner = TorchRunner(fp32)
     fp32_val, fp32_test = predict(runner, val.images, progress=False), predict(runner, data.test.images, progress=False)
     rows = []
-    for b in tqdm(chosen, desc="search", disable=not progress):
+    for b in console.progress(chosen, "search", progress):
         config = start_config(b, (starts or {}).get(b.name, start), model, cal, val, fp32_val)
         rows.append(search_backend(model, data, b, config, cal, val, budget_pp, fp32_val, fp32_test, macs, progress))
     if backend_names is None or "nncf" in backend_names:
         anchor = nncf_anchor(model, data, cal, val, budget_pp, fp32_val, fp32_test, macs, (starts or {}).get("nncf", start))
         rows += [anchor] if anchor else []
+    result = SearchResult(**describe(model, data, cal), budget_pp=budget_pp, validation={"n": len(val.labels), "source": "train"},
+                          test_n=len(data.test.labels), fp32_top1=top1(fp32_test, data.test.labels), macs=macs,
+                          speed_rounds={str(batch): n for batch, n in SPEED_ROUNDS.items()}, rows=rows,
+                          **stamp("search.search_job"))
     if out is not None:
-        report = {**describe(model, data, cal), "budget_pp": budget_pp, "validation": {"n": len(val.labels), "source": "train"},
-                  "test_n": len(data.test.labels), "fp32_top1": top1(fp32_test, data.test.labels), "macs": macs,
-                  "speed_rounds": {str(batch): n for batch, n in SPEED_ROUNDS.items()},
-                  "rows": [r.to_json() for r in rows]}
-        write_search_report(stamp(report, "search.search_job"), Path(out) / model.stem)
+        write_search_report(result, model.report_dir(out))
         write_index(Path(out))
     if not any(r.met for r in ([r for r in rows if r.backend != "nncf"] or rows)):  # NNCF's row decides only alone
         raise BudgetNotMet(f"{model.path}: no backend meets a {budget_pp} pp drop even with every conv / linear layer and "
                            "residual add float (the ops between them, pooling among them, stay int8): "
                            + "; ".join(f"{r.backend} {r.config}: validation drop {r.validation_drop_pp:.2f} pp, upper bound "
                                        f"{r.validation_drop_ci95_pp[1]:.2f}" for r in rows))
-    return rows
+    return result

@@ -5,11 +5,11 @@ from itertools import groupby
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from r8 import backends
 from r8.backends import Backend
 from r8.calibration import CalibrationSet, calibration_set
+from r8.core import console
 from r8.data import Dataset
 from r8.jobs.quantize import config_row, find_config, fp32_predictions
 from r8.metrics import top1
@@ -17,6 +17,7 @@ from r8.model import Model, describe
 from r8.report.files import append_step_summary, stamp
 from r8.report.index import write_index
 from r8.report.study import write_study_report
+from r8.results import StudyResult, StudyRun, StudySummary
 from r8.rows import ranked
 
 STUDY_SIZES = (100, 250, 500, 1000, 2000)
@@ -31,34 +32,32 @@ def best_configs(model: Model, data: Dataset, b: Backend, fp32_probs: np.ndarray
     return [by_id[r.config_id] for r in ranked(rows)[:k]]
 
 
-def seed_runs(model: Model, data: Dataset, backend: str, config, fp32_probs: np.ndarray, n: int, seeds) -> list[dict]:
+def seed_runs(model: Model, data: Dataset, backend: str, config, fp32_probs: np.ndarray, n: int, seeds) -> list[StudyRun]:
     """One study run per calibration seed at calibration size ``n``."""
     runs = []
     for seed in seeds:
         cal = calibration_set(data, n, seed, num_classes=model.num_classes)
         row = config_row(model, data, backend, config, fp32_probs, cal)
-        runs.append({"backend": backend, "config": config.id, "n": n, "seed": seed, "top1": row.top1,
-                     "drop_pp": row.drop_pp,  # TFLite calibrates inside its converter: all in quantize_s
-                     "calibration_s": row.calibration_s or 0.0, "quantize_s": row.quantize_s})
+        # TFLite calibrates inside its converter: all in quantize_s
+        runs.append(StudyRun(backend, config.id, n, seed, row.top1, row.drop_pp, row.calibration_s or 0.0, row.quantize_s))
     return runs
 
 
-def summarize(runs: list[dict]) -> list[dict]:
+def summarize(runs: list[StudyRun]) -> list[StudySummary]:
     """Mean, spread and range of the drop over seeds, per (backend, config, n)."""
     def key(r):
-        return r["backend"], r["config"], r["n"]
+        return r.backend, r.config, r.n
     out = []
     for (backend, config, n), group in groupby(sorted(runs, key=key), key=key):
-        drops = np.array([r["drop_pp"] for r in group])
-        out.append({"backend": backend, "config": config, "n": n, "seeds": len(drops),
-                    "mean_drop_pp": round(float(drops.mean()), 4),
-                    "std_drop_pp": round(float(drops.std(ddof=1)) if len(drops) > 1 else 0.0, 4),
-                    "min_drop_pp": float(drops.min()), "max_drop_pp": float(drops.max())})
+        drops = np.array([r.drop_pp for r in group])
+        out.append(StudySummary(backend, config, n, len(drops), round(float(drops.mean()), 4),
+                                round(float(drops.std(ddof=1)) if len(drops) > 1 else 0.0, 4),
+                                float(drops.min()), float(drops.max())))
     return out
 
 
 def study_job(model: Model, data: Dataset, out_root: Path, sizes=STUDY_SIZES, seeds=STUDY_SEEDS,
-              configs: list[str] | None = None, per_backend: int = 2, progress: bool = True) -> dict:
+              configs: list[str] | None = None, per_backend: int = 2, progress: bool = True) -> StudyResult:
     """Calibration-size and -seed study of ``configs`` (``backend/config-id``), by default each
     gated backend's ``per_backend`` best default configs; writes OUT/<stem>/study.*."""
     data.check(model)
@@ -68,11 +67,11 @@ def study_job(model: Model, data: Dataset, out_root: Path, sizes=STUDY_SIZES, se
               [(b, c) for b in backends.gated() for c in best_configs(model, data, b, fp32_probs, default_cal, per_backend)])
     plan = [(b, c, n) for b, c in chosen for n in sizes]
     runs = []
-    for b, config, n in tqdm(plan, desc="study (config x size)", disable=not progress):
+    for b, config, n in console.progress(plan, "study (config x size)", progress):
         runs += seed_runs(model, data, b.name, config, fp32_probs, n, seeds)
-    report = {**describe(model, data), "fp32_top1": top1(fp32_probs, data.test.labels), "sizes": list(sizes),
-              "seeds": list(seeds), "runs": runs, "summary": summarize(runs)}
-    _, md = write_study_report(stamp(report, "study.study_job"), model.report_dir(out_root))
+    result = StudyResult(**describe(model, data), fp32_top1=top1(fp32_probs, data.test.labels), sizes=list(sizes),
+                         seeds=list(seeds), runs=runs, summary=summarize(runs), **stamp("study.study_job"))
+    _, md = write_study_report(result, model.report_dir(out_root))
     append_step_summary(md.read_text())
     write_index(out_root)
-    return report
+    return result

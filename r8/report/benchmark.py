@@ -7,6 +7,7 @@ import numpy as np
 
 from r8.report.blocks import Figure, Heading, Para, Table
 from r8.report.files import pyplot, save_figure, stamp, write_report
+from r8.results import BenchmarkResult
 
 
 def benchmark_rows(pytest_benchmark: dict) -> list[dict]:
@@ -162,7 +163,7 @@ TARGETS = {("int8", "bs256"): 1.15, ("int8", "bs1"): 1.0, ("fp32", "bs256"): 1.0
 
 def write_benchmark_report(runs: list[dict], threads: int, macs: int, fp32_top1: float,
                            best_drop_pp: float, out_dir: str | Path, peaks: tuple[dict, dict] | None = None,
-                           classes: list | None = None, about: dict | None = None) -> dict:
+                           classes: list | None = None, about: dict | None = None) -> BenchmarkResult:
     """``benchmark.json`` and ``benchmark.md`` from one or more pytest-benchmark JSONs (``runs``):
     each runtime's figure is the median of the runs; each ratio comes from paired, interleaved
     rounds within a run, with its interval; ``peaks`` are the GEMM peaks at the start and the end."""
@@ -190,8 +191,10 @@ def write_benchmark_report(runs: list[dict], threads: int, macs: int, fp32_top1:
               "targets": _paired_targets(paired, [_block_targets(run, best_drop_pp) for run in per_run]),
               "comparisons": [{k: v for k, v in c.items() if k != "round_ratios"} for c in paired],
               "rows": [{k: v for k, v in r.items() if k not in ("per_class", "confusion")} for r in rows]}
-    write_report(stamp(report, "benchmark"), benchmark_blocks(report), out_dir, "benchmark", "r8 CPU inference benchmark")
-    return report
+    result = BenchmarkResult.from_json({**report, **stamp("benchmark")})
+    report = result.to_json()
+    write_report(report, benchmark_blocks(report), out_dir, "benchmark", "r8 CPU inference benchmark")
+    return result
 
 
 def _best(rows: list[dict], best_drop_pp: float) -> tuple[dict, dict]:

@@ -16,7 +16,8 @@ def write_report(report: dict, blocks: list, out_dir: Path, stem: str, title: st
     """``stem.json`` (the contract outside checks read) and ``stem.md`` rendered from the same
     blocks as the HTML index, each written atomically."""
     js, md = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    text = markdown([Heading(0, f"{title}: {report['model']['stem']}" if "model" in report else title), *blocks])
+    stem = report.get("model", {}).get("stem")
+    text = markdown([Heading(0, f"{title}: {stem}" if stem else title), *blocks])
     atomic_write(js, lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
     atomic_write(md, lambda tmp: tmp.write_text(text))
     return js, md
@@ -38,12 +39,11 @@ def pyplot():
     return plt
 
 
-def stamp(report: dict, job: str) -> dict:
-    """Adds when, and by which command, a report was made."""
+def stamp(job: str) -> dict:
+    """When, and by which command, a report was made: ``command`` and ``generated``."""
     cli = sys.argv[0].endswith(os.path.join("r8", "__main__.py"))
-    report["command"] = "python -m r8 " + " ".join(sys.argv[1:]) if cli else f"r8.jobs.{job}()"
-    report["generated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return report
+    return {"command": "python -m r8 " + " ".join(sys.argv[1:]) if cli else f"r8.jobs.{job}()",
+            "generated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def append_step_summary(markdown_text: str) -> None:

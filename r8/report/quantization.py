@@ -7,7 +7,8 @@ import numpy as np
 
 from r8.report.blocks import Figure, Heading, Para, Table
 from r8.report.files import pyplot, save_figure, write_report
-from r8.rows import ranked, report_json, rows_from_json
+from r8.results import QuantizeResult
+from r8.rows import ranked, rows_from_json
 from r8.thresholds import Gate
 
 
@@ -124,9 +125,9 @@ def sqnr_figure(sqnr: list[dict], path: Path) -> None:
     save_figure(fig, path, dpi=110)
 
 
-def write_quantization_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
-    """``report``'s rows are :class:`r8.rows.Row` values; the JSON holds their JSON form."""
+def write_quantization_report(result: QuantizeResult, out_dir: str | Path) -> tuple[Path, Path]:
+    """``quantization.json`` (the result's JSON form) and ``quantization.md`` rendered from it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = report_json(report)
+    report = result.to_json()
     return write_report(report, quantization_blocks(report), out_dir, "quantization", "r8 int8 quantization")

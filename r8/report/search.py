@@ -6,6 +6,7 @@ import numpy as np
 
 from r8.report.blocks import Figure, Heading, Para, Table
 from r8.report.files import pyplot, save_figure, write_report
+from r8.results import SearchResult
 
 
 def _beside_nncf(anchor: dict | None, searched: list[dict]) -> list:
@@ -100,7 +101,8 @@ def _search_plots(report: dict, out_dir: Path) -> None:
     save_figure(fig, out_dir / "search_sensitivity.png", dpi=110)
 
 
-def write_search_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
+def write_search_report(result: SearchResult, out_dir: str | Path) -> tuple[Path, Path]:
+    report = result.to_json()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _search_plots(report, out_dir)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from r8.report.blocks import Figure, Para, Table
 from r8.report.files import pyplot, save_figure, write_report
+from r8.results import StudyResult
 
 
 def study_blocks(report: dict) -> list:
@@ -40,7 +41,8 @@ def _study_plot(report: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-def write_study_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
+def write_study_report(result: StudyResult, out_dir: str | Path) -> tuple[Path, Path]:
+    report = result.to_json()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _study_plot(report, out_dir / "study.png")

@@ -13,11 +13,8 @@ keys its converter read (:class:`Config`), so that :mod:`r8.frontends.convert` c
 ``expected_shape``, which the converter checks its own output against.
 """
 
-import io
 import json
 import os
-import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +22,15 @@ import h5py
 import numpy as np
 
 from r8.core.errors import MAX_ELEMENTS, MAX_TENSOR_BYTES, R8Error
+from r8.frontends.keras.calls import (
+    call_index,
+    check_call_kwargs,
+    declared_shape,
+    endpoints,
+    inbound_calls,
+    same_arguments,
+    use_name,
+)
 
 
 class Config(dict):
@@ -50,9 +56,6 @@ class Config(dict):
     def unread(self) -> list[str]:
         return [k for k in self.keys() if k not in self.read]
 
-
-# call keywords that cannot change an inference result, with the values that keep it so
-HARMLESS_CALL_KWARGS = {"training": (False, None), "mask": (None,)}
 
 
 @dataclass
@@ -113,153 +116,6 @@ class KerasModel:
         return shapes
 
 
-def _is_ref(value) -> bool:
-    """A Keras 2 tensor reference: ``[layer, node, tensor]`` or ``[layer, node, tensor, kwargs]``."""
-    return (isinstance(value, list) and len(value) in (3, 4) and isinstance(value[0], str)
-            and all(isinstance(v, int) for v in value[1:3]))
-
-
-def _is_keras2_constant(value) -> bool:
-    """A Keras 2 op layer's first operand when it is a constant (``3.0 - x``):
-    ``["_CONSTANT_VALUE", -1, 3.0, {"y": [tensor ref], ...}]``."""
-    return isinstance(value, list) and len(value) == 4 and value[0] == "_CONSTANT_VALUE"
-
-
-def _is_tensor(arg) -> bool:
-    """A Keras 3 call argument that is a tensor (``keras_history``: the layer that made it)."""
-    return isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__"
-
-
-def _constant(arg) -> np.ndarray | None:
-    """A Keras 3 call's constant operand (a number, a nested list of numbers, or a serialized
-    numpy array / tensor) as float32; None for anything else."""
-    if isinstance(arg, dict) and arg.get("class_name") in ("__numpy__", "__tensor__"):
-        arg = arg.get("config", {}).get("value")
-    if isinstance(arg, bool) or arg is None or isinstance(arg, str | dict):
-        return None
-    try:
-        value = np.asarray(arg)
-    except (ValueError, TypeError):
-        return None
-    if value.dtype.kind not in "iuf" or value.size * 4 > MAX_TENSOR_BYTES:
-        return None
-    return value.astype(np.float32)
-
-
-def _keras3_call(path: Path, name: str, node: dict) -> tuple[list[tuple], dict, dict]:
-    """(the keras tensors read, with their declared shapes; constant operands by position; call
-    keywords) of a Keras 3 inbound node ``{"args": [...], "kwargs": {...}}``. A merge layer is
-    called on one list of tensors, a ``keras.ops`` function on its operands: both are operands,
-    in order."""
-    args, kwargs = node.get("args", []), node.get("kwargs", {})
-    if not isinstance(args, list) or not isinstance(kwargs, dict):
-        raise R8Error(f"{path}: layer '{name}' has an inbound node r8 cannot read: {json.dumps(node)[:200]}")
-    operands = args[0] if len(args) == 1 and isinstance(args[0], list) else args
-    refs, constants = [], {}
-    for i, arg in enumerate(operands):
-        if _is_tensor(arg):
-            config = arg.get("config", {})
-            refs.append((*config["keras_history"], config.get("shape")))
-        elif (value := _constant(arg)) is not None:
-            constants[i] = value
-        else:
-            raise R8Error(f"{path}: layer '{name}' is called with argument {i} = {json.dumps(arg)[:120]}, which r8 "
-                          "does not convert (it takes tensors and numeric constants)")
-    return refs, constants, kwargs
-
-
-def _inbound(path: Path, name: str, nodes: list) -> list[tuple[list[tuple], dict, dict]]:
-    """Per call of the layer (a shared layer has several): the tensors read, in order, as (layer,
-    call of that layer, tensor, declared shape or None); constant operands by position; call
-    keywords (a Keras 2 op layer's other call arguments)."""
-    if not nodes:
-        return []
-    if not isinstance(nodes, list):
-        raise R8Error(f"{path}: layer '{name}' has inbound_nodes {nodes!r}, not a list")
-    if _is_keras2_constant(nodes[0]) or _is_ref(nodes[0]):  # a Keras 2 op layer (TFOpLambda): each call its first operand
-        nodes = [[node] for node in nodes]
-    return [_call(path, name, node) for node in nodes]
-
-
-def _call(path: Path, name: str, node) -> tuple[list[tuple], dict, dict]:
-    """One inbound node: (tensors read, constant operands, call keywords), as :func:`_inbound`."""
-    kwargs, constants = {}, {}
-    if isinstance(node, dict):  # Keras 3
-        refs, constants, kwargs = _keras3_call(path, name, node)
-    else:  # Keras 2: a list of refs, each [layer, node, tensor, call kwargs]
-        first_constant = isinstance(node, list) and len(node) == 1 and _is_keras2_constant(node[0])
-        if first_constant and (value := _constant(node[0][2])) is not None:
-            constants, refs = {0: value}, []
-        elif isinstance(node, list) and node and all(_is_ref(r) for r in node):
-            refs = [(*ref[:3], None) for ref in node]
-        else:
-            raise R8Error(f"{path}: layer '{name}' has an inbound node r8 cannot read: {json.dumps(node)[:200]}")
-        for key, value in (node[0][3] if len(node[0]) == 4 and isinstance(node[0][3], dict) else {}).items():
-            if _is_ref(value):  # a tensor passed by keyword, e.g. the y of x * y
-                kwargs[key] = {"input": len(refs)}
-                refs.append((*value[:3], None))
-            elif key != "name":
-                kwargs[key] = value
-    for layer, _, tensor_index, _ in refs:
-        if tensor_index:
-            raise R8Error(f"{path}: layer '{name}' reads output {tensor_index} of '{layer}'; only single-output "
-                          "layers are supported")
-    return refs, constants, kwargs
-
-
-def _call_index(path: Path, reader: str, ref: tuple[str, int], version: str, nested: set) -> int:
-    """Which call of its producer a reference reads. Keras 2 counts a nested model's own graph as
-    its call 0, so the calls the file lists are 1, 2, ... there."""
-    producer, index = ref[0], ref[1]
-    if version.startswith("2") and producer in nested:
-        if index < 1:
-            raise R8Error(f"{path}: layer '{reader}' reads call {index} of nested model '{producer}', which this "
-                          "Keras 2 file does not list")
-        return index - 1
-    return index
-
-
-def _same_arguments(first: tuple[dict, dict], other: tuple[dict, dict]) -> bool:
-    """Whether two calls of one layer, each (constant operands, call keywords), pass the same (a Keras 2 op
-    layer's, where a tensor keyword names its position among the call's tensors)."""
-    (constants_a, kwargs_a), (constants_b, kwargs_b) = first, other
-    return (json.dumps(kwargs_a, sort_keys=True, default=str) == json.dumps(kwargs_b, sort_keys=True, default=str)
-            and constants_a.keys() == constants_b.keys()
-            and all(np.array_equal(constants_a[i], constants_b[i]) for i in constants_a))
-
-
-def use_name(layer: str, call: int) -> str:
-    """The name of one call of a layer: its own for the first, ``name@k`` for call k of a shared one."""
-    return f"{layer}@{call}" if call else layer
-
-
-def _check_call_kwargs(path: Path, name: str, cls: str, kwargs: dict) -> dict:
-    """The call keywords a converter reads (a Keras 2 op layer's); any other that could change
-    the result (``training=True``, a mask) is refused by name."""
-    kwargs = {k: v for k, v in kwargs.items() if not (k in HARMLESS_CALL_KWARGS and v in HARMLESS_CALL_KWARGS[k])}
-    if kwargs and cls != "TFOpLambda":
-        key, value = next(iter(kwargs.items()))
-        raise R8Error(f"{path}: layer '{name}' ({cls}) is called with {key}={json.dumps(value)[:80]}, which r8 does "
-                      "not convert")
-    return kwargs
-
-
-def _declared(path: Path, name: str, shape) -> tuple | None:
-    """A declared per-sample shape (``[null, 5, 6, 4]`` -> (5, 6, 4)); None where none is declared."""
-    if shape is None:
-        return None
-    if not isinstance(shape, list) or not shape or not all(d is None or (isinstance(d, int) and d >= 0) for d in shape):
-        raise R8Error(f"{path}: layer '{name}' reads a tensor of declared shape {shape!r}; expected sizes or null")
-    return tuple(shape[1:])
-
-
-def _endpoints(spec) -> list[str]:
-    """``input_layers``/``output_layers``: ``[["a", 0, 0], ...]`` (Keras 2) or ``["a", 0, 0]``."""
-    if spec and isinstance(spec[0], str):
-        spec = [spec]
-    return [s[0] for s in spec]
-
-
 def _weights(group, layer: str | None = None) -> dict[str, np.ndarray]:
     """A layer's weights by their own names (kernel, gamma, ...) from its ``model_weights`` group;
     with ``layer``, only those of that layer inside a nested model's group (their names end in
@@ -275,7 +131,7 @@ def _weights(group, layer: str | None = None) -> dict[str, np.ndarray]:
         key = parts[-1].split(":")[0]
         if key in out:
             raise KeyError(f"two weights named '{key}' for layer '{layer}' in group '{group.name}'")
-        out[key] = _array(group[wname])
+        out[key] = read_array(group[wname])
     return out
 
 
@@ -294,14 +150,14 @@ class _H5Weights:
         return _H5Weights(self.root, self.root.get(name) if self.nested is None else self.nested)
 
 
-def _array(dataset) -> np.ndarray:
+def read_array(dataset) -> np.ndarray:
     """A weight as float32, refused before reading when it is not numeric or declares over 1 GiB."""
     if dataset.dtype.kind not in "fiu" or dataset.size * 4 > MAX_TENSOR_BYTES:
         raise TypeError(f"weight '{dataset.name}' is {dataset.dtype} of shape {dataset.shape}; r8 reads numeric weights under 1 GiB")
     return np.asarray(dataset, dtype=np.float32)
 
 
-def _open(path: Path) -> h5py.File:
+def open_h5(path: Path) -> h5py.File:
     """The ``.h5`` of a full Keras model, open for reading; R8Error naming the file otherwise."""
     if not path.is_file():
         raise R8Error(f"{path}: file not found")
@@ -316,37 +172,27 @@ def _open(path: Path) -> h5py.File:
     return f
 
 
-def _version(f: h5py.File) -> str:
+def h5_version(f: h5py.File) -> str:
     version = f.attrs.get("keras_version", "")
     return version.decode() if isinstance(version, bytes) else str(version)
-
-
-def keras_version(path: str | os.PathLike) -> str:
-    """The Keras version that wrote ``path`` (its attributes, or a .keras's metadata.json: no
-    weights read)."""
-    path = Path(path)
-    if path.suffix.lower() == ".keras":
-        return str(json.loads(_archive(path)["metadata.json"]).get("keras_version", ""))
-    with _open(path) as f:
-        return _version(f)
 
 
 def read_h5(path: str | os.PathLike) -> KerasModel:
     """Read a full Keras ``.h5`` model, Functional or Sequential, Keras 2 or Keras 3, without
     tensorflow; every problem is an R8Error naming the file."""
     path = Path(path)
-    with _open(path) as f:
+    with open_h5(path) as f:
         try:
             config = json.loads(f.attrs["model_config"])
         except (ValueError, TypeError) as e:
             raise R8Error(f"{path}: model_config is not JSON ({e})") from None
-        return _model(path, config, _version(f), _H5Weights(f["model_weights"]))
+        return model_from_config(path, config, h5_version(f), _H5Weights(f["model_weights"]))
 
 
 NESTED = ("Functional", "Model", "Sequential")
 
 
-def _model(path: Path, config: dict, version: str, weights, prefix: str = "") -> KerasModel:
+def model_from_config(path: Path, config: dict, version: str, weights, prefix: str = "") -> KerasModel:
     """The model described by a Keras model config; ``weights(name, class, config)`` gives each
     layer's weights by Keras's names (kernel, gamma, ...), ``weights.scope(name, class)`` those of
     a nested model's layers. A nested model (a Sequential or Functional model used as a layer, at
@@ -367,27 +213,23 @@ def _model(path: Path, config: dict, version: str, weights, prefix: str = "") ->
             cls = spec["class_name"]
             if not isinstance(name, str) or not isinstance(cls, str) or not isinstance(spec["config"], dict):
                 raise TypeError("its name, class_name or config has the wrong type")
-            if kind == "Sequential":
-                shape = (spec.get("build_config") or {}).get("input_shape")  # Keras 3 declares each input
-                calls = [([(previous, 0, 0, shape)] if previous else [], {}, {})]
-            else:
-                calls = _inbound(path, prefix + name, spec.get("inbound_nodes", [])) or [([], {}, {})]
+            calls = _calls(path, kind, spec, prefix + name, previous)
             own = None if cls in NESTED else weights(name, cls, spec["config"])  # read once, however often called
             for k, (refs, constants, kwargs) in enumerate(calls):  # a shared layer: one use per call
                 use = use_name(prefix + name, k)
-                kwargs = _check_call_kwargs(path, use, cls, kwargs)
+                kwargs = check_call_kwargs(path, use, cls, kwargs)
                 if k == 0:
                     call0 = (constants, kwargs)
-                elif not _same_arguments(call0, (constants, kwargs)):  # its modules hold call 0's
+                elif not same_arguments(call0, (constants, kwargs)):  # its modules hold call 0's
                     raise R8Error(f"{path}: layer '{use}' ({cls}) is called again with other constant operands or "
                                   "keywords than its first call; r8 converts a shared layer whose calls differ only "
                                   "in the tensors they read")
                 inputs = [r[0] if kind == "Sequential" else
-                          use_name(prefix + r[0], _call_index(path, use, (prefix + r[0], r[1]), version, nested))
+                          use_name(prefix + r[0], call_index(path, use, (prefix + r[0], r[1]), version, nested))
                           for r in refs]
                 inputs = [alias.get(i, i) for i in inputs]
                 for producer, ref in zip(inputs, refs):
-                    declared[producer] = declared.get(producer) or _declared(path, use, ref[3])
+                    declared[producer] = declared.get(producer) or declared_shape(path, use, ref[3])
                 if cls in NESTED:
                     nested.add(prefix + name)
                     start = len(layers)
@@ -407,6 +249,22 @@ def _model(path: Path, config: dict, version: str, weights, prefix: str = "") ->
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError) as e:
             raise R8Error(f"{path}: layer '{prefix}{name}' has a malformed entry in the model config or weights "
                           f"({type(e).__name__}: {e})") from None
+    return _finish(path, kind, config, version, layers, declared, alias, previous, prefix)
+
+
+
+def _calls(path: Path, kind: str, spec: dict, name: str, previous: str | None) -> list[tuple[list[tuple], dict, dict]]:
+    """Each call of the layer ``spec``: (tensors it reads, constant operands, keywords). A layer of a
+    Sequential model reads the previous layer's output."""
+    if kind == "Sequential":
+        shape = (spec.get("build_config") or {}).get("input_shape")  # Keras 3 declares each input
+        return [([(previous, 0, 0, shape)] if previous else [], {}, {})]
+    return inbound_calls(path, name, spec.get("inbound_nodes", [])) or [([], {}, {})]
+
+def _finish(path: Path, kind: str, config: dict, version: str, layers: list, declared: dict, alias: dict,
+            previous: str | None, prefix: str) -> KerasModel:
+    """The model of the flattened ``layers``: each layer's declared output shape, a Sequential
+    model's implicit input, and the model's inputs and outputs."""
     if not layers:
         raise R8Error(f"{path}: the model config lists no layers")
     for layer in layers:
@@ -421,8 +279,8 @@ def _model(path: Path, config: dict, version: str, weights, prefix: str = "") ->
         ins, outs = [layers[0].name], [previous]
     else:
         try:
-            ins = [prefix + n for n in _endpoints(config["config"]["input_layers"])]
-            outs = [alias.get(prefix + n, prefix + n) for n in _endpoints(config["config"]["output_layers"])]
+            ins = [prefix + n for n in endpoints(config["config"]["input_layers"])]
+            outs = [alias.get(prefix + n, prefix + n) for n in endpoints(config["config"]["output_layers"])]
         except (KeyError, TypeError, IndexError) as e:
             raise R8Error(f"{path}: the model config's input_layers/output_layers are malformed ({e!r})") from None
         names = {layer.name for layer in layers}
@@ -438,7 +296,7 @@ def _nest(path: Path, spec: dict, version: str, weights, prefix: str, inputs: li
     name = prefix.rstrip("/")  # this use of the nested model
     if constants:
         raise R8Error(f"{path}: nested model '{name}' is called with constant operands; r8 converts tensors only")
-    inner = _model(path, {"class_name": spec["class_name"], "config": spec["config"]}, version, weights, prefix)
+    inner = model_from_config(path, {"class_name": spec["class_name"], "config": spec["config"]}, version, weights, prefix)
     if not inputs:  # the first layer of a Sequential model: its input is the model's
         inputs = [layer.name for layer in inner.layers if layer.name in inner.inputs]
         layers += [layer for layer in inner.layers if layer.name in inner.inputs]
@@ -466,95 +324,3 @@ def _get(path: Path, what: str, node, *keys):
             raise R8Error(f"{path}: {what} has no '{key}' where r8 expects it")
         node = node[key]
     return node
-
-
-# ---- Keras 3's own format: a zip of config.json, metadata.json and model.weights.h5
-def _snake(name: str) -> str:
-    """Keras's ``naming.to_snake_case``: the weights file names each layer's group after its class."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def _variable_names(cls: str, config: dict) -> list[str]:
-    """The order in which a layer creates its variables (``vars/0``, ``vars/1``, ...)."""
-    if cls == "BatchNormalization":
-        return [*(["gamma"] if config.get("scale", True) else []), *(["beta"] if config.get("center", True) else []),
-                "moving_mean", "moving_variance"]
-    return {"SeparableConv2D": ["depthwise_kernel", "pointwise_kernel", "bias"], "Normalization": ["mean", "variance", "count"],
-            "PReLU": ["alpha"]}.get(cls, ["kernel", "bias"])  # convolutions, Dense: the kernel, then the bias if any
-
-
-def _refuse_code(path: Path, node) -> None:
-    """A Lambda layer or any serialized Python function: refused, never deserialized."""
-    if isinstance(node, dict):
-        if node.get("class_name") in ("Lambda", "__lambda__", "function") or "__lambda__" in node:
-            raise R8Error(f"{path}: holds serialized Python code ({node.get('class_name')}); r8 never executes "
-                          "code from a model file")
-        for value in node.values():
-            _refuse_code(path, value)
-    elif isinstance(node, list):
-        for value in node:
-            _refuse_code(path, value)
-
-
-def _archive(path: Path, *names: str) -> dict[str, bytes]:
-    """The named members of a ``.keras`` zip (metadata.json alone by default)."""
-    if not path.is_file():
-        raise R8Error(f"{path}: file not found")
-    try:
-        with zipfile.ZipFile(path) as z:
-            return {name: z.read(name) for name in names or ("metadata.json",)}
-    except KeyError as e:
-        raise R8Error(f"{path}: not a Keras model archive ({e.args[0]})") from None
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise R8Error(f"{path}: not a readable .keras file ({e})") from None
-
-
-def read_keras(path: str | os.PathLike) -> KerasModel:
-    """Read a Keras 3 ``.keras`` file (Functional or Sequential) with zipfile and h5py."""
-    path = Path(path)
-    members = _archive(path, "config.json", "metadata.json", "model.weights.h5")
-    try:
-        config = json.loads(members["config.json"])
-        version = json.loads(members["metadata.json"]).get("keras_version", "")
-    except ValueError as e:
-        raise R8Error(f"{path}: not a readable .keras file ({e})") from None
-    weights_h5 = members["model.weights.h5"]
-    _refuse_code(path, config)
-    try:
-        f = h5py.File(io.BytesIO(weights_h5), "r")
-    except OSError as e:
-        raise R8Error(f"{path}: model.weights.h5 is not readable HDF5 ({e})") from None
-    with f:
-        return _model(path, config, version, _KerasWeights(f, "", config.get("class_name") == "Sequential"))
-
-
-class _KerasWeights:
-    """Each layer's variables in a ``.keras``'s ``model.weights.h5``: under ``layers/<class in
-    snake case>[_k]/vars`` (k counting the layers of one class), a nested model's under its own
-    group's ``layers/``."""
-
-    def __init__(self, f, prefix: str, sequential: bool):
-        self.f, self.prefix, self.sequential, self.used, self.groups = f, prefix, sequential, {}, {}
-
-    def _group(self, name: str, cls: str) -> str:
-        """The layer's group; the same for every call of a shared layer (counted once, by name)."""
-        if name not in self.groups:
-            group = _snake(cls)
-            self.used[group] = self.used.get(group, -1) + 1
-            self.groups[name] = f"{self.prefix}layers/{group}" + (f"_{self.used[group]}" if self.used[group] else "")
-        return self.groups[name]
-
-    def __call__(self, name: str, cls: str, cfg: dict) -> dict:
-        if cls == "InputLayer" and self.sequential:
-            return {}  # a Sequential model's layer list (as saved) leaves its input out
-        found = self.f.get(self._group(name, cls) + "/vars")
-        if found is None:
-            return {}
-        values = [_array(found[str(i)]) for i in range(len(found))]
-        names = _variable_names(cls, cfg)
-        return {names[i] if i < len(names) else f"var{i}": v for i, v in enumerate(values)}
-
-    def scope(self, name: str, cls: str) -> "_KerasWeights":
-        return _KerasWeights(self.f, self._group(name, cls) + "/", cls == "Sequential")

@@ -43,7 +43,7 @@ def import_tensorflow():
 
 def keras_for(path: str | os.PathLike):
     """The Keras package that reads the model file ``path``: tf-keras for one written by Keras 2.x."""
-    from r8.frontends.keras.reader import keras_version  # also the R8Error for a missing or unreadable file
+    from r8.frontends.keras.archive import keras_version  # also the R8Error for a missing or unreadable file
 
     version = keras_version(path)
     import_tensorflow()
