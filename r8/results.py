@@ -267,6 +267,7 @@ class BenchmarkResult(JobResult):
     figures: list = field(default_factory=list)
     targets: list = field(default_factory=list)
     comparisons: list = field(default_factory=list)  # r8.runtimes.timing.Comparison.as_dict, with its run
+    rankings: list = field(default_factory=list)  # r8.runtimes.ranking.Ranking.as_dict, with its run and kind
     rows: list[BenchmarkRow] = field(default_factory=list)
     command: str = ""
     generated: str = ""

@@ -47,7 +47,34 @@ def _fake_results(rng):
                       "verdict": "faster", "rounds": 40, "stopped_by": "interval excludes 1.0",
                       "round_ratios": rng.normal(ratio, 0.05, 40).tolist(), "threads": [2, 2]}
         benchmarks.append({"extra_info": {"kind": kind, "batch": 256, "comparisons": [comparison]}, "stats": {"median": 9.0, "iqr": 0.0}})
+    # test_paired's rankings: paired rounds name another winner than the unpaired medians would at batch 1
+    # (tflite-reference-int8's block median is the lowest there), and a tie at batch 256
+    for batch, fastest in ((1, ["onnxruntime-int8-qop"]), (256, ["onnxruntime-int8-qop", "tflite-reference-int8"])):
+        pair = {"name": f"ranking at batch {batch}", "batch": batch, "a": "onnxruntime-int8-qop", "b": "tflite-reference-int8",
+                "ratio": 1.4 if batch == 1 else 1.0, "ci95": [1.3, 1.5] if batch == 1 else [0.98, 1.02],
+                "verdict": "faster" if batch == 1 else "no significant difference", "rounds": 30,
+                "stopped_by": "interval excludes 1.0", "round_ratios": [1.0] * 30}
+        ranking = {"batch": batch, "contenders": ["tflite-reference-int8", "onnxruntime-int8-qop"], "fastest": fastest,
+                   "tie": len(fastest) > 1, "order": fastest, "verdict": "", "comparisons": [pair]}
+        benchmarks.append({"extra_info": {"kind": "vs-fastest", "batch": batch, "ranking": ranking, "comparisons": []},
+                           "stats": {"median": 9.0, "iqr": 0.0}})
     return {"benchmarks": benchmarks}
+
+
+def test_the_winner_is_named_by_paired_rounds_not_by_medians(tmp_path, rng):
+    from r8.report.index import write_index
+
+    result = write_benchmark_report([_fake_results(rng)], 2, 12_500_000, 0.8719, 0.2, tmp_path / "resnet8",
+                                    ({"fp32": 150.0, "int8": 600.0},) * 2, about={"model": {"stem": "resnet8"}})
+    unpaired = min((r for r in result.rows if r.precision != "overhead"), key=lambda r: r.ms_bs1).runtime
+    assert unpaired == "tflite-reference-int8"  # the premise: the medians alone would name this one
+    md = (tmp_path / "resnet8" / "benchmark.md").read_text()
+    assert md.index("# Fastest, by paired rounds") < md.index("# Targets") < md.index("# Runtimes")  # the verdict first
+    assert "The fastest runtime at batch 1: run 1: onnxruntime-int8-qop (of 2 contender(s))" in md
+    assert "The fastest runtime at batch 256: run 1: a tie of onnxruntime-int8-qop, tflite-reference-int8" in md
+    assert any(c["kind"] == "vs-fastest ranking" for c in result.comparisons)
+    index, _ = write_index(tmp_path)
+    assert "| onnxruntime-int8-qop | onnxruntime-int8-qop = tflite-reference-int8 |" in index.read_text()
 
 
 def test_benchmark_report_contract(tmp_path, rng):
@@ -76,7 +103,8 @@ def test_benchmark_report_contract(tmp_path, rng):
     assert md.index("# Targets") < md.index("# Runtimes")  # the verdict first
     assert "target >= 1.15x on the interval's lower bound: **NOT met**" in md and "1.20x [1.10, 1.30] faster, 40 rounds" in md
     assert {"run", "kind", "name", "batch", "a", "b", "ratio", "ci95", "verdict", "rounds", "stopped_by"} <= set(
-        saved["comparisons"][0]) and len(saved["comparisons"]) == 6 and "round_ratios" not in saved["comparisons"][0]
+        saved["comparisons"][0]) and len(saved["comparisons"]) == 12 and "round_ratios" not in saved["comparisons"][0]
+    assert sum(c["kind"] == "vs-fastest ranking" for c in saved["comparisons"]) == 6 and len(saved["rankings"]) == 6
     assert saved["peaks_drift"] and "int8 600 / 450 GMAC/s" in md and "differ by more than 10%" in md
     assert rows["onnxruntime-int8-qop"]["peak_share"] == pytest.approx(256 / 10e-3 * 12.5e6 / 1e9 / 525)
     for png in ("accuracy_vs_throughput.png", "per_class.png", "confusion_best_int8.png", "paired_ratios.png"):

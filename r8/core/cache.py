@@ -36,7 +36,7 @@ def sha256(path: str | os.PathLike) -> str:
 # artifacts (a new one is safe).
 PRESENTATION = {"__main__.py", "cli.py", "jobs/", "report/", "core/console.py", "metrics.py", "thresholds.py",
                 "runtimes/runners.py", "runtimes/timing.py", "pytest_plugin.py", "gates.py", "rows.py",
-                "core/environment.py"}
+                "core/environment.py", "runtimes/ranking.py", "results.py"}
 R8_ROOT = Path(__file__).parent.parent
 
 

@@ -244,20 +244,20 @@ COMPARISONS = {"int8-vs-reference": "best int8 vs the TFLite int8 reference",
                "vs-fastest": "each runtime vs the fastest"}
 
 
-def comparison_pairs(kind: str, seconds: dict[str, float], table: dict[str, Runtime], drops: dict[str, float],
-                     best_drop_pp: float) -> list[tuple[str, str]]:
-    """The (a, b) runtimes of one kind of comparison: ``seconds`` is each runtime's block median at
-    one batch size (its faster thread count), ``drops`` its top-1 drop in pp. r8's best of a
-    precision is its fastest runtime there (int8: within ``best_drop_pp``), as the targets take it."""
-    models = {n: s for n, s in seconds.items() if table[n].precision != "overhead"}
+def candidates(kind: str, table: dict[str, Runtime], seconds: dict[str, float], drops: dict[str, float],
+               best_drop_pp: float) -> tuple[list[str], str | None]:
+    """The runtimes one kind of comparison ranks, and what the winner is then compared with.
+    ``vs-fastest``: every runtime that runs the model, against nothing else; ``int8-vs-reference``
+    (``fp32-...``): r8's own runtimes of that precision (int8: within ``best_drop_pp``), against the
+    published file of the precision (None where the model has none)."""
+    models = [n for n in seconds if table[n].precision != "overhead"]
     if kind == "vs-fastest":
-        fastest = min(models, key=models.get, default=None)
-        return [(n, fastest) for n in models if n != fastest]
+        return models, None
     precision = kind.removesuffix("-vs-reference")
     ours = [n for n in models if table[n].precision == precision and not table[n].reference
             and (precision == "fp32" or drops[n] <= best_drop_pp)]
     reference = next((n for n in models if table[n].precision == precision and table[n].reference), None)
-    return [(min(ours, key=models.get), reference)] if ours and reference else []
+    return (ours, reference) if ours and reference else ([], None)
 
 
 def benchmark_env() -> dict:

@@ -18,8 +18,9 @@ import pytest
 
 from r8.backends import backend
 from r8.core.errors import R8Error
-from r8.jobs.benchmark import BATCHES, COMPARISONS, comparison_pairs, runtime_names, runtimes, thread_counts
+from r8.jobs.benchmark import BATCHES, COMPARISONS, candidates, runtime_names, runtimes, thread_counts
 from r8.metrics import confusion, per_class, predict, top1
+from r8.runtimes.ranking import rank
 from r8.runtimes.timing import VERDICTS, compare
 
 
@@ -103,24 +104,32 @@ def test_inference(benchmark, name, batch, threads, runtime_table, loaded, block
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"bs{b}")
 @pytest.mark.parametrize("kind", COMPARISONS)
 def test_paired(benchmark, kind, batch, runtime_table, loaded, block_medians, r8_thresholds, r8_data, request):
-    """The runtimes of one comparison in interleaved rounds, each at its faster thread count; the
-    comparisons go to ``extra_info`` (pytest-benchmark's own figure here is the time they took)."""
+    """The candidates of one comparison ranked in paired rounds (r8.runtimes.ranking), each at its
+    faster thread count; the winner then against the published file (or, for ``vs-fastest``, each
+    runtime outside the contenders against the winner). The ranking and every comparison go to
+    ``extra_info``; pytest-benchmark's own figure here is the time they took."""
     faster = {n: min(t.items(), key=lambda kv: kv[1]) for (n, b), t in block_medians.items() if b == batch}
     if "torch" not in faster:  # the fp32 model the drops are taken from
         pytest.skip(f"no block timings at batch {batch}: test_paired runs after test_inference in the same session")
     fp32_top1 = loaded("torch", faster["torch"][0])[1]["top1"]
     drops = {n: (fp32_top1 - loaded(n, t)[1].get("top1", fp32_top1)) * 100 for n, (t, _) in faster.items()}
-    pairs = comparison_pairs(kind, {n: s for n, (_, s) in faster.items()}, runtime_table, drops,
-                             r8_thresholds.best_drop_pp)
-    if not pairs:
-        pytest.skip(f"{kind}: no such pair for this model (no published reference file, or no int8 runtime within "
-                    f"{r8_thresholds.best_drop_pp} pp)")
-    images = r8_data.test.images[:batch]
+    seconds = {n: s for n, (_, s) in faster.items()}
+    names, reference = candidates(kind, runtime_table, seconds, drops, r8_thresholds.best_drop_pp)
+    if not names:
+        pytest.skip(f"{kind}: nothing to compare for this model (no published reference file, or no int8 runtime "
+                    f"within {r8_thresholds.best_drop_pp} pp)")
+    images, cap_s = r8_data.test.images[:batch], request.config.getoption("r8_bench_cap_s")
+
+    def call(n):
+        return n, partial(loaded(n, faster[n][0])[0].predict, images)
 
     def run():
-        return [compare(COMPARISONS[kind], batch, *[(n, partial(loaded(n, faster[n][0])[0].predict, images)) for n in pair],
-                        cap_s=request.config.getoption("r8_bench_cap_s")) for pair in pairs]
-    results = benchmark.pedantic(run, rounds=1, iterations=1)
-    benchmark.extra_info.update(kind=kind, batch=batch, comparisons=[
-        {"kind": kind, **c.as_dict(), "threads": [faster[c.a][0], faster[c.b][0]]} for c in results])
-    assert all(c.verdict in VERDICTS for c in results)
+        ranking = rank(batch, dict(call(n) for n in names), seconds, cap_s=cap_s)
+        winner = ranking.order()[0]
+        against = [reference] if reference else [n for n in names if n not in ranking.contenders]
+        after = [compare(COMPARISONS[kind], batch, call(winner), call(n), cap_s=cap_s) for n in against]
+        return ranking, after
+    ranking, after = benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update(kind=kind, batch=batch, ranking=ranking.as_dict(), comparisons=[
+        {"kind": kind, **c.as_dict(), "threads": [faster[c.a][0], faster[c.b][0]]} for c in after])
+    assert all(c.verdict in VERDICTS for c in (*ranking.comparisons, *after))

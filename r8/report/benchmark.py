@@ -46,9 +46,20 @@ def median_rows(runs: list[list[dict]]) -> list[dict]:
 
 
 def comparisons(runs: list[dict]) -> list[dict]:
-    """Every paired comparison (r8.runtimes.timing, made by r8.jobs.benchmark_suite' test_paired) of each run, with its run number."""
+    """Every paired comparison (r8.runtimes.timing, made by r8.jobs.benchmark_suite's test_paired) of
+    each run, with its run number: the rankings' round-robins (kind "<kind> ranking") and what each
+    winner then met."""
     return [{"run": i, **c} for i, run in enumerate(runs, 1) for b in run["benchmarks"]
-            for c in b["extra_info"].get("comparisons", [])]
+            for c in [*({"kind": f"{b['extra_info']['kind']} ranking", **r}
+                        for r in b["extra_info"].get("ranking", {}).get("comparisons", [])),
+                      *b["extra_info"].get("comparisons", [])]]
+
+
+def rankings(runs: list[dict]) -> list[dict]:
+    """Each run's rankings (r8.runtimes.ranking), by kind and batch size, without their comparisons."""
+    return [{"run": i, "kind": b["extra_info"]["kind"], **{k: v for k, v in b["extra_info"]["ranking"].items()
+                                                           if k != "comparisons"}}
+            for i, run in enumerate(runs, 1) for b in run["benchmarks"] if "ranking" in b["extra_info"]]
 
 
 def _block_targets(rows: list[dict], best_drop_pp: float) -> dict:
@@ -190,6 +201,7 @@ def write_benchmark_report(runs: list[dict], threads: int, macs: int, fp32_top1:
               "figures": figures,
               "targets": _paired_targets(paired, [_block_targets(run, best_drop_pp) for run in per_run]),
               "comparisons": [{k: v for k, v in c.items() if k != "round_ratios"} for c in paired],
+              "rankings": rankings(runs),
               "rows": [{k: v for k, v in r.items() if k not in ("per_class", "confusion")} for r in rows]}
     result = BenchmarkResult.from_json({**report, **stamp("benchmark")})
     report = result.to_json()
@@ -225,6 +237,28 @@ def _target_blocks(report: dict) -> list:
     return [Heading(1, f"Targets ({report['runs']} run(s))"), *map(Para, lines)] if lines else []
 
 
+RANKED = {"vs-fastest": "The fastest runtime", "int8-vs-reference": "r8's fastest int8 (within the drop bound)",
+          "fp32-vs-reference": "r8's fastest fp32"}
+
+
+def _ranking_blocks(report: dict) -> list:
+    """The winners, verdict first: at each batch size, who no other contender beats in paired rounds
+    (several: a tie), in each run."""
+    lines = []
+    for kind, title in RANKED.items():
+        for batch in sorted({r["batch"] for r in report.get("rankings", []) if r["kind"] == kind}):
+            runs = [r for r in report["rankings"] if r["kind"] == kind and r["batch"] == batch]
+            said = "; ".join(f"run {r['run']}: " + (f"a tie of {', '.join(r['fastest'])}" if r["tie"] else r["fastest"][0])
+                             + f" (of {len(r['contenders'])} contender(s))" for r in runs)
+            lines.append(f"{title} at batch {batch}: {said}.")
+    if not lines:
+        return []
+    return [Heading(1, "Fastest, by paired rounds"),
+            Para("The contenders are the runtimes whose block median is within 25 % of the leader's; each pair of "
+                 "them is timed in interleaved rounds, and the fastest is the one no other beats with an interval "
+                 "above 1.0 (several such: a tie)."), *map(Para, lines)]
+
+
 def benchmark_blocks(report: dict) -> list:
     rows, threads, best_drop_pp = report["rows"], report["threads"], report["best_drop_pp"]
     models = [r for r in rows if r["precision"] != "overhead"]
@@ -237,7 +271,7 @@ def benchmark_blocks(report: dict) -> list:
               "-" if r["top1"] is None else f"{r['top1']:.2%}", f"{r['size_bytes'] / 1024:.0f}", f"{r['gmacs_per_s']:.0f}",
               f"{r['peak_share']:.0%}" if "peak_share" in r else "-"]
              for r in models]
-    blocks = [*_target_blocks(report),
+    blocks = [*_ranking_blocks(report), *_target_blocks(report),
               Heading(1, "Runtimes"),
               Para(f"Medians of {report['runs']} run(s); each runtime at 1 and {threads} threads, the faster count shown "
                    "per batch size (`t`); pytest-benchmark medians with their interquartile range (each runtime "

@@ -69,15 +69,18 @@ def overview(out_root: Path) -> list:
         int8 = "; ".join(f"{r.backend} {r.config} {r.drop_pp:.2f} [{r.drop_ci95_pp[0]:.2f}, {r.drop_ci95_pp[1]:.2f}]"
                          for r in best_per_backend(rows_from_json(q or {}))) or "-"
         gates = [Gate.from_json(g) for g in (q or {}).get("gates", [])]
-        fastest = ["-", "-"]
-        if b:
-            fast1 = min((r for r in b["rows"] if r["precision"] != "overhead"), key=lambda r: r["ms_bs1"])
-            fast256 = max((r for r in b["rows"] if r["precision"] != "overhead"), key=lambda r: r["img_per_s_bs256"])
-            fastest = [f"{fast1['runtime']} {fast1['ms_bs1']:.3f} ms", f"{fast256['runtime']} {fast256['img_per_s_bs256']:,.0f} img/s"]
+        fastest = [fastest_by_paired_rounds(b or {}, batch) for batch in (1, 256)]
         fp32 = (q or {}).get("fp32_top1", (conv or {}).get("torch_top1"))
         rows.append([d.name, about.get("data", {}).get("name", "-"), "-" if fp32 is None else f"{fp32:.2%}", int8,
                      f"{sum(g.passed for g in gates)}/{len(gates)}" if gates else "-", *fastest])
     return [Table(head, rows)] if rows else [Para("No model measured yet: `python -m r8 quantize --model FILE` writes the first.")]
+
+
+def fastest_by_paired_rounds(benchmark: dict, batch: int) -> str:
+    """The winner of the benchmark's ranking at ``batch`` (``a = b``: a tie), never an unpaired median."""
+    runs = [r for r in benchmark.get("rankings", []) if r["kind"] == "vs-fastest" and r["batch"] == batch]
+    winners = sorted({" = ".join(r["fastest"]) for r in runs})
+    return "; ".join(winners) + (" (the runs disagree)" if len(winners) > 1 else "") if winners else "-"
 
 
 def best_per_backend(rows: list[Row]) -> list[Row]:

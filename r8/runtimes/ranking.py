@@ -1,0 +1,69 @@
+"""The fastest runtime at one batch size, decided by paired rounds, never by unpaired medians.
+
+Per-block medians only choose the contenders: every runtime within ``margin`` of the leader's
+median. Each pair of contenders is then timed in interleaved rounds (:func:`r8.runtimes.timing.compare`).
+A runtime is among the fastest when no other contender beats it with an interval above 1.0;
+several such runtimes are a tie, and the ranking says so."""
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Callable
+
+from r8.runtimes.timing import CAP_S, Comparison, compare
+
+MARGIN = 0.25  # a runtime whose block median is more than 25 % above the leader's is not a contender
+
+
+@dataclass(frozen=True)
+class Ranking:
+    batch: int
+    contenders: tuple[str, ...]  # by block median, fastest first
+    comparisons: tuple[Comparison, ...]  # every pair of contenders
+    fastest: tuple[str, ...]  # beaten by no other contender; more than one: a tie
+
+    @property
+    def tie(self) -> bool:
+        return len(self.fastest) > 1
+
+    def beaten_by(self, name: str) -> list[str]:
+        """The contenders that beat ``name`` with an interval above 1.0."""
+        out = []
+        for c in self.comparisons:
+            if name in (c.a, c.b) and c.verdict != "no significant difference":
+                winner = c.a if c.verdict == "faster" else c.b
+                out += [winner] if winner != name else []
+        return out
+
+    def order(self) -> list[str]:
+        """The contenders by paired wins (most first), then by block median."""
+        wins = {n: sum(1 for c in self.comparisons if n in (c.a, c.b) and c.verdict != "no significant difference"
+                       and (c.a if c.verdict == "faster" else c.b) == n) for n in self.contenders}
+        return sorted(self.contenders, key=lambda n: (-wins[n], self.contenders.index(n)))
+
+    def verdict(self) -> str:
+        """The ranking's sentence for the report."""
+        if self.tie:
+            return f"a tie at batch {self.batch}: {', '.join(self.fastest)} (no paired interval tells them apart)"
+        return f"{self.fastest[0]} is the fastest at batch {self.batch}, in paired rounds against {len(self.contenders) - 1} " \
+               "other contender(s)"
+
+    def as_dict(self) -> dict:
+        return {"batch": self.batch, "contenders": list(self.contenders), "fastest": list(self.fastest), "tie": self.tie,
+                "order": self.order(), "verdict": self.verdict(), "comparisons": [c.as_dict() for c in self.comparisons]}
+
+
+def contenders(medians: dict[str, float], margin: float = MARGIN) -> tuple[str, ...]:
+    """The runtimes whose block median (seconds) is within ``margin`` of the leader's, fastest first."""
+    leader = min(medians.values())
+    return tuple(sorted((n for n, s in medians.items() if s <= leader * (1 + margin)), key=medians.get))
+
+
+def rank(batch: int, calls: dict[str, Callable[[], object]], medians: dict[str, float], margin: float = MARGIN,
+         cap_s: float = CAP_S, **timing) -> Ranking:
+    """Ranks the runtimes of ``calls`` (name -> one call at this batch size) whose block median in
+    ``medians`` is within ``margin`` of the leader's, by a round-robin of paired comparisons."""
+    names = contenders({n: medians[n] for n in calls}, margin)
+    pairs = tuple(compare(f"ranking at batch {batch}", batch, (a, calls[a]), (b, calls[b]), cap_s=cap_s, **timing)
+                  for a, b in combinations(names, 2))
+    beaten = {n for c in pairs if c.verdict != "no significant difference" for n in [c.b if c.verdict == "faster" else c.a]}
+    return Ranking(batch, names, pairs, tuple(n for n in names if n not in beaten))
