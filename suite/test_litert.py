@@ -70,6 +70,20 @@ def test_a_tflite_is_quantized_as_it_is(tmp_path):
     from file_facts import tflite_model_path
 
     path = tflite_model_path(quantized=False)
-    assert float_tflite(load_model(path)) == path
+    assert float_tflite(load_model(path)) == path.resolve()  # a data folder reached through a symlink too
     with pytest.raises(R8Error, match=f"{path.name}: has no signature, and the LiteRT quantizer calibrates through one"):
         signature(path)
+
+
+def test_a_data_folder_reached_through_a_symlink_works(tmp_path, monkeypatch):
+    """R8_DATA_DIR may be a symlink (data on another disk): models load and compare by their
+    resolved paths."""
+    from r8.core import paths
+
+    link = tmp_path / "data"
+    link.symlink_to(paths.data_dir().resolve(), target_is_directory=True)
+    monkeypatch.setenv("R8_DATA_DIR", str(link))
+    path = paths.mlcommons_dir() / "pretrainedResnet.tflite"
+    assert path.parent.parent == link and path.resolve() != path  # the premise: reached through the link
+    assert float_tflite(load_model(path)) == path.resolve()
+    assert load_model(paths.keras_model_path()).path == paths.keras_model_path().resolve()
