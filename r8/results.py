@@ -3,6 +3,7 @@ its report is rendered from, whose keys are the field names) and one ``from_json
 back). Typed parts (rows, gates, search steps) are written and read by their own types."""
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import ClassVar
 
 from r8.core.errors import R8Error
 from r8.rows import McuRow, Row, row_from_json
@@ -35,6 +36,9 @@ class JobResult:
 
     model: dict = field(default_factory=dict)  # r8.model.describe: stem, file, sha256, input_shape, classes
     data: dict = field(default_factory=dict)  # name, sha256, test and train sizes
+    command: str = ""  # which command made it (r8.report.files.stamp)
+    generated: str = ""  # and when
+    read_row: ClassVar = None  # how a row of ``rows`` is read from JSON, where the result has rows
 
     def to_json(self) -> dict:
         """The fields as JSON; ``command`` and ``generated`` only where a job stamped them."""
@@ -43,7 +47,10 @@ class JobResult:
 
     @classmethod
     def from_json(cls, d: dict):
-        return cls(**known_fields(cls, d, cls.__name__))
+        values = known_fields(cls, d, cls.__name__)
+        if cls.read_row is not None:
+            values["rows"] = [cls.read_row(r) for r in d.get("rows", [])]
+        return cls(**values)
 
 
 @dataclass
@@ -61,8 +68,8 @@ class QuantizeResult(JobResult):
     thresholds: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)  # title -> file name
     notes: dict = field(default_factory=dict)  # a backend's extra report fields (Backend.notes), top-level in JSON
-    command: str = ""
-    generated: str = ""
+
+    read_row = staticmethod(row_from_json)
 
     def to_json(self) -> dict:
         out = super().to_json()
@@ -71,11 +78,10 @@ class QuantizeResult(JobResult):
     @classmethod
     def from_json(cls, d: dict) -> "QuantizeResult":
         names = {f.name for f in fields(cls)}
-        values = known_fields(cls, d, "quantization report")
-        values["rows"] = [row_from_json(r) for r in d.get("rows", [])]
-        values["gates"] = [Gate.from_json(g) for g in d.get("gates", [])]
-        values["notes"] = {k: v for k, v in d.items() if k not in names}
-        return cls(**values)
+        result = super().from_json(d)
+        result.gates = [Gate.from_json(g) for g in d.get("gates", [])]
+        result.notes = {k: v for k, v in d.items() if k not in names}
+        return result
 
 
 @dataclass
@@ -83,10 +89,7 @@ class McuResult(JobResult):
     """``python -m r8 mcu``: each int8 .tflite on TFLite Micro."""
 
     rows: list[McuRow] = field(default_factory=list)
-
-    @classmethod
-    def from_json(cls, d: dict) -> "McuResult":
-        return cls(d["model"], d["data"], [row_from_json(r) for r in d.get("rows", [])])
+    read_row = staticmethod(row_from_json)
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,6 @@ class StudyResult(JobResult):
     seeds: list = field(default_factory=list)
     runs: list[StudyRun] = field(default_factory=list)
     summary: list[StudySummary] = field(default_factory=list)
-    command: str = ""
-    generated: str = ""
 
     @classmethod
     def from_json(cls, d: dict) -> "StudyResult":
@@ -208,14 +209,7 @@ class SearchResult(JobResult):
     macs: dict = field(default_factory=dict)  # unit -> MACs (0 for an add)
     speed_rounds: dict = field(default_factory=dict)
     rows: list[SearchRow] = field(default_factory=list)
-    command: str = ""
-    generated: str = ""
-
-    @classmethod
-    def from_json(cls, d: dict) -> "SearchResult":
-        values = known_fields(cls, d, "search report")
-        values["rows"] = [SearchRow.from_json(r) for r in d.get("rows", [])]
-        return cls(**values)
+    read_row = SearchRow.from_json
 
 
 @dataclass
@@ -269,11 +263,4 @@ class BenchmarkResult(JobResult):
     comparisons: list = field(default_factory=list)  # r8.runtimes.timing.Comparison.as_dict, with its run
     rankings: list = field(default_factory=list)  # r8.runtimes.ranking.Ranking.as_dict, with its run and kind
     rows: list[BenchmarkRow] = field(default_factory=list)
-    command: str = ""
-    generated: str = ""
-
-    @classmethod
-    def from_json(cls, d: dict) -> "BenchmarkResult":
-        values = known_fields(cls, d, "benchmark report")
-        values["rows"] = [BenchmarkRow.from_json(r) for r in d.get("rows", [])]
-        return cls(**values)
+    read_row = BenchmarkRow.from_json
