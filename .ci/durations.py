@@ -44,8 +44,16 @@ def gate_page(steps: list[tuple[str, ET.Element]]) -> str:
         tally = ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
         lines.append(f"| {name} | {minutes} min {seconds:02d} s | {tally} |")
     when = datetime.datetime.fromisoformat(steps[0][1].get("timestamp")).date() if steps[0][1].get("timestamp") else "?"
-    return "\n".join([*lines, "", f"Measured on {when}, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
-                      f"Python {platform.python_version()}.", ""])
+    return "\n".join([*lines, "", f"Measured on {when}, {cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}.", ""])
+
+
+def cpu() -> str:
+    """The CPU's model name and the int8 instructions that decide r8's kernels (VNNI or not)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    return f"{name} ({'VNNI' if flags & {'avx512_vnni', 'avx_vnni'} else 'AVX2 without VNNI' if 'avx2' in flags else 'no AVX2'})"
 
 
 def main(*junits: str, out: str = str(ROOT / ".test_durations"), page: str = str(ROOT / "docs" / "measured" / "gate.md")) -> None:

@@ -53,9 +53,12 @@ class Gate:
         return "pass" if self.passed else f"not met on this CPU: {self.waived_because}" if self.waived_because else "FAIL"
 
     def message(self, stem: str) -> str:
-        """The line a failed gate prints: which model, which gate, the threshold and what was measured."""
+        """The line a missed gate prints: which model, which gate, the threshold and what was measured
+        (and, where this CPU waives it, why)."""
         measured = f"{self.measured:.4g}" if isinstance(self.measured, float) else self.measured
-        return f"{stem}: gate '{self.name}' failed: measured {measured}, threshold {self.threshold}"
+        text = f"{stem}: gate '{self.name}' {'not met on this CPU' if self.waived_because else 'failed'}: " \
+               f"measured {measured}, threshold {self.threshold}"
+        return f"{text} ({self.waived_because})" if self.waived_because else text
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -2,11 +2,12 @@
 ONNX in, QDQ ONNX out, run by ONNX Runtime like r8's ORT configs, calibrated on the same set.
 NNCF's default corrects each layer's bias after quantization (fast bias correction); the full
 matrix also has its full bias correction. The field's quantizer beside r8's own: each config is held
-to the per-config drop gate, not to the best-drop gate of r8's routes (on IC02 its best lost
-0.31 pp on an AVX2-only CPU)."""
+to the per-config drop gate, not to the best-drop gate of r8's routes."""
 
+import contextlib
 import hashlib
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,9 +49,10 @@ def quantize(src: Path, out: Path, config: NncfConfig, calibration: CalibrationS
     samples = list(iter(reader.get_next, None))
     advanced = _advanced(config)
     start = time.perf_counter()
-    try:
-        quantized = nncf.quantize(onnx.load(str(src)), nncf.Dataset(samples), subset_size=len(samples),
-                                  fast_bias_correction=config.bias_correction == "fast", advanced_parameters=advanced)
+    try:  # NNCF draws its progress bars on stdout, which holds r8's own lines only
+        with contextlib.redirect_stdout(sys.stderr):
+            quantized = nncf.quantize(onnx.load(str(src)), nncf.Dataset(samples), subset_size=len(samples),
+                                      fast_bias_correction=config.bias_correction == "fast", advanced_parameters=advanced)
     except RuntimeError as e:  # e.g. its full bias correction on a residual graph: a missing node output
         raise R8Error(f"{src.name}: NNCF could not quantize it with {config.id}: {e}") from None
     onnx.save(quantized, str(out))
