@@ -24,6 +24,10 @@ from r8.thresholds import GATES, Thresholds, add_gate_options
 
 
 def pytest_addoption(parser):
+    """``--r8-model PATH`` (repeatable) and ``--r8-data DATA``: what the gates run on;
+    ``--r8-min-top1``, ``--r8-max-drop-pp``, ``--r8-best-drop-pp``: the gates' thresholds;
+    ``--r8-tier TIER``: a tier of ``TIERS``; ``--r8-bench-threads`` and ``--r8-bench-cap-s``: the
+    benchmarks' thread count and each paired comparison's time cap."""
     group = parser.getgroup("r8", "r8: the model and data the gates run on")
     group.addoption("--r8-model", action="append", default=None, metavar="PATH",
                     help="a model file r8 converts (repeatable; default: the MLPerf Tiny IC01 ResNet8)")

@@ -112,7 +112,7 @@ def test_parity(name, dialect, keras_case, tmp_path, report):
 
 
 # torch.export sees the converted module, which is the same for a case in every format: the gate saves
-# each case's Keras 3 .h5 (an export and a load take about 0.4 s, over half of a case's time), nightly
+# each case's Keras 3 .h5 (an export and a load take over half of a case's time), nightly
 # every format
 SAVED_CASES = [pytest.param(*p.values, id=p.id, marks=() if p.values[1] == "keras3" else pytest.mark.nightly)
                for p in CASES]

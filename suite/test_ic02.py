@@ -21,15 +21,13 @@ from r8.core import paths
 from r8.thresholds import Gate
 
 MIN_TOP1, BEST_DROP_PP = 0.91, 0.2
-# one config per backend within 0.2 pp on IC02 in its default matrix on a VNNI CPU (measured: ort -0.05 pp);
-# the full matrices run under `slow`
+# one config per backend that meets 0.2 pp on IC02 in its default matrix; the full matrices run under `slow`
 CONFIGS = ["ort/qdq-u8s8-perchannel-minmax", "litert/a8w8-perchannel-minmax"]
-# torch's and NNCF's rows run nightly: PT2E's reference kernels take IC02's 10k images in about 40 s, a
-# sixth of the IC02 job, and NNCF's row about 20 s (its calibration, then ONNX Runtime on the 10k images);
-# in the gate, both are gated on IC01 (test_gates.py: PT2E on IC01's converted program, NNCF on its ONNX
-# export, the file ORT's row of IC02 quantizes too) and IC02's converted program by its parity
-# (test_ic02_converts_exactly). PT2E x86 (0.09 pp here), because its reference kernels do not depend on
-# the CPU's ISA: fx-onednn's 0.17 pp on a VNNI CPU was 10.33 pp on an AVX2-only one.
+# torch's and NNCF's rows run nightly, as they are slow on IC02's 10k images (docs/measured.md); in the
+# gate, both are gated on IC01 (test_gates.py: PT2E on IC01's converted program, NNCF on its ONNX export,
+# the file ORT's row of IC02 quantizes too) and IC02's converted program by its parity
+# (test_ic02_converts_exactly). PT2E x86, because its reference kernels do not depend on the CPU's ISA
+# (fx-onednn's do: it fails on an AVX2-only CPU).
 NIGHTLY_CONFIGS = ["torch/pt2e-x86-perchannel-histogram", "nncf/perchannel-fastbc"]
 
 

@@ -24,9 +24,8 @@ from r8.backends import registry
 from r8.core.cache import KEY, sha256
 from r8.thresholds import Gate
 
-# ORT's config: the CIFAR CNN's best on x86 without VNNI, where every ORT config runs 7-bit weights
-# (measured on an AVX2-only CPU: qdq-u8u8-pertensor-minmax -0.35 pp, qop-s8s8-perchannel-minmax 0.57,
-# qdq-u8s8-perchannel-minmax 0.73 against the CNN's 0.5 pp gate)
+# ORT's config: the CIFAR CNN's best on x86 without VNNI, where every ORT config runs 7-bit weights and
+# the others miss the CNN's 0.5 pp gate (docs/measured.md)
 ONE_PER_BACKEND = [f"{b.name}/{'qdq-u8u8-pertensor-minmax' if b.name == 'ort' else b.default[0].id}"
                    for b in registry().values()]
 
