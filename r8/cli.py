@@ -1,4 +1,4 @@
-"""``python -m r8 {convert,inspect,evaluate,quantize,search,calibrate,study,benchmark,download,cache,mcu}``: the
+"""``python -m r8 {convert,inspect,evaluate,quantize,search,calibrate,study,benchmark,download,cache,mcu,report}``: the
 command-line contract. The only place, with the suite's options, where a model, a data set and
 thresholds are made from paths and flags; everything below takes them as values."""
 
@@ -229,6 +229,13 @@ def cmd_cache(args) -> None:
         raise SystemExit(1)
 
 
+def cmd_report(args) -> None:
+    from r8.report.merge import merge_reports
+
+    page = merge_reports(args.dirs, args.out)
+    print(f"merged {len(args.dirs)} reports folder(s) into {args.out}; open {page}")
+
+
 def add_inputs(p, gates: tuple = ()) -> None:
     """--model and --data (and the thresholds named in ``gates``) of a job."""
     p.add_argument("--model", type=Path, default=paths.keras_model_path(),
@@ -337,6 +344,13 @@ def add_file_commands(sub) -> None:
     p.add_argument("--root", type=Path, default=paths.cache_dir(), help="the cache (default: R8_CACHE_DIR)")
     p.add_argument("--json", action="store_true", help="verify: one JSON object on stdout")
     p.set_defaults(run=cmd_cache)
+
+    p = sub.add_parser("report", help="merge: the reports folders of several shards (CI runners) as one, with one index; "
+                                       "a row measured twice with other numbers is refused by name")
+    p.add_argument("action", choices=("merge",))
+    p.add_argument("dirs", type=Path, nargs="+", help="reports folders: reports/ or $R8_CACHE_DIR/reports of each shard")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="the merged reports root (default: reports)")
+    p.set_defaults(run=cmd_report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,106 @@
+"""``python -m r8 report merge DIR... --out OUT``: the reports of several shards (CI runners, each
+with its own ``reports/`` or ``$R8_CACHE_DIR/reports``) as one reports root with one index.
+
+A row, a gate or a figure measured in one shard is taken as it is; measured in two shards with the
+same numbers, it is taken once; measured twice with different numbers, the merge is refused,
+naming it and both shards. Every other report of a model (conversion, study, benchmark, search)
+must be the same file wherever it appears."""
+
+import json
+import shutil
+from pathlib import Path
+
+from r8.core.cache import atomic_write
+from r8.core.errors import R8Error
+from r8.report.index import SOURCES, model_dirs, write_index
+from r8.report.quantization import write_quantization_report
+from r8.results import QuantizeResult
+
+MEASURED = "measured.json"  # the pytest plugin's figures
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise R8Error(f"{path}: not a readable report ({e})") from None
+
+
+def merged(entries: list[tuple[Path, str, object]], what: str, numbers=lambda value: value) -> dict:
+    """(shard, key, value) -> {key: value}, the first shard's value of each key; R8Error naming a key
+    whose ``numbers`` differ between two shards."""
+    out, seen = {}, {}
+    for shard, key, value in entries:
+        if key in out and numbers(out[key]) != numbers(value):
+            raise R8Error(f"{what} {key!r} was measured differently in {seen[key]} and {shard}: "
+                          f"{numbers(out[key])!r} vs {numbers(value)!r}")
+        out.setdefault(key, value)
+        seen.setdefault(key, shard)
+    return out
+
+
+# What a row's measurement is not: where it ran, where its file lay, how long building it took.
+NOT_MEASURED = ("env", "artifact", "calibration_s", "quantize_s", "tflm_s", "file")
+
+
+def row_key(row) -> str:
+    return f"{row.kind} {row.backend} {row.config}"
+
+
+def row_numbers(row) -> dict:
+    return {k: v for k, v in row.to_json().items() if k not in NOT_MEASURED}
+
+
+def merge_quantization(files: list[tuple[Path, Path]]) -> QuantizeResult:
+    """One model's ``quantization.json`` files (shard, file) as one result: rows and gates merged."""
+    results = [(shard, QuantizeResult.from_json(_read(f))) for shard, f in files]
+    (first_shard, first), rest = results[0], results[1:]
+    for shard, other in rest:
+        for field in ("model", "data", "fp32_top1"):
+            if getattr(other, field) != getattr(first, field):
+                raise R8Error(f"{first.model.get('stem')}: {field} differs between {first_shard} and {shard}")
+    rows = merged([(s, row_key(r), r) for s, q in results for r in q.rows], f"{first.model.get('stem')}: row", row_numbers)
+    gates = merged([(s, g.name, g) for s, q in results for g in q.gates], f"{first.model.get('stem')}: gate")
+    figures = merged([(s, k, v) for s, q in results for k, v in q.figures.items()], f"{first.model.get('stem')}: figure")
+    first.rows, first.gates, first.figures = list(rows.values()), list(gates.values()), figures
+    for _, q in rest:
+        first.sqnr += [s for s in q.sqnr if s not in first.sqnr]
+        first.skipped += [s for s in q.skipped if s not in first.skipped]
+        first.reproducibility.update(q.reproducibility)
+    return first
+
+
+def merge_reports(shards: list[Path], out: Path) -> Path:
+    """Merges the reports roots ``shards`` into ``out``; returns its ``index.html``."""
+    shards = [Path(s).resolve() for s in shards]
+    for shard in shards:
+        if not shard.is_dir():
+            raise R8Error(f"{shard}: no such reports folder")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    measured = merged([(s, k, v) for s in shards if (s / MEASURED).is_file() for k, v in _read(s / MEASURED).items()],
+                      "figure")
+    if measured:
+        atomic_write(out / MEASURED, lambda tmp: tmp.write_text(json.dumps(measured, indent=1)))
+    models: dict[str, list[tuple[Path, Path]]] = {}
+    for shard in shards:
+        for d in model_dirs(shard):
+            models.setdefault(d.name, []).append((shard, d))
+    for stem, dirs in models.items():
+        _merge_model(stem, dirs, out / stem)
+    return write_index(out)[1]
+
+
+def _merge_model(stem: str, dirs: list[tuple[Path, Path]], target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    quantization = [(shard, d / "quantization.json") for shard, d in dirs if (d / "quantization.json").is_file()]
+    for shard, d in dirs:  # every other file: the same wherever it appears
+        for f in d.iterdir():
+            if f.is_file() and f.name not in ("quantization.json", "quantization.md"):
+                copy = target / f.name
+                if copy.is_file() and copy.read_bytes() != f.read_bytes() and f.name in SOURCES:
+                    raise R8Error(f"{stem}/{f.name} differs between the shards ({shard} and an earlier one)")
+                if not copy.is_file():
+                    shutil.copyfile(f, copy)
+    if quantization:
+        write_quantization_report(merge_quantization(quantization), target)
