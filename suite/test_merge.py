@@ -48,6 +48,22 @@ def test_three_shards_merge_into_one_index(tmp_path):
     assert "| ic01 |" in index and "| digits |" in index
 
 
+def test_another_report_merges_when_it_says_the_same_and_is_refused_when_not(tmp_path):
+    conversion = {"model": {"stem": "ic01", "file": "ic01.h5"}, "data": {"name": "cifar10", "test": 10000}, "n": 10000,
+                  "classes": [str(c) for c in range(10)], "keras_top1": 0.87, "keras_per_class": [0.87] * 10,
+                  "torch_per_class": [0.87] * 10, "max_abs_diff": 3e-6, "agreement": 1.0, "command": "python -m r8 quantize"}
+    shards = []
+    for name, generated, top1 in (("a", "2026-12-06T10:00:00", 0.87), ("b", "2026-12-06T11:00:00", 0.87),
+                                  ("c", "2026-12-06T12:00:00", 0.86)):
+        shard = _shard(tmp_path / name, "ic01", [_row("c1", 0.1)])
+        (shard / "ic01" / "conversion.json").write_text(json.dumps({**conversion, "generated": generated, "torch_top1": top1}))
+        shards.append(shard)
+    merge_reports(shards[:2], tmp_path / "merged")  # only the stamp differs
+    assert json.loads((tmp_path / "merged" / "ic01" / "conversion.json").read_text())["generated"] == "2026-12-06T10:00:00"
+    with pytest.raises(R8Error, match="ic01/conversion.json differs between .*a and .*c"):
+        merge_reports([shards[0], shards[2]], tmp_path / "merged2")
+
+
 def test_a_row_measured_twice_with_other_numbers_is_refused_by_name(tmp_path):
     a = _shard(tmp_path / "a", "ic01", [_row("c1", 0.1)])
     b = _shard(tmp_path / "b", "ic01", [_row("c1", 0.2)])

@@ -16,6 +16,7 @@ from r8.backends import backend, unique
 from r8.core.cache import build_once
 from r8.core.errors import R8Error
 from r8.frontends.converted_layers import layer_macs
+from r8.results import BenchmarkResult
 from r8.rows import best_row, ranked
 from r8.runtimes import timing
 from r8.runtimes.runners import OnnxRunner, OpenVinoRunner, TfliteRunner, TorchRunner, quantized_engine
@@ -280,6 +281,7 @@ def benchmark_runs(model, data, out: Path, repeat: int = 1, cap_s: float = timin
         subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "r8.jobs.benchmark_suite", "-m", "benchmark", "-q",
                         f"--benchmark-json={raw.resolve()}", "-p", "no:cacheprovider", "--r8-model", str(model.path),
                         "--r8-data", data.source, f"--r8-best-drop-pp={best_drop_pp}", f"--r8-bench-cap-s={cap_s}",
+                        f"--r8-bench-threads={THREADS}",
                         *pytest_args], cwd=out, check=True, stdout=None if verbose else subprocess.DEVNULL,
                        env=benchmark_env())
         if not raw.is_file():
@@ -289,7 +291,7 @@ def benchmark_runs(model, data, out: Path, repeat: int = 1, cap_s: float = timin
 
 
 def benchmark_job(model, data, out_root: Path, repeat: int = 1, cap_s: float = timing.CAP_S, best_drop_pp: float = 0.2,
-                  pytest_args: tuple = (), verbose: bool = False) -> dict:
+                  pytest_args: tuple = (), verbose: bool = False) -> BenchmarkResult:
     """Benchmarks every runtime of ``model`` on ``data`` and writes OUT/<stem>/benchmark.{md,json},
     its plots and the index of OUT; the GEMM peaks are measured before and after, so a report can
     say when the machine changed under the run."""

@@ -8,8 +8,9 @@ Each runtime at batch 1 (latency) and batch 256 (throughput), at 1 and 2 threads
 carries what the report needs (accuracy on the 10k test images, size, config, threads, artifact).
 The ``overhead-*`` rows time an identity-sized model: each runtime's per-call floor.
 
-``test_paired`` then times the pairs the report compares in interleaved rounds (:mod:`r8.runtimes.timing`)
-and puts each comparison's ratio, interval and verdict in its ``extra_info["comparisons"]``.
+``test_paired`` then ranks each comparison's candidates in interleaved rounds (:mod:`r8.runtimes.ranking`),
+times the winner against what it is compared with (:mod:`r8.runtimes.timing`), and puts the ranking
+and each comparison's ratio, interval and verdict in its ``extra_info``.
 """
 
 from functools import partial

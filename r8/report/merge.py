@@ -4,7 +4,7 @@ with its own ``reports/`` or ``$R8_CACHE_DIR/reports``) as one reports root with
 A row, a gate or a figure measured in one shard is taken as it is; measured in two shards with the
 same numbers, it is taken once; measured twice with different numbers, the merge is refused,
 naming it and both shards. Every other report of a model (conversion, study, benchmark, search)
-must be the same file wherever it appears."""
+must say the same wherever it appears (when and by which command it was made aside)."""
 
 import json
 import shutil
@@ -91,16 +91,27 @@ def merge_reports(shards: list[Path], out: Path) -> Path:
     return write_index(out)[1]
 
 
+def _stamped_aside(path: Path) -> dict:
+    """A report's JSON without its stamp: two runs of one job differ in when and how they were started."""
+    return {k: v for k, v in _read(path).items() if k not in ("command", "generated")}
+
+
 def _merge_model(stem: str, dirs: list[tuple[Path, Path]], target: Path) -> None:
+    """One model's folders (shard, folder) into ``target``: the quantization reports merged; every
+    other report the same wherever it appears (its stamp aside), taken from the first shard; the
+    figures from the first shard that has them."""
+    firsts: dict[str, tuple[Path, Path]] = {}
+    for shard, d in dirs:
+        for f in sorted(d.iterdir()):
+            if not f.is_file() or f.name in ("quantization.json", "quantization.md"):
+                continue
+            if f.name not in firsts:
+                firsts[f.name] = (shard, f)
+            elif f.name in SOURCES and _stamped_aside(f) != _stamped_aside(firsts[f.name][1]):
+                raise R8Error(f"{stem}/{f.name} differs between {firsts[f.name][0]} and {shard}")
     target.mkdir(parents=True, exist_ok=True)
+    for name, (_, f) in firsts.items():
+        shutil.copyfile(f, target / name)
     quantization = [(shard, d / "quantization.json") for shard, d in dirs if (d / "quantization.json").is_file()]
-    for shard, d in dirs:  # every other file: the same wherever it appears
-        for f in d.iterdir():
-            if f.is_file() and f.name not in ("quantization.json", "quantization.md"):
-                copy = target / f.name
-                if copy.is_file() and copy.read_bytes() != f.read_bytes() and f.name in SOURCES:
-                    raise R8Error(f"{stem}/{f.name} differs between the shards ({shard} and an earlier one)")
-                if not copy.is_file():
-                    shutil.copyfile(f, copy)
     if quantization:
         write_quantization_report(merge_quantization(quantization), target)

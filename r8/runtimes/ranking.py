@@ -14,31 +14,36 @@ from r8.runtimes.timing import CAP_S, Comparison, compare
 MARGIN = 0.25  # a runtime whose block median is more than 25 % above the leader's is not a contender
 
 
+def decided(c: Comparison) -> tuple[str, str] | None:
+    """(winner, loser) of a comparison whose interval excludes 1.0; None where it cannot tell."""
+    if c.verdict == "no significant difference":
+        return None
+    return (c.a, c.b) if c.verdict == "faster" else (c.b, c.a)
+
+
 @dataclass(frozen=True)
 class Ranking:
     batch: int
     contenders: tuple[str, ...]  # by block median, fastest first
     comparisons: tuple[Comparison, ...]  # every pair of contenders
-    fastest: tuple[str, ...]  # beaten by no other contender; more than one: a tie
+
+    def beaten_by(self, name: str) -> list[str]:
+        """The contenders that beat ``name`` with an interval above 1.0."""
+        return [d[0] for d in map(decided, self.comparisons) if d and d[1] == name]
+
+    @property
+    def fastest(self) -> tuple[str, ...]:
+        """The contenders no other beats; more than one: a tie."""
+        return tuple(n for n in self.contenders if not self.beaten_by(n))
 
     @property
     def tie(self) -> bool:
         return len(self.fastest) > 1
 
-    def beaten_by(self, name: str) -> list[str]:
-        """The contenders that beat ``name`` with an interval above 1.0."""
-        out = []
-        for c in self.comparisons:
-            if name in (c.a, c.b) and c.verdict != "no significant difference":
-                winner = c.a if c.verdict == "faster" else c.b
-                out += [winner] if winner != name else []
-        return out
-
     def order(self) -> list[str]:
         """The contenders by paired wins (most first), then by block median."""
-        wins = {n: sum(1 for c in self.comparisons if n in (c.a, c.b) and c.verdict != "no significant difference"
-                       and (c.a if c.verdict == "faster" else c.b) == n) for n in self.contenders}
-        return sorted(self.contenders, key=lambda n: (-wins[n], self.contenders.index(n)))
+        wins = [d[0] for d in map(decided, self.comparisons) if d]
+        return sorted(self.contenders, key=lambda n: (-wins.count(n), self.contenders.index(n)))
 
     def verdict(self) -> str:
         """The ranking's sentence for the report."""
@@ -65,5 +70,4 @@ def rank(batch: int, calls: dict[str, Callable[[], object]], medians: dict[str, 
     names = contenders({n: medians[n] for n in calls}, margin)
     pairs = tuple(compare(f"ranking at batch {batch}", batch, (a, calls[a]), (b, calls[b]), cap_s=cap_s, **timing)
                   for a, b in combinations(names, 2))
-    beaten = {n for c in pairs if c.verdict != "no significant difference" for n in [c.b if c.verdict == "faster" else c.a]}
-    return Ranking(batch, names, pairs, tuple(n for n in names if n not in beaten))
+    return Ranking(batch, names, pairs)
