@@ -1,7 +1,7 @@
 """Every int8 quantization backend behind one small interface, in one registry: the quantize
 job, the study, the suite's parametrization and the benchmarks iterate over it instead of
 branching on backend names. Each backend module (``ort``, ``pytorch``, ``tflite``, ``litert``,
-``nncf``) defines its :class:`Backend`s and owns their cached builds; this module imports none
+``nncf``, ``executorch``) defines its :class:`Backend`s and owns their cached builds; this module imports none
 of them except inside :func:`registry`. Backends may import the core values, the front-ends,
 ``r8.artifacts`` and the runtimes (to evaluate what they build), never a report or job."""
 
@@ -13,14 +13,14 @@ from r8.core.cache import sha256
 from r8.core.errors import R8Error
 
 BACKEND_MODULES = ("r8.backends.ort", "r8.backends.pytorch", "r8.backends.tflite", "r8.backends.litert",
-                   "r8.backends.nncf")  # each lists its BACKENDS
+                   "r8.backends.nncf", "r8.backends.executorch")  # each lists its BACKENDS
 
 
-def missing(module: str, package: str) -> str | None:
+def missing(module: str, package: str, extra: str = "quant") -> str | None:
     """Why a backend whose quantizer is an optional package cannot run here (None: it can)."""
     import importlib.util
 
-    return None if importlib.util.find_spec(module) else f"{package} is not installed (pip install 'r8[quant]')"
+    return None if importlib.util.find_spec(module) else f"{package} is not installed (pip install 'r8[{extra}]')"
 
 
 def float_layers_tag(model_path: Path, float_layers: tuple[str, ...], known) -> str:
@@ -74,8 +74,8 @@ class Backend:
         """Why this machine cannot run ``config`` (None: it can)."""
         return None
 
-    def notes(self, model, cal) -> dict:
-        """Extra report fields."""
+    def notes(self, model, cal, rows) -> dict:
+        """Extra report fields, given the rows this run measured (each names its artifact)."""
         return {}
 
     def digest(self, path: Path) -> str:

@@ -207,7 +207,7 @@ class Onnx2TorchBackend(Backend):
     def runner(self, config, path, threads=0):
         return runner(config, path, threads, prefix="torch-onnx2torch", nhwc=True)
 
-    def notes(self, model, cal):
+    def notes(self, model, cal, rows):
         return {"onnx2torch_float_ops": onnx2torch_float_ops(model, cal)}
 
     def digest(self, path):

@@ -78,8 +78,8 @@ def _keras(model, threads: int):
 
 
 def int8_runtimes(model, cal, rows: dict) -> list[Runtime]:
-    """The best ORT config per format (also on OpenVINO), the best torch and TFLite configs; a
-    backend that cannot take the model has none."""
+    """The best ORT config per format (also on OpenVINO), the best torch, TFLite and ExecuTorch
+    configs; a backend that cannot take the model has none."""
     def file(name, config):
         return lambda: backend(name).build(model, config, cal)
 
@@ -87,6 +87,7 @@ def int8_runtimes(model, cal, rows: dict) -> list[Runtime]:
         return config.id, lambda t: backend(name).runner(config, file(name, config)(), t), file(name, config)
 
     qdq, qop, tq, lite = _best("ort", rows, "qdq"), _best("ort", rows, "qop"), _best("torch", rows), _best("tflite", rows)
+    et = _best("executorch", rows)
     found = [
         Runtime("onnxruntime-int8-qdq", "int8", *int8("ort", qdq)) if qdq else None,
         Runtime("onnxruntime-int8-qop", "int8", *int8("ort", qop)) if qop else None,
@@ -94,6 +95,7 @@ def int8_runtimes(model, cal, rows: dict) -> list[Runtime]:
                 file("ort", qdq)) if qdq else None,
         Runtime("torch-int8", "int8", *int8("torch", tq)) if tq else None,
         Runtime("tflite-int8", "int8", *int8("tflite", lite)) if lite else None,  # r8's own TFLite int8, LiteRT/XNNPACK
+        Runtime("executorch-int8", "int8", *int8("executorch", et)) if et else None,  # PyTorch's own int8 deployment
     ]
     return [r for r in found if r is not None]
 
@@ -166,7 +168,7 @@ def runtime_names(cuda: bool) -> tuple[str, ...]:
     there is a GPU); a model lacking one skips it with the reason."""
     return ("keras", "torch", "torch-compile", "onnxruntime", "openvino", "onnxruntime-int8-qdq",
             "onnxruntime-int8-qop", "openvino-int8-qdq", "onnxruntime-int8-qop-u8in", "openvino-int8-qdq-u8in",
-            "torch-int8", "tflite-int8", "tflite-reference", "tflite-reference-int8", *(("torch-cuda",) if cuda else ()),
+            "torch-int8", "tflite-int8", "executorch-int8", "tflite-reference", "tflite-reference-int8", *(("torch-cuda",) if cuda else ()),
             "overhead-onnxruntime", "overhead-openvino", "overhead-tflite", "overhead-torch")
 
 

@@ -171,7 +171,7 @@ def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal:
         if b.measures_sqnr:
             result.sqnr += backend_sqnr(model, b, rows, cal, data)
         if rows:
-            result.notes.update(b.notes(model, cal))
+            result.notes.update(b.notes(model, cal, rows))
     result.reproducibility = {b.name: b.reproducibility for b, _ in plan if b.reproducibility}
     reference = reference_row(model, data, fp32_probs, progress)
     result.rows += [reference] if reference else []

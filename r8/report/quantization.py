@@ -67,6 +67,11 @@ def quantization_blocks(report: dict) -> list:
             "as an activation x activation matmul (the weight per-tensor uint8 like an activation, "
             "not a per-channel int8 Linear weight) followed by a separately quantized bias add; "
             "its Reshape had to be rewritten before FX or torch.export could trace it at all.")]
+    for config, d in report.get("executorch_delegation", {}).items():
+        portable = ", ".join(f"`{op}` x{n}" for op, n in d["portable_ops"].items())
+        blocks += [Heading(1, f"ExecuTorch {config}: what XNNPACK runs"), Para(
+            f"{d['delegated_ops']} of {d['ops']} ops ({d['delegated_share']:.1%}) run in the XNNPACK delegate; "
+            f"left to ExecuTorch's portable kernels: {portable or 'none'}.")]
     for s in report["sqnr"]:
         worst = list(s["sqnr_db"])[:3]
         blocks += [Heading(1, f"Per-layer SQNR, {s['backend']} {s['which']} config: {s['config']}"),

@@ -103,6 +103,28 @@ class TorchRunner:
             return self.module(*xs).cpu().numpy()
 
 
+class ExecuTorchRunner:
+    """A ``.pte`` on ExecuTorch's runtime, taking contiguous NCHW input (r8's conversion; the program
+    reads its input's memory in the dim order it was exported with, whatever the tensor's strides)
+    in batches of at most ``max_batch`` (the program's dynamic batch bound). ``threads`` sizes XNNPACK's thread pool,
+    which is process-wide: set on each call (0: leave it)."""
+
+    def __init__(self, path: str | os.PathLike, name: str = "executorch", threads: int = 0, max_batch: int = 1):
+        from executorch.runtime import Runtime
+
+        with native_stderr_quiet():  # its CPU probe's log lines
+            self.method = Runtime.get().load_program(Path(path)).load_method("forward")
+        self.name, self.threads, self.max_batch = name, threads, max_batch
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        from executorch.extension.pybindings import portable_lib
+
+        if self.threads and portable_lib._threadpool_get_thread_count() != self.threads:
+            portable_lib._unsafe_reset_threadpool(self.threads)
+        return np.concatenate([self.method.execute((torch_input(images[s:s + self.max_batch]).contiguous(),))[0].numpy()
+                               for s in range(0, len(images), self.max_batch)])
+
+
 def reference_runner(path: str | os.PathLike, name: str = "keras"):
     """The original model in its own framework, what a conversion is checked against: Keras for
     an ``.h5``, LiteRT's float interpreter for a ``.tflite``."""
