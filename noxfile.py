@@ -1,5 +1,5 @@
 """Sessions that create their own environment: `nox -s quantize` (main job), `nox -s tests`,
-`nox -s nightly` (checks a cheaper gate check covers), `nox -s study` (calibration size x seed
+`nox -s nightly` (checks a cheaper gate check covers), `nox -s slow` (full matrices), `nox -s study` (calibration size x seed
 study), `nox -s search` (fewest float layers), `nox -s benchmark`. Arguments after `--` go to the command: `nox -s quantize -- --model my.h5
 --data my.npz`, `nox -s tests -- --r8-model my.h5`."""
 
@@ -38,6 +38,14 @@ def nightly(session):
     session.install("-e", ".[test]")
     session.run("python", "-m", "r8", "download")
     session.run("pytest", "--r8-tier", "nightly", *WORKERS, "--durations=15", *session.posargs)
+
+
+@nox.session
+def slow(session):
+    """The long runs beyond the gate: every backend's full quantization matrix, the studies' tests."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "r8", "download")
+    session.run("pytest", "-m", "slow", *WORKERS, "--durations=15", *session.posargs)
 
 
 @nox.session

@@ -211,6 +211,9 @@ def cmd_cache(args) -> None:
 
     from r8.core import cache
 
+    if args.action == "key":
+        print(cache.ci_key(args.model or [paths.keras_model_path()]))
+        return
     if args.action == "clean":
         removed, freed = cache.clean(args.root)
         print(f"removed {removed} artifacts ({freed / 2**20:.1f} MiB) from {args.root}")
@@ -230,10 +233,12 @@ def cmd_cache(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from r8.report.merge import merge_reports
+    from r8.report.files import append_step_summary
+    from r8.report.merge import merge_reports, summary
 
     page = merge_reports(args.dirs, args.out)
     print(f"merged {len(args.dirs)} reports folder(s) into {args.out}; open {page}")
+    append_step_summary(summary(args.out))
 
 
 def add_inputs(p, gates: tuple = ()) -> None:
@@ -339,8 +344,11 @@ def add_file_commands(sub) -> None:
     p.set_defaults(run=cmd_download)
 
     p = sub.add_parser("cache", help="verify: check every cached artifact against the sha256 its build recorded "
-                                      "(exit 1 if any is damaged); clean: remove every artifact r8 built")
-    p.add_argument("action", choices=("verify", "clean"))
+                                      "(exit 1 if any is damaged); clean: remove every artifact r8 built; "
+                                      "key: the key a CI cache of R8_CACHE_DIR is saved under")
+    p.add_argument("action", choices=("verify", "clean", "key"))
+    p.add_argument("--model", type=Path, action="append", help="key: a model file the cache serves (repeatable; "
+                                                                "default: the MLPerf Tiny IC01 ResNet8)")
     p.add_argument("--root", type=Path, default=paths.cache_dir(), help="the cache (default: R8_CACHE_DIR)")
     p.add_argument("--json", action="store_true", help="verify: one JSON object on stdout")
     p.set_defaults(run=cmd_cache)

@@ -11,6 +11,7 @@ counts as a pass.
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +41,12 @@ def pytest_addoption(parser):
                     help="benchmarks: the most threads any runtime gets (default 2; each is also timed at 1)")
     group.addoption("--r8-bench-cap-s", type=float, default=CAP_S, metavar="S",
                     help=f"benchmarks: each paired comparison's time cap, s (default {CAP_S:.0f})")
+    group.addoption("--r8-shard", metavar="K/N", help="run only the models of shard K of N: whole models, balanced by "
+                                                      "the seconds in --r8-durations (a model zoo over CI runners)")
+    group.addoption("--r8-durations", type=Path, default=Path(".r8-durations.json"), metavar="FILE",
+                    help="each model's seconds, which --r8-shard balances by (default .r8-durations.json)")
+    group.addoption("--r8-store-durations", action="store_true",
+                    help="add this run's seconds per model (every test that uses it) to --r8-durations")
     parser.addini("r8_default_tier", "fast: a run given no -m selects the fast tier (r8's own checkout)", default="")
 
 
@@ -120,7 +127,54 @@ def pytest_testnodedown(node, error):
 
 
 def model_paths(config) -> list[Path]:
-    return [Path(p).resolve() for p in config.getoption("r8_model") or [paths.keras_model_path()]]
+    """The models this run gates: every ``--r8-model`` (default IC01), or with ``--r8-shard`` its share."""
+    models = [Path(p).resolve() for p in config.getoption("r8_model") or [paths.keras_model_path()]]
+    shard = config.getoption("r8_shard")
+    return shard_models(models, shard, model_seconds(config.getoption("r8_durations"))) if shard else models
+
+
+# ---- a model zoo over CI runners: whole models to each shard, so no two runners build one model's artifacts
+def model_seconds(path: Path) -> dict[str, float]:
+    if not path.is_file():
+        return {}
+    try:
+        return {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
+    except (ValueError, AttributeError):
+        raise pytest.UsageError(f"{path}: not a durations file (a JSON object of model stem: seconds)") from None
+
+
+def shard_models(models: list[Path], shard: str, seconds: dict[str, float]) -> list[Path]:
+    """The models of shard ``K/N``: longest first, each to the least loaded shard; a model without a
+    measured time counts as the mean of those measured (1 s where none is)."""
+    try:
+        k, n = map(int, shard.split("/"))
+    except ValueError:
+        raise pytest.UsageError(f"--r8-shard {shard}: give K/N, such as 1/3") from None
+    if not 1 <= k <= n or n > len(models):
+        raise pytest.UsageError(f"--r8-shard {shard}: {len(models)} model(s) fill shards 1 to {len(models)} at most")
+    known = [seconds[m.stem] for m in models if m.stem in seconds]
+    cost = {m: seconds.get(m.stem, sum(known) / len(known) if known else 1.0) for m in models}
+    loads, mine = [0.0] * n, []
+    for m in sorted(models, key=lambda m: (-cost[m], m.stem)):
+        least = loads.index(min(loads))
+        loads[least] += cost[m]
+        if least == k - 1:
+            mine.append(m)
+    return [m for m in models if m in mine]
+
+
+def store_model_seconds(terminalreporter, config) -> None:
+    """Adds each model's seconds in this run (setup, call and teardown of every test whose id names
+    it) to the durations file, keeping the other models' times there."""
+    stems = [m.stem for m in model_paths(config)]
+    spent = dict.fromkeys(stems, 0.0)
+    for reports in terminalreporter.stats.values():
+        for r in reports:
+            for stem in stems:
+                if re.search(rf"[\[-]{re.escape(stem)}[-\]]", getattr(r, "nodeid", "")):
+                    spent[stem] += getattr(r, "duration", 0.0)
+    path = config.getoption("r8_durations")
+    path.write_text(json.dumps({**model_seconds(path), **{k: round(v, 1) for k, v in spent.items()}}, indent=1))
 
 
 def pytest_generate_tests(metafunc):
@@ -136,6 +190,8 @@ def pytest_terminal_summary(terminalreporter, config):
     from r8.report.quantization import write_quantization_report
     from r8.results import QuantizeResult
 
+    if config.getoption("r8_store_durations"):
+        store_model_seconds(terminalreporter, config)
     measured = getattr(config, "r8_measured", {})
     if not measured:
         return
@@ -144,11 +200,16 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line(f"{key}: {value}")
     out = paths.cache_dir() / "reports"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "measured.json").write_text(json.dumps(measured, indent=1))
+    # Added to the figures already there, as the index keeps every model measured so far: a runner
+    # may run one pytest command per model and data set.
+    earlier = out / "measured.json"
+    measured_so_far = {**(json.loads(earlier.read_text()) if earlier.is_file() else {}), **measured}
+    earlier.write_text(json.dumps(measured_so_far, indent=1))
     append_step_summary("## r8 measured\n\n| figure | value |\n|---|---|\n"
                         + "\n".join(f"| {k} | {v} |" for k, v in measured.items()))
     for stem, (base, rows) in config.r8_int8_rows.items():
-        for path in write_quantization_report(QuantizeResult(**base, rows=rows), out / stem):
+        made_by = "pytest with r8's plugin (its gates' outcomes: the JUnit file)"
+        for path in write_quantization_report(QuantizeResult(**base, rows=rows, command=made_by), out / stem):
             terminalreporter.write_line(f"int8 table written to {path}")
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from r8.cli import main
 from r8.core.errors import R8Error
-from r8.report.merge import merge_reports
+from r8.report.merge import failed_tests, merge_reports, summary
 from r8.report.quantization import write_quantization_report
 from r8.results import QuantizeResult
 from r8.rows import Int8Row
@@ -88,3 +88,30 @@ def test_the_command_merges_and_refuses_a_missing_folder(tmp_path, capsys):
     assert "open" in capsys.readouterr().out and (tmp_path / "merged" / "index.html").is_file()
     assert main(["report", "merge", str(tmp_path / "nothing"), "--out", str(tmp_path / "m2")]) == 2
     assert "nothing: no such reports folder" in capsys.readouterr().err
+
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="2">
+<testcase classname="suite.test_a" name="test_{0}_one" time="1.0"/>
+<testcase classname="suite.test_a" name="test_{0}_two" time="2.0">{1}</testcase>
+</testsuite></testsuites>"""
+
+
+def test_junit_files_merge_and_the_summary_names_each_failure_first(tmp_path):
+    shards = []
+    for name, two in (("a", ""), ("b", '<failure message="ic01: gate \'fp32 top-1 torch\' failed&#10;more">trace</failure>')):
+        (tmp_path / name / "junit").mkdir(parents=True)
+        (tmp_path / name / "junit" / "gate.xml").write_text(JUNIT.format(name, two))
+        shards.append(tmp_path / name)
+    assert main(["report", "merge", *map(str, shards), "--out", str(tmp_path / "merged")]) == 0
+    merged = tmp_path / "merged" / "junit" / "gate.xml"
+    assert failed_tests(merged) == [("suite.test_a::test_b_two", "ic01: gate 'fp32 top-1 torch' failed")]
+    text = summary(tmp_path / "merged")
+    assert text.startswith("## Gate: FAILED (1 of 4 tests failed)")
+    assert "- `suite.test_a::test_b_two`: ic01: gate 'fp32 top-1 torch' failed\n" in text
+
+
+def test_a_damaged_junit_file_is_refused_by_name(tmp_path):
+    (tmp_path / "a" / "junit").mkdir(parents=True)
+    (tmp_path / "a" / "junit" / "gate.xml").write_text("<testsuites><testsuite>")
+    with pytest.raises(R8Error, match=r"gate.xml: not a readable JUnit file"):
+        merge_reports([tmp_path / "a"], tmp_path / "merged")

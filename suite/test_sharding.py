@@ -1,5 +1,6 @@
 """Many runners: ``nox -s tests -- --splits N --group k`` (pytest-split, by the durations committed
-in ``.test_durations``) gives N shards that together are exactly the CI gate."""
+in ``.test_durations``) gives N shards that together are exactly the CI gate; ``--r8-shard K/N``
+gives a model zoo's shards whole models, balanced by each model's time (``--r8-durations``)."""
 
 import json
 import os
@@ -9,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import trained_models
+
+from r8.pytest_plugin import shard_models
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLITS = 3
@@ -120,3 +124,47 @@ def test_each_worker_takes_its_share_of_the_cores(two_workers):
     _, seen = two_workers
     assert len(seen) == 2 and all(s == {"r8": str(share), "torch": share, "child_torch": share, "onnxruntime": share}
                                   for s in seen), seen
+
+
+# ---- a model zoo over runners: --r8-shard gives each shard whole models, balanced by each model's time
+def test_shards_take_whole_models_balanced_by_their_times():
+    models = [Path(f"/m/{stem}.h5") for stem in ("a", "b", "c", "d", "e")]
+    seconds = {"a": 100.0, "b": 60.0, "c": 50.0, "d": 40.0}  # e unmeasured: the mean, 62.5
+    shards = [shard_models(models, f"{k}/3", seconds) for k in (1, 2, 3)]
+    assert sorted(m for s in shards for m in s) == sorted(models)  # each model in exactly one shard
+    assert [[m.stem for m in s] for s in shards] == [["a"], ["d", "e"], ["b", "c"]]
+    assert shard_models(models, "1/1", {}) == models
+    for bad in ("0/3", "4/3", "1/6", "one"):
+        with pytest.raises(pytest.UsageError, match=f"--r8-shard {bad}"):
+            shard_models(models, bad, seconds)
+
+
+ZOO_TEST = """
+import time
+
+def test_takes_its_models_time(r8_model):
+    time.sleep(0.6 if r8_model.stem == "slow" else 0.05)
+"""
+
+
+def test_the_durations_file_learns_each_model_and_the_shards_split_by_it(tmp_path):
+    """One run stores each model's seconds; then each of two shards collects one whole model."""
+    digits, _ = trained_models.cached("digits")
+    models = []
+    for stem in ("slow", "quick"):
+        models += ["--r8-model", str(tmp_path / f"{stem}.h5")]
+        (tmp_path / f"{stem}.h5").write_bytes(digits.read_bytes())
+    (tmp_path / "test_zoo.py").write_text(ZOO_TEST)
+    durations = tmp_path / "models.json"
+
+    def pytest_run(*args):
+        done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_zoo.py", *models,
+                               "--r8-durations", str(durations), *args], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return [line for line in done.stdout.splitlines() if "::" in line]
+
+    pytest_run("--r8-store-durations")
+    seconds = json.loads(durations.read_text())
+    assert set(seconds) == {"slow", "quick"} and seconds["slow"] > seconds["quick"], seconds
+    shards = [pytest_run("--collect-only", "--r8-shard", f"{k}/2") for k in (1, 2)]
+    assert shards == [["test_zoo.py::test_takes_its_models_time[slow]"], ["test_zoo.py::test_takes_its_models_time[quick]"]]

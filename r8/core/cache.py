@@ -21,6 +21,7 @@ from typing import Callable
 from filelock import FileLock
 
 from r8.core import paths
+from r8.core.errors import R8Error
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -55,6 +56,17 @@ def code_hash() -> str:
     for f in shaping_modules():
         h.update(f.relative_to(R8_ROOT).as_posix().encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
+
+
+def ci_key(model_files: list[Path]) -> str:
+    """What a CI cache of R8_CACHE_DIR is keyed by: the shaping code's hash and the model files'
+    sha256, the same inputs the cache keys each artifact by (restoring another key's cache is safe
+    too: each artifact is checked against its own key when served)."""
+    missing = [str(f) for f in model_files if not Path(f).is_file()]
+    if missing:
+        raise R8Error(f"{', '.join(missing)}: no such model file (set R8_DATA_DIR, or pass --model)")
+    models = hashlib.sha256("".join(sorted(sha256(f) for f in model_files)).encode()).hexdigest()[:16]
+    return f"{code_hash()}-{models}"
 
 
 def build_once(name: str, inputs: dict, build: Callable[[Path], dict | None]) -> Path:

@@ -1,5 +1,6 @@
 """``python -m r8 report merge DIR... --out OUT``: the reports of several shards (CI runners, each
-with its own ``reports/`` or ``$R8_CACHE_DIR/reports``) as one reports root with one index.
+with its own ``reports/`` or ``$R8_CACHE_DIR/reports``) as one reports root with one index, one
+JUnit file (``junit/gate.xml``, from each shard's ``junit/*.xml``) and one summary.
 
 A row, a gate or a figure measured in one shard is taken as it is; measured in two shards with the
 same numbers, it is taken once; measured twice with different numbers, the merge is refused,
@@ -8,6 +9,7 @@ must say the same wherever it appears (when and by which command it was made asi
 
 import json
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from r8.core.cache import atomic_write
@@ -17,6 +19,7 @@ from r8.report.quantization import write_quantization_report
 from r8.results import QuantizeResult
 
 MEASURED = "measured.json"  # the pytest plugin's figures
+JUNIT = "junit"  # pytest's --junitxml files, one folder of them per shard
 
 
 def _read(path: Path) -> dict:
@@ -88,7 +91,47 @@ def merge_reports(shards: list[Path], out: Path) -> Path:
             models.setdefault(d.name, []).append((shard, d))
     for stem, dirs in models.items():
         _merge_model(stem, dirs, out / stem)
+    junit = sorted(f for s in shards for f in (s / JUNIT).glob("*.xml"))
+    if junit:
+        (out / JUNIT).mkdir(exist_ok=True)
+        merge_junit(junit, out / JUNIT / "gate.xml")
     return write_index(out)[1]
+
+
+def merge_junit(files: list[Path], out: Path) -> None:
+    """Shards' JUnit files as one: every test suite of every file under one ``testsuites`` root."""
+    root = ET.Element("testsuites")
+    for f in files:
+        try:
+            tree = ET.parse(f).getroot()
+        except (OSError, ET.ParseError) as e:
+            raise R8Error(f"{f}: not a readable JUnit file ({e})") from None
+        root.extend(tree.iter("testsuite"))
+    atomic_write(out, lambda tmp: ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True))
+
+
+def failed_tests(junit: Path) -> list[tuple[str, str]]:
+    """(test id, the first line of its message) of every test that failed or erred in a JUnit file."""
+    failed = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        problem = case.find("failure") if case.find("failure") is not None else case.find("error")
+        if problem is not None:
+            message = (problem.get("message") or "").splitlines()
+            failed.append((f"{case.get('classname')}::{case.get('name')}", message[0] if message else ""))
+    return failed
+
+
+def summary(out: Path) -> str:
+    """The merged run for a CI summary page: the verdict first (every failed test, by name), then the index."""
+    junit = Path(out) / JUNIT / "gate.xml"
+    lines = []
+    if junit.is_file():
+        cases = sum(1 for _ in ET.parse(junit).getroot().iter("testcase"))
+        failed = failed_tests(junit)
+        lines += [f"## Gate: {'FAILED' if failed else 'passed'} ({len(failed)} of {cases} tests failed)", ""]
+        lines += [f"- `{test}`: {message}" for test, message in failed] + [""]
+    index = Path(out) / "index.md"
+    return "\n".join(lines) + (index.read_text() if index.is_file() else "")
 
 
 def _stamped_aside(path: Path) -> dict:
