@@ -68,3 +68,11 @@ def test_the_program_reads_its_input_in_its_exported_dim_order(pte, test_split):
     raw = runner.method.execute((channels_last,))[0].numpy()
     assert np.mean(raw.argmax(1) == right.argmax(1)) < 0.5
     assert np.mean(right.argmax(1) == test_split.labels[:64]) > 0.75
+
+
+def test_the_runner_refuses_a_thread_count(pte):
+    """XNNPACK's pool keeps its default size: resetting it crashed the process (SIGFPE) in the benchmark."""
+    from r8 import R8Error
+
+    with pytest.raises(R8Error, match="thread pool at its default size, not 1 thread"):
+        backend("executorch").runner(CONFIG, pte, threads=1)

@@ -106,21 +106,21 @@ class TorchRunner:
 class ExecuTorchRunner:
     """A ``.pte`` on ExecuTorch's runtime, taking contiguous NCHW input (r8's conversion; the program
     reads its input's memory in the dim order it was exported with, whatever the tensor's strides)
-    in batches of at most ``max_batch`` (the program's dynamic batch bound). ``threads`` sizes XNNPACK's thread pool,
-    which is process-wide: set on each call (0: leave it)."""
+    in batches of at most ``max_batch`` (the program's dynamic batch bound). XNNPACK's thread pool
+    keeps its default size: resetting it (``_unsafe_reset_threadpool``) to time 1 and 2 threads
+    crashed the process with a floating point exception, so ``threads`` other than 0 is refused."""
 
     def __init__(self, path: str | os.PathLike, name: str = "executorch", threads: int = 0, max_batch: int = 1):
         from executorch.runtime import Runtime
 
+        if threads:
+            raise R8Error(f"{path}: ExecuTorch's runner keeps XNNPACK's thread pool at its default size, "
+                          f"not {threads} thread(s)")
         with native_stderr_quiet():  # its CPU probe's log lines
             self.method = Runtime.get().load_program(Path(path)).load_method("forward")
-        self.name, self.threads, self.max_batch = name, threads, max_batch
+        self.name, self.max_batch = name, max_batch
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        from executorch.extension.pybindings import portable_lib
-
-        if self.threads and portable_lib._threadpool_get_thread_count() != self.threads:
-            portable_lib._unsafe_reset_threadpool(self.threads)
         return np.concatenate([self.method.execute((torch_input(images[s:s + self.max_batch]).contiguous(),))[0].numpy()
                                for s in range(0, len(images), self.max_batch)])
 
