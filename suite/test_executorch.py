@@ -11,6 +11,7 @@ import torch
 from r8 import artifacts
 from r8.backends import backend, missing
 from r8.backends.executorch import MAX_BATCH, XnnpackConfig, quantized_program
+from r8.backends.torch_flows import image_batches
 from r8.core.cache import build_facts
 from r8.metrics import paired_drop, predict, top1
 from r8.runtimes.runners import torch_input
@@ -38,8 +39,7 @@ def test_the_pte_gives_the_pt2e_programs_top1(ic01, calibration, pte, test_split
     program, _ = quantized_program(artifacts.torch_fp32(ic01), CONFIG, calibration.images)
     module = program.module()
     with torch.no_grad():
-        pt2e = np.concatenate([module(torch_input(test_split.images[s:s + MAX_BATCH])).numpy()
-                               for s in range(0, len(test_split.images), MAX_BATCH)])
+        pt2e = np.concatenate([module(batch).numpy() for batch in image_batches(test_split.images, False, MAX_BATCH)])
     ours = predict(backend("executorch").runner(CONFIG, pte), test_split.images, progress=False)
     paired = paired_drop(pt2e, ours, test_split.labels)
     drop = (top1(pt2e, test_split.labels) - top1(ours, test_split.labels)) * 100

@@ -35,18 +35,19 @@ class XnnpackConfig:
 DEFAULT_MATRIX = [XnnpackConfig(), XnnpackConfig(False)]
 
 
+def _ops(graph) -> list:
+    return [n for n in graph.nodes if n.op == "call_function" and n.target is not operator.getitem]
+
+
 def delegation(edge_program) -> dict:
     """How much of the lowered program XNNPACK runs: the ops inside its delegated subgraphs against
     the ops left to ExecuTorch's portable kernels (by name)."""
     graph_module = edge_program.graph_module
-    outside = [n for n in graph_module.graph.nodes if n.op == "call_function" and n.target is not operator.getitem]
-    delegated = 0
-    for node in outside:
-        if "call_delegate" in str(node.target):
-            lowered = getattr(graph_module, node.args[0].target)
-            delegated += sum(1 for n in lowered.original_module.graph.nodes if n.op == "call_function"
-                             and n.target is not operator.getitem)
-    portable = Counter(getattr(n.target, "__name__", str(n.target)) for n in outside if "call_delegate" not in str(n.target))
+    outside, delegates = [], []
+    for node in _ops(graph_module.graph):
+        (delegates if "call_delegate" in str(node.target) else outside).append(node)
+    delegated = sum(len(_ops(getattr(graph_module, d.args[0].target).original_module.graph)) for d in delegates)
+    portable = Counter(getattr(n.target, "__name__", str(n.target)) for n in outside)
     total = delegated + sum(portable.values())
     return {"delegated_ops": delegated, "ops": total, "delegated_share": delegated / total if total else 0.0,
             "portable_ops": dict(sorted(portable.items()))}
@@ -60,6 +61,7 @@ def quantized_program(fp32: torch.nn.Module, config: XnnpackConfig,
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from r8.backends.pytorch import int8_convs
+    from r8.backends.torch_flows import image_batches
 
     # The example is the largest batch: ExecuTorch plans each tensor's memory for its upper bound.
     # Contiguous NCHW, as the runner feeds it: the program keeps the example's dim order and reads
@@ -70,8 +72,8 @@ def quantized_program(fp32: torch.nn.Module, config: XnnpackConfig,
     prepared = prepare_pt2e(torch.export.export(fp32.eval(), example, dynamic_shapes=dims).module(), quantizer)
     start = time.perf_counter()
     with torch.no_grad():
-        for s in range(0, len(images), MAX_BATCH):
-            prepared(torch_input(images[s:s + MAX_BATCH]))
+        for batch in image_batches(images, False, MAX_BATCH):
+            prepared(batch)
     calibration_s = time.perf_counter() - start
     converted = convert_pt2e(prepared)
     return (torch.export.export(converted, example, dynamic_shapes=dims),

@@ -114,7 +114,7 @@ def failed_tests(junit: Path) -> list[tuple[str, str]]:
     """(test id, the first line of its message) of every test that failed or erred in a JUnit file."""
     failed = []
     for case in ET.parse(junit).getroot().iter("testcase"):
-        problem = case.find("failure") if case.find("failure") is not None else case.find("error")
+        problem = next((e for e in case if e.tag in ("failure", "error")), None)
         if problem is not None:
             message = (problem.get("message") or "").splitlines()
             failed.append((f"{case.get('classname')}::{case.get('name')}", message[0] if message else ""))
