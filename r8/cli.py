@@ -55,10 +55,13 @@ def cmd_convert(args) -> None:
 
 
 def cmd_inspect(args) -> None:
-    from r8.frontends.convert import format_table, inspect
+    from r8.frontends.convert import format_table, input_layout, inspect
 
     rows, problems = inspect(args.model)
     print(format_table(rows))
+    layout = input_layout(args.model)
+    if layout != "-":
+        print(f"\ninput layout: {layout} (r8's data sets are NHWC; each model is fed in its own layout)")
     params = sum(r["params"] for r in rows)
     if problems:
         print(f"\n{len(problems)} unsupported layer(s); {args.model} cannot be converted until they are replaced:")
@@ -250,15 +253,16 @@ def add_inputs(p, gates: tuple = ()) -> None:
 
 
 def add_model_commands(sub) -> None:
-    p = sub.add_parser("convert", help="convert a Keras .h5/.keras or a float .tflite to a torch.export .pt (+ state_dict)")
+    p = sub.add_parser("convert", help="convert a model file (.h5, .keras, .tflite, .onnx, .pt2) to a torch.export .pt")
     p.add_argument("--model", type=Path, default=paths.keras_model_path())
     p.add_argument("-o", "--out", type=Path, required=True)
     p.add_argument("--route", choices=("r8", "onnx2torch"), default="r8",
-                   help="r8: r8's own converter, for .h5, .keras and .tflite (default, NCHW); onnx2torch: tf2onnx then onnx2torch "
-                        "(needs tensorflow; keeps Keras's NHWC input)")
+                   help="r8: r8's own converter (default, NCHW; .onnx and .pt2 through onnx2torch, checked node by "
+                        "node); onnx2torch: a Keras or .tflite file through tf2onnx then onnx2torch (needs tensorflow; "
+                        "keeps Keras's NHWC input)")
     p.set_defaults(run=cmd_convert)
 
-    p = sub.add_parser("inspect", help="the layer (op) table of a Keras .h5/.keras or float .tflite and what r8 cannot convert")
+    p = sub.add_parser("inspect", help="the layer (op) table of a model file and what r8 cannot convert")
     p.add_argument("--model", type=Path, default=paths.keras_model_path())
     p.set_defaults(run=cmd_inspect)
 

@@ -111,8 +111,11 @@ class Dataset:
             for i, (x, shape) in enumerate(zip(arrays, shapes)):
                 if x.shape[1:] != tuple(shape):
                     which = f" (input {i})" if len(shapes) > 1 else ""
+                    channels_first = len(shape) == 3 and x.shape[1:] == (shape[2], shape[0], shape[1])
+                    hint = (": they are channels-first (NCHW); r8's data sets hold images channels-last (NHWC) "
+                            "for every model and feed each in its own layout" if channels_first else "")
                     raise R8Error(f"data {self.name}: {split.name} images{which} have shape {x.shape[1:]} per "
-                                  f"sample; {model.path} takes {tuple(shape)}")
+                                  f"sample; {model.path} takes {tuple(shape)} (NHWC){hint}")
             if split.labels.size and (split.labels.min() < 0 or split.labels.max() >= model.num_classes):
                 raise R8Error(f"data {self.name}: {split.name} labels span {split.labels.min()}..{split.labels.max()}; "
                               f"{model.path} has {model.num_classes} classes (0..{model.num_classes - 1})")

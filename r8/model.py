@@ -20,6 +20,9 @@ REFERENCES = {
 }
 
 
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
 @dataclass(frozen=True)
 class Model:
     """A classifier r8 converts: its file, identity and shapes (one input, or several where the
@@ -41,6 +44,11 @@ class Model:
     @property
     def stem(self) -> str:
         return self.path.stem
+
+    @property
+    def is_keras(self) -> bool:
+        """Born in Keras (``.h5``, ``.keras``): TensorFlow's own converter and Keras itself apply."""
+        return self.path.suffix.lower() in KERAS_SUFFIXES
 
     @property
     def key(self) -> str:

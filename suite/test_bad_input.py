@@ -43,9 +43,9 @@ def test_missing_file(tmp_path):
 
 def test_unknown_suffix(tmp_path):
     """The reader is chosen by suffix (r8.frontends.convert.READERS); any other file is named."""
-    path = tmp_path / "model.onnx"
+    path = tmp_path / "model.pb"
     path.write_bytes(b"\x08\x07")
-    _raises(path, "model.onnx: r8 reads .h5, .hdf5, .keras, .tflite files, not .onnx")
+    _raises(path, "model.pb: r8 reads .h5, .hdf5, .keras, .tflite, .onnx, .pt2 files, not .pb")
 
 
 def test_not_hdf5(tmp_path):

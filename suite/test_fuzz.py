@@ -4,8 +4,10 @@ exception (a traceback reads like a verdict, or hides a bug).
 
 Mutations of real and suite-built files: a config value replaced by a wrong type or an absurd
 size, or deleted; a list made shorter or longer; a weight deleted, reshaped or retyped; the file
-truncated at a random offset; for the flatbuffer, bytes flipped. A derandomized 100 cases per
-front-end in CI; 1,000 each under `slow`.
+truncated at a random offset; for the flatbuffer, bytes flipped; for an ONNX file, a node's op
+or attribute, an initializer or an input dimension changed; for a .pt2 archive, a scalar of its
+JSON, a weight or a member changed. A derandomized 100 cases per front-end in CI (30 for .onnx,
+20 for .pt2); 1,000 each under `slow` (300 for .pt2).
 """
 
 import io
@@ -18,9 +20,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from r8 import artifacts
 from r8.core import paths
 from r8.core.errors import R8Error
 from r8.frontends.convert import convert, example_inputs
@@ -97,17 +101,113 @@ def damage_keras(base: Path, out: Path, data) -> None:
 
 
 def damage_tflite(base: Path, out: Path, data) -> None:
-    raw = bytearray(base.read_bytes())
+    shutil.copy(base, out)
     if data.draw(st.booleans(), label="truncate"):
-        out.write_bytes(bytes(raw[:data.draw(st.integers(0, len(raw) - 1), label="offset")]))
-        return
+        return _truncate(out, data)
+    _flip(out, data)
+
+
+def damage_onnx(base: Path, out: Path, data) -> None:
+    """The protobuf truncated or its bytes flipped, or one field of the graph changed: a node's
+    op or attribute, an initializer's shape or presence, an input's dimension."""
+    import onnx
+
+    kind = data.draw(st.sampled_from(["truncate", "flip", "op", "attribute", "initializer", "input"]), label="kind")
+    if kind in ("truncate", "flip"):
+        shutil.copy(base, out)
+        return _truncate(out, data) if kind == "truncate" else _flip(out, data)
+    proto = onnx.load(str(base))
+    graph = proto.graph
+    if kind == "op":
+        node = graph.node[data.draw(st.integers(0, len(graph.node) - 1), label="node")]
+        node.op_type = data.draw(st.sampled_from(["Foo", "Conv", "Relu", "Reshape", "Gemm", "Add", ""]), label="op")
+    elif kind == "attribute":
+        nodes = [n for n in graph.node if n.attribute]
+        node = nodes[data.draw(st.integers(0, len(nodes) - 1), label="node")]
+        attribute = node.attribute[data.draw(st.integers(0, len(node.attribute) - 1), label="attribute")]
+        value = data.draw(st.sampled_from([-1, 0, 2, 10**6]), label="value")
+        if attribute.ints:
+            attribute.ints[data.draw(st.integers(0, len(attribute.ints) - 1), label="at")] = value
+        else:
+            attribute.i = value
+    elif kind == "initializer":
+        tensor = graph.initializer[data.draw(st.integers(0, len(graph.initializer) - 1), label="initializer")]
+        if data.draw(st.booleans(), label="delete"):
+            graph.initializer.remove(tensor)
+        else:
+            tensor.dims[:] = list(tensor.dims)[::-1] + [1] if len(tensor.dims) < 2 else list(tensor.dims)[::-1]
+    else:
+        dims = graph.input[0].type.tensor_type.shape.dim
+        dim = dims[data.draw(st.integers(0, len(dims) - 1), label="dim")]
+        value = data.draw(st.sampled_from([0, 1, 7, 10**9, "h"]), label="value")
+        if isinstance(value, str):
+            dim.dim_param = value
+        else:
+            dim.dim_value = value
+    onnx.save(proto, str(out))
+
+
+def _flip(path: Path, data) -> None:
+    raw = bytearray(path.read_bytes())
     for _ in range(data.draw(st.integers(1, 8), label="flips")):
         raw[data.draw(st.integers(0, len(raw) - 1), label="at")] ^= data.draw(st.integers(1, 255), label="bits")
-    out.write_bytes(bytes(raw))
+    path.write_bytes(bytes(raw))
+
+
+def _json_leaves(node, path=()):
+    """Every (path, value) of a JSON document's scalars."""
+    if isinstance(node, dict):
+        return [leaf for key, value in node.items() for leaf in _json_leaves(value, (*path, key))]
+    if isinstance(node, list):
+        return [leaf for i, value in enumerate(node) for leaf in _json_leaves(value, (*path, i))]
+    return [(path, node)]
+
+
+def damage_pt2(base: Path, out: Path, data) -> None:
+    """The archive truncated or its bytes flipped (its CRCs catch those), or rewritten whole with
+    one member changed: a scalar of its program or weights JSON replaced, a weight cut short, or a
+    member left out."""
+    kind = data.draw(st.sampled_from(["truncate", "flip", "json", "weight", "delete"]), label="kind")
+    if kind in ("truncate", "flip"):
+        shutil.copy(base, out)
+        return _truncate(out, data) if kind == "truncate" else _flip(out, data)
+    with zipfile.ZipFile(base) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    names = sorted(members)
+    if kind == "json":
+        documents = {n: json.loads(members[n]) for n in names if n.endswith(".json")}
+        name = data.draw(st.sampled_from([n for n, d in documents.items() if _json_leaves(d)]), label="member")
+        document = documents[name]
+        leaves = _json_leaves(document)
+        path, _ = leaves[data.draw(st.integers(0, len(leaves) - 1), label="leaf")]
+        holder = document
+        for key in path[:-1]:
+            holder = holder[key]
+        holder[path[-1]] = data.draw(st.sampled_from(WRONG), label="value")
+        members[name] = json.dumps(document).encode()
+    elif kind == "weight":
+        name = data.draw(st.sampled_from([n for n in names if "/weights/weight_" in n]), label="member")
+        members[name] = members[name][:data.draw(st.integers(0, len(members[name]) - 1), label="length")]
+    else:
+        del members[data.draw(st.sampled_from(names), label="member")]
+    with zipfile.ZipFile(out, "w") as z:
+        for name, raw in members.items():
+            z.writestr(name, raw)
+
+
+class _TinyNet(torch.nn.Module):
+    """A small program to damage (each case that still loads is exported to ONNX: seconds)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4, 10)
+
+    def forward(self, x):
+        return torch.softmax(self.fc(torch.relu(self.conv(x)).mean((2, 3))), dim=1)
 
 
 @pytest.fixture(scope="module")
-def bases(tmp_path_factory):
+def bases(tmp_path_factory, ic01):
     """front-end -> (file, how to damage it): the MLCommons files, and suite-built Keras 3 ones."""
     from keras_models import FAMILIES, randomize
     from test_convert_models import keras_package
@@ -118,12 +218,22 @@ def bases(tmp_path_factory):
     randomize(model, np.random.default_rng(0))
     model.save(folder / "dscnn.h5")
     model.save(folder / "dscnn.keras")
-    return {"h5-keras2-ic01": (paths.keras_model_path(), damage_h5), "h5-keras3-dscnn": (folder / "dscnn.h5", damage_h5),
+    torch.manual_seed(0)
+    program = torch.export.export(_TinyNet().eval(), (torch.zeros(2, 3, 8, 8),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, folder / "tiny.pt2")
+    return {"onnx-ic01": (shutil.copy(artifacts.onnx_fp32(ic01, "torch"),
+                                      folder / "ic01.onnx"), damage_onnx),
+            "pt2-tiny": (folder / "tiny.pt2", damage_pt2),
+            "h5-keras2-ic01": (paths.keras_model_path(), damage_h5), "h5-keras3-dscnn": (folder / "dscnn.h5", damage_h5),
             "keras-dscnn": (folder / "dscnn.keras", damage_keras),
             "tflite-ic01": (paths.mlcommons_dir() / "pretrainedResnet.tflite", damage_tflite)}
 
 
-FRONT_ENDS = ["h5-keras2-ic01", "h5-keras3-dscnn", "keras-dscnn", "tflite-ic01"]
+FRONT_ENDS = ["h5-keras2-ic01", "h5-keras3-dscnn", "keras-dscnn", "tflite-ic01", "onnx-ic01", "pt2-tiny"]
+# cases per front-end in CI and under `slow`, where a case takes longer: an ONNX file is checked and
+# converted whole, and a .pt2 that still loads is exported to ONNX first (seconds)
+CASES = {"onnx-ic01": (30, 1000), "pt2-tiny": (20, 300)}
 
 
 def _check_front_end(base: Path, damage, folder: Path, examples: int) -> Counter:
@@ -151,12 +261,12 @@ def _check_front_end(base: Path, damage, folder: Path, examples: int) -> Counter
 
 @pytest.mark.parametrize("front_end", FRONT_ENDS)
 def test_damaged_files_are_refused_or_converted(front_end, bases, tmp_path, report):
-    outcomes = _check_front_end(*bases[front_end], tmp_path, examples=100)
+    outcomes = _check_front_end(*bases[front_end], tmp_path, examples=CASES.get(front_end, (100,))[0])
     report(f"damaged {front_end} files", dict(outcomes))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("front_end", FRONT_ENDS)
 def test_damaged_files_thousand_cases(front_end, bases, tmp_path, report):
-    outcomes = _check_front_end(*bases[front_end], tmp_path, examples=1000)
+    outcomes = _check_front_end(*bases[front_end], tmp_path, examples=CASES.get(front_end, (0, 1000))[1])
     report(f"damaged {front_end} files (slow)", dict(outcomes))

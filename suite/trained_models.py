@@ -8,9 +8,11 @@ pipeline can be proven on them (seeded; TensorFlow's deterministic ops):
 - ``mnv2_cifar.h5``: a MobileNetV2-style CIFAR-10 net on which per-tensor int8 loses several pp
   (see :func:`train_mnv2`): the hard model of ``r8 search``;
 - ``digits.h5`` and ``digits.npz``: a small CNN on scikit-learn's 8x8 grayscale digits (1,797 real
-  images shipped inside its wheel, no download), split 80/20 stratified, as r8's ``--data`` file.
+  images shipped inside its wheel, no download), split 80/20 stratified, as r8's ``--data`` file;
+- ``cifar_resnet_torch.pt2``: a CIFAR-10 ResNet written and trained in PyTorch (not converted from
+  Keras), saved as a ``torch.export`` program: the PyTorch-born model (see :func:`train_torch_resnet`).
 
-    python suite/trained_models.py --out models/   # writes all four
+    python suite/trained_models.py --out models/   # writes all five
 """
 
 import argparse
@@ -115,6 +117,102 @@ def train_mnv2(out: Path, data) -> float:
     return float(model.evaluate(data.test.images.astype(np.float32), data.test.labels, verbose=0)[1])
 
 
+# A CIFAR-10 ResNet written in PyTorch: ResNet8's shape (a 3x3 stem, three stages of one residual block
+# at 16 / 32 / 64 channels, global average pool, linear), with BatchNorm and raw pixels 0..255 in
+TORCH_WIDTHS = (16, 32, 64)
+TORCH_EPOCHS = 12
+TORCH_BATCH = 256
+
+
+def torch_resnet():
+    """The untrained PyTorch-born model (seeded by the caller)."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+            self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+            self.shortcut = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                             if stride != 1 or cin != cout else nn.Identity())
+
+        def forward(self, x):
+            y = torch.relu(self.bn1(self.conv1(x)))
+            return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+    class CifarResNet(nn.Module):
+        def __init__(self, widths=TORCH_WIDTHS):
+            super().__init__()
+            # CIFAR-10's per-channel training-set mean and standard deviation, in pixels
+            self.register_buffer("mean", torch.tensor([125.3, 123.0, 113.9]).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor([63.0, 62.1, 66.7]).view(1, 3, 1, 1))
+            self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+            self.stages = nn.Sequential(Block(widths[0], widths[0], 1), Block(widths[0], widths[1], 2),
+                                        Block(widths[1], widths[2], 2))
+            self.classes = nn.Linear(widths[2], 10)
+
+        def forward(self, pixels):
+            x = self.stages(self.stem((pixels - self.mean) / self.std))
+            return torch.softmax(self.classes(x.mean((2, 3))), dim=1)
+
+    return CifarResNet()
+
+
+def _augmented(images, generator):
+    """A batch of NCHW float pixels, each flipped at random and shifted up to 4 pixels (zero padded)."""
+    import torch
+
+    n = len(images)
+    flip = torch.rand(n, generator=generator) < 0.5
+    images = torch.where(flip.view(n, 1, 1, 1), images.flip(3), images)
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    dy, dx = torch.randint(0, 9, (2, n), generator=generator)
+    rows = (dy.view(n, 1) + torch.arange(32)).view(n, 1, 32, 1)
+    cols = (dx.view(n, 1) + torch.arange(32)).view(n, 1, 1, 32)
+    return padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(3).view(1, 3, 1, 1), rows, cols]
+
+
+def train_torch_resnet(out: Path, data) -> float:
+    """Train :func:`torch_resnet` on ``data.train`` (SGD with Nesterov momentum, a one-cycle rate,
+    label smoothing, flips and shifts; seeded, deterministic kernels) and save it as a
+    ``torch.export`` program with a dynamic batch (``.pt2``). Returns its test top-1."""
+    import torch
+
+    torch.manual_seed(SEED)
+    torch.use_deterministic_algorithms(True)
+    generator = torch.Generator().manual_seed(SEED)
+    model = torch_resnet().to(memory_format=torch.channels_last)
+    images = torch.from_numpy(data.train.images).permute(0, 3, 1, 2).float()
+    labels = torch.from_numpy(data.train.labels.astype(np.int64))
+    steps = TORCH_EPOCHS * -(-len(labels) // TORCH_BATCH)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    rest = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": rest, "weight_decay": 0}],
+                                lr=0.2, momentum=0.9, nesterov=True)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.2, total_steps=steps, pct_start=0.25)
+    model.train()
+    for _ in range(TORCH_EPOCHS):
+        order = torch.randperm(len(labels), generator=generator)
+        for start in range(0, len(labels), TORCH_BATCH):
+            idx = order[start:start + TORCH_BATCH]
+            x = _augmented(images[idx], generator).contiguous(memory_format=torch.channels_last)
+            probs = model(x)
+            loss = torch.nn.functional.nll_loss(torch.log(probs.clamp_min(1e-12)), labels[idx], reduction="none")
+            smooth = -torch.log(probs.clamp_min(1e-12)).mean(1)  # label smoothing 0.1 on the softmax output
+            (0.9 * loss + 0.1 * smooth).mean().backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            schedule.step()
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    program = torch.export.export(model, (torch.zeros(2, 3, 32, 32),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, out)
+    test = torch.from_numpy(data.test.images).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        predicted = torch.cat([model(test[s:s + 1000]).argmax(1) for s in range(0, len(test), 1000)]).numpy()
+    return float((predicted == data.test.labels).mean())
+
+
 def write_digits_npz(out: Path) -> None:
     """scikit-learn's digits as r8's data file: uint8 8x8x1 images (0..16 scaled to 0..255)."""
     from sklearn.datasets import load_digits
@@ -166,6 +264,10 @@ def _written_as(suffix: str, write):
 
 
 CIFAR_TRAINERS = {"cifar_cnn": train_cifar_cnn, "mnv2_cifar": train_mnv2}
+# train_torch_resnet's model as trained on this project's 2-core AVX2 machine, committed: training takes
+# about 20 CPU minutes, so the gate checks the model, and `slow` trains it again
+# (test_torch_born.py::test_the_trainer_reproduces_the_committed_model).
+TORCH_MODEL = Path(__file__).parent / "models" / "cifar_resnet_torch.pt2"
 # train_mnv2's model as trained on the machine of the suite's measurements (AMD EPYC, AVX-512; Keras test top-1
 # 63.19 %), committed: the gate checks the hard model without 1-2 CPU minutes of training, on the same weights on
 # every CPU (which channels die depends on the CPU's float kernels). The suite trains it again under `slow`
@@ -179,6 +281,10 @@ def cached(name: str) -> tuple[Path, str]:
     from r8.data import load_dataset
 
     inputs = {"trainer": sha256(Path(__file__))}
+    if name == "torch_resnet":
+        data = load_dataset("cifar10")
+        train = _written_as(".pt2", lambda out: {"top1": train_torch_resnet(out, data)})
+        return build_once("trained/cifar_resnet_torch.pt2", {**inputs, "data": data.sha256}, train), "cifar10"
     if name in CIFAR_TRAINERS:
         data = load_dataset("cifar10")
         train = _written_as(".h5", lambda out: {"keras_top1": CIFAR_TRAINERS[name](out, data)})
@@ -197,6 +303,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for name, train in CIFAR_TRAINERS.items():
         print(f"{name}: Keras test top-1 {train(args.out / f'{name}.h5', load_dataset('cifar10')):.2%}")
+    print(f"cifar_resnet_torch: test top-1 {train_torch_resnet(args.out / TORCH_MODEL.name, load_dataset('cifar10')):.2%}")
     write_digits_npz(args.out / "digits.npz")
     print(f"digits: Keras test top-1 {train_digits(args.out / 'digits.h5', load_dataset(args.out / 'digits.npz')):.2%}")
 

@@ -50,10 +50,15 @@ FULL_MATRIX = DEFAULT_MATRIX + [LitertConfig(True, "movingavg"), LitertConfig(Fa
 
 
 def float_tflite(model: Model) -> Path:
-    """The float ``.tflite`` the quantizer reads: the model's own file, or TF's conversion of its
-    Keras model (which has a ``serving_default`` signature)."""
+    """The float ``.tflite`` the quantizer reads: the model's own file, TF's conversion of its
+    Keras model, or litert-torch's of any other (each has a ``serving_default`` signature)."""
     if model.path.suffix.lower() == ".tflite":
         return model.path
+    if not model.is_keras:
+        from r8.frontends.export import torch_to_tflite
+
+        return build_once(artifacts.name(model, "litert/float.tflite"), artifacts.key(model),
+                          lambda tmp: torch_to_tflite(artifacts.torch_fp32(model), tmp, model.path))
 
     def convert(tmp: Path) -> None:
         from r8.backends.tflite import keras_model

@@ -201,14 +201,23 @@ class Onnx2TorchBackend(Backend):
     name, default, full = "torch-onnx2torch", ONNX2TORCH_MATRIX, ONNX2TORCH_MATRIX
     reproducibility = REPRODUCIBILITY
 
+    @staticmethod
+    def applies(model) -> bool:
+        """The route starts from tf2onnx's export of a Keras or TFLite file; r8 converts any other
+        format with onnx2torch itself, so its rows would be the torch backend's."""
+        return model.is_keras or model.path.suffix.lower() == ".tflite"
+
     def build(self, model, config, cal):
+        if not self.applies(model):
+            raise R8Error(f"{model.path.name}: r8 converts a {model.path.suffix} file with onnx2torch itself; "
+                          "the fallback route is that conversion, whose rows are the torch backend's")
         return build(model, config, cal, route="onnx2torch")
 
     def runner(self, config, path, threads=0):
         return runner(config, path, threads, prefix="torch-onnx2torch", nhwc=True)
 
     def notes(self, model, cal, rows):
-        return {"onnx2torch_float_ops": onnx2torch_float_ops(model, cal)}
+        return {"onnx2torch_float_ops": onnx2torch_float_ops(model, cal)} if self.applies(model) else {}
 
     def digest(self, path):
         return archive_digest(path)

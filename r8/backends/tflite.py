@@ -81,9 +81,10 @@ def quantize(h5: Path, out: Path, config: TfliteConfig, calibration: Calibration
 
 
 def build(model: Model, config: TfliteConfig, cal: CalibrationSet) -> Path:
-    if model.path.suffix.lower() == ".tflite":
+    if not model.is_keras:
         raise R8Error(f"{model.path.name}: TFLite's int8 quantizer converts a Keras model (or a SavedModel) "
-                      "while it calibrates; a .tflite holds neither, and TFLite cannot re-quantize a flatbuffer")
+                      f"while it calibrates; a {model.path.suffix} file holds neither (the LiteRT quantizer "
+                      "reads a float .tflite)")
     return build_once(artifacts.name(model, f"tflite/{config.id}-{cal.tag}.tflite"),
                       artifacts.key(model, calibration=cal.sha256),
                       lambda tmp: quantize(model.path, tmp, config, cal))

@@ -70,11 +70,25 @@ READERS = {".h5": (read_h5, _keras_converters), ".hdf5": (read_h5, _keras_conver
            ".keras": (read_keras, _keras_converters), ".tflite": (_read_tflite, _tflite_converters)}
 
 
+# file suffix -> the module converting that format whole (onnx2torch), not layer by layer: each
+# has ``to_torch(path)``, ``layer_table(path)`` and ``layout_of(path)``; loaded on use
+WHOLE_GRAPH = {".onnx": "r8.frontends.onnx_file", ".pt2": "r8.frontends.program"}
+
+
+def _whole_graph(path: str | os.PathLike):
+    """The module converting ``path``'s format whole, or None for a format read layer by layer."""
+    import importlib
+
+    name = WHOLE_GRAPH.get(Path(path).suffix.lower())
+    return importlib.import_module(name) if name else None
+
+
 def _reader(path: str | os.PathLike):
     """(graph, converters, supported types) for the file's format, told by its suffix."""
     suffix = Path(path).suffix.lower()
     if suffix not in READERS:
-        raise R8Error(f"{path}: r8 reads {', '.join(READERS)} files, not {suffix or 'a file without a suffix'}")
+        formats = ", ".join((*READERS, *WHOLE_GRAPH))
+        raise R8Error(f"{path}: r8 reads {formats} files, not {suffix or 'a file without a suffix'}")
     read, converters = READERS[suffix]
     return (read(path), *converters())
 
@@ -198,8 +212,11 @@ def _constants(layer) -> str:
 
 
 def convert(path: str | os.PathLike) -> fx.GraphModule:
-    """Build the torch model of a Keras ``.h5`` or float ``.tflite`` (in eval mode).
+    """Build the torch model of any file r8 reads (in eval mode). For a Keras or TFLite file,
     ``model.meta["keras_outputs"]`` maps each layer (op) to the submodule whose output equals its output."""
+    whole = _whole_graph(path)
+    if whole:
+        return whole.to_torch(path)
     keras_model, converters, supported = _reader(path)
     root, graph, outputs, output_shapes, _ = _build(keras_model, converters, supported)
     model = fx.GraphModule(root, graph, class_name="KerasModel")
@@ -213,9 +230,19 @@ def convert(path: str | os.PathLike) -> fx.GraphModule:
 def inspect(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
     """The layer table (name, type, Keras output shape, parameters, problem) and the list of
     problems, reading every layer instead of stopping at the first unsupported one."""
+    whole = _whole_graph(path)
+    if whole:
+        return whole.layer_table(path)
     problems: list[str] = []
     rows = _build(*_reader(path), problems)[-1]
     return rows, problems
+
+
+def input_layout(path: str | os.PathLike) -> str:
+    """The file's own image layout: ``NHWC`` for Keras and TFLite files, what an ONNX file or a
+    program says for theirs (``-`` where the input is not an image)."""
+    whole = _whole_graph(path)
+    return whole.layout_of(path) if whole else "NHWC"
 
 
 def example_inputs(model: fx.GraphModule, batch: int = 2) -> tuple[torch.Tensor, ...]:

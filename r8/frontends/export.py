@@ -1,5 +1,6 @@
 """ONNX export, two routes: the converted torch model (torch.onnx, NCHW input) and the Keras
-reference itself (tf2onnx, NHWC input). Both get a dynamic batch dimension and are checked."""
+reference itself (tf2onnx, NHWC input). Both get a dynamic batch dimension and are checked. And
+the float ``.tflite`` of a model born outside Keras and TFLite (litert-torch, an optional extra)."""
 
 import os
 import re
@@ -9,7 +10,8 @@ import onnx
 import torch
 
 from r8.core.console import native_stderr_quiet
-from r8.frontends.convert import example_inputs
+from r8.core.errors import R8Error
+from r8.frontends.convert import WHOLE_GRAPH, example_inputs
 
 OPSET = 18
 
@@ -26,6 +28,9 @@ def torch_to_onnx(model: torch.fx.GraphModule, path: str | os.PathLike, opset: i
 def keras_to_onnx(h5: str | os.PathLike, path: str | os.PathLike, opset: int = OPSET) -> None:
     from r8.frontends.keras.reference import import_tensorflow, load_keras_model
 
+    if Path(h5).suffix.lower() in WHOLE_GRAPH:
+        raise R8Error(f"{h5}: r8 converts a {Path(h5).suffix} file with onnx2torch already; the fallback route "
+                      "takes a Keras or .tflite file")
     tf = import_tensorflow()
     import tf2onnx
 
@@ -72,3 +77,28 @@ def _check(path: str | os.PathLike) -> None:
     onnx.checker.check_model(str(path), full_check=True)
 
 
+
+
+def torch_to_tflite(model: torch.fx.GraphModule, path: str | os.PathLike, source: str | os.PathLike) -> None:
+    """The float ``.tflite`` of a converted model (NCHW input) with litert-torch: channels-last
+    input as a Keras-born file's (litert-torch's ``to_channel_last_io``), batch 1 and a
+    ``serving_default`` signature, the form TFLite Micro and the LiteRT quantizer take. R8Error
+    naming ``source`` where litert-torch is not installed or cannot convert it."""
+    import importlib.util
+
+    from r8.core.console import tf_converter_quiet
+
+    if not importlib.util.find_spec("litert_torch"):
+        raise R8Error(f"{source}: its float .tflite needs litert-torch, which is not installed "
+                      "(pip install 'r8[litert-torch]')")
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")  # r8 prints its own progress
+    import litert_torch
+
+    sample = torch.zeros(1, *model.meta["input_shapes"][0][1:], model.meta["input_shapes"][0][0])
+    try:
+        with tf_converter_quiet():
+            edge = litert_torch.convert(litert_torch.to_channel_last_io(model, args=[0]), (sample,))
+            edge.export(str(path))
+    except Exception as e:  # an op litert-torch has no lowering for, named by it
+        reason = (str(e).strip().splitlines() or [""])[0][:300]
+        raise R8Error(f"{source}: litert-torch cannot convert it to a .tflite ({type(e).__name__}: {reason})") from None

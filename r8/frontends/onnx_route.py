@@ -23,7 +23,7 @@ for the MLPerf Tiny ResNet8, raw pixels 0..255, float32); the batch dimension is
 """
 
 
-def _fold_constant_reshapes(model: fx.GraphModule) -> None:
+def fold_constant_reshapes(model: fx.GraphModule) -> None:
     from onnx2torch.node_converters.reshape import OnnxReshape
 
     for node in list(model.graph.find_nodes(op="call_module")):
@@ -41,7 +41,7 @@ def _fold_constant_reshapes(model: fx.GraphModule) -> None:
     model.recompile()
 
 
-def _plain_module_names(model: fx.GraphModule) -> None:
+def plain_module_names(model: fx.GraphModule) -> None:
     """Submodules renamed to identifiers: onnx2torch names them after the ONNX nodes, and tf2onnx's
     node names of a .tflite (``model_4/conv2d_36/BiasAdd;model_4/...,...``) hold the commas that
     torch.export's serializer splits its module stack on (the saved program would not load)."""
@@ -80,12 +80,14 @@ def onnx_to_torch(path: str | os.PathLike) -> fx.GraphModule:
     """The onnx2torch model of the Keras-route ONNX file ``path`` (NHWC input), in eval mode."""
     from onnx2torch import convert
 
+    import r8.frontends.onnx_ops  # noqa: F401  r8's converters for ops onnx2torch lacks at opset 18
+
     try:
         model = convert(str(path)).eval()
     except NotImplementedError as e:  # an op (or opset version) onnx2torch has no converter for
         raise R8Error(f"{path}: onnx2torch cannot convert this model: {e}") from None
-    _fold_constant_reshapes(model)
-    _plain_module_names(model)
+    fold_constant_reshapes(model)
+    plain_module_names(model)
     model.meta.update(input_shapes=[_onnx_input_shape(path)], nhwc=True, contract=CONTRACT)
     return model
 

@@ -101,7 +101,7 @@ def int8_runtimes(model, cal, rows: dict) -> list[Runtime]:
 
 
 def fp32_runtimes(model) -> list[Runtime]:
-    """The model in Keras (not for a .tflite: its own runtime is its reference row), the converted
+    """The model in Keras (for a Keras file: another's own runtime is its reference row), the converted
     torch model eager and compiled, its ONNX file on ONNX Runtime and OpenVINO, torch on CUDA."""
     def fp32_model():
         return artifacts.torch_fp32(model)
@@ -109,7 +109,7 @@ def fp32_runtimes(model) -> list[Runtime]:
     fp32_onnx, program = lambda: artifacts.onnx_fp32(model, "torch"), lambda: artifacts.exported_program(model)
     return [
         *([Runtime("keras", "fp32", "", lambda t: _keras(model, t), lambda: model.path)]
-          if model.path.suffix.lower() != ".tflite" else []),
+          if model.is_keras else []),
         Runtime("torch", "fp32", "", lambda t: TorchRunner(fp32_model(), threads=t), program),
         Runtime("torch-compile", "fp32", "", lambda t: TorchRunner(torch.compile(fp32_model(), dynamic=True), threads=t),
                 program),

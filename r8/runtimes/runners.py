@@ -127,9 +127,17 @@ class ExecuTorchRunner:
 
 def reference_runner(path: str | os.PathLike, name: str = "keras"):
     """The original model in its own framework, what a conversion is checked against: Keras for
-    an ``.h5``, LiteRT's float interpreter for a ``.tflite``."""
-    if Path(path).suffix.lower() == ".tflite":
+    an ``.h5`` or ``.keras``, LiteRT's float interpreter for a ``.tflite``, ONNX Runtime for an
+    ``.onnx``, the program itself for a ``.pt2``."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".tflite":
         return TfliteRunner(path, name=name)
+    if suffix == ".onnx":
+        return OnnxRunner(path, name=name)
+    if suffix == ".pt2":
+        from r8.frontends.program import load_program
+
+        return TorchRunner(load_program(path), name=name)
     return KerasRunner(path, name=name)
 
 
