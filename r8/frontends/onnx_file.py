@@ -230,7 +230,7 @@ def to_torch(path: str | os.PathLike, proto: onnx.ModelProto | None = None) -> f
         raise R8Error(f"{path}: onnx2torch's module of it cannot be built or run ({type(e).__name__}: {reason})") from None
     outputs = outputs if isinstance(outputs, tuple | list) else (outputs,)
     model.meta.update(input_shapes=shapes, output_shapes=[tuple(o.shape[1:]) for o in outputs],
-                      keras_outputs={}, layout="NHWC" if nhwc else layout(proto), contract=CONTRACT)
+                      keras_outputs={}, layout=layout(proto), contract=CONTRACT)
     return model
 
 
