@@ -227,7 +227,8 @@ def origin_models(origin_files):
     return {origin: load_model(path) for origin, path in origin_files.items() if origin != "tf2onnx"}
 
 
-def _first_config(backend: str, flow: str | None = None):
+def first_config(backend: str, flow: str | None = None):
+    """The backend's first default config this machine runs (of ``flow`` where given)."""
     from r8 import backends
 
     b = backends.backend(backend)
@@ -250,7 +251,7 @@ def test_every_origin_gives_the_h5s_int8_rows(backend, flow, ic01, origin_models
     from r8.jobs.quantize import evaluate_config
     from r8.metrics import paired_drop
 
-    config, labels = _first_config(backend, flow), cifar10.test.labels
+    config, labels = first_config(backend, flow), cifar10.test.labels
     h5_row, h5_probs = evaluate_config(ic01, cifar10, backend, config, torch_probs, calibration)
     for origin, model in origin_models.items():
         row, probs = evaluate_config(model, cifar10, backend, config, torch_probs, calibration)

@@ -14,8 +14,10 @@ import pytest
 import torch
 import trained_models
 from cli_run import r8
+from test_onnx_pt2 import first_config
 
 from r8.frontends.convert import convert, input_layout
+from r8.frontends.program import read_program
 from r8.metrics import agreement, predict, top1
 from r8.runtimes.runners import TorchRunner, reference_runner
 from r8.thresholds import DEFAULT
@@ -41,7 +43,7 @@ def torch_born_probs(torch_born, test_split):
 def test_it_is_the_trainers_pytorch_model(torch_born):
     """The premise: a torch.export program of the trainer's architecture (its parameter and buffer
     names), channels-first, which r8 converts into conv and linear modules."""
-    program = torch.export.load(open(torch_born.path, "rb"))
+    program = read_program(torch_born.path)
     assert set(program.state_dict) | set(program.constants) >= set(trained_models.torch_resnet().state_dict())
     assert input_layout(torch_born.path) == "NCHW" and torch_born.input_shape == (32, 32, 3)
     layers = [m for m in convert(torch_born.path).modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
@@ -67,12 +69,10 @@ def test_fp32_top1(torch_born_probs, test_split, report):
 @pytest.mark.accuracy
 @pytest.mark.parametrize("backend,flow", [("ort", None), ("torch", "pt2e")])
 def test_int8_within_the_drop_gate(backend, flow, torch_born, torch_born_probs, cifar10, report):
-    from r8 import backends
     from r8.calibration import calibration_set
     from r8.jobs.quantize import config_row
 
-    b = backends.backend(backend)
-    config = next(c for c in b.configs(available=True) if flow is None or c.flow == flow)
+    config = first_config(backend, flow)
     row = config_row(torch_born, cifar10, backend, config, torch_born_probs[0], calibration_set(cifar10))
     report(f"cifar_resnet_torch: int8 {backend}-{config.id}",
            f"{row.top1:.2%} (drop {row.drop_pp:.2f} pp, 95 % CI [{row.drop_ci95_pp[0]:.2f}, {row.drop_ci95_pp[1]:.2f}])")
@@ -106,7 +106,7 @@ def test_the_trainer_reproduces_the_committed_model(report):
     from r8.data import load_dataset
 
     path, _ = trained_models.cached("torch_resnet")
-    ours, committed = (torch.export.load(open(p, "rb")).state_dict for p in (path, trained_models.TORCH_MODEL))
+    ours, committed = (read_program(p).state_dict for p in (path, trained_models.TORCH_MODEL))
     same = all(torch.equal(ours[k], committed[k]) for k in committed)
     report("cifar_resnet_torch trained again: the committed weights, bit for bit", "yes" if same else "no")
     data = load_dataset("cifar10")

@@ -10,7 +10,7 @@ import onnx
 import torch
 
 from r8.core.console import native_stderr_quiet
-from r8.core.errors import R8Error
+from r8.core.errors import R8Error, cause
 from r8.frontends.convert import WHOLE_GRAPH, example_inputs
 
 OPSET = 18
@@ -100,5 +100,4 @@ def torch_to_tflite(model: torch.fx.GraphModule, path: str | os.PathLike, source
             edge = litert_torch.convert(litert_torch.to_channel_last_io(model, args=[0]), (sample,))
             edge.export(str(path))
     except Exception as e:  # an op litert-torch has no lowering for, named by it
-        reason = (str(e).strip().splitlines() or [""])[0][:300]
-        raise R8Error(f"{source}: litert-torch cannot convert it to a .tflite ({type(e).__name__}: {reason})") from None
+        raise R8Error(f"{source}: litert-torch cannot convert it to a .tflite ({cause(e)})") from None

@@ -15,7 +15,7 @@ import onnx
 import torch
 from torch import fx
 
-from r8.core.errors import MAX_ELEMENTS, R8Error
+from r8.core.errors import MAX_ELEMENTS, R8Error, cause
 
 CONTRACT = """An ONNX model converted to PyTorch by r8 (onnx2torch).
 
@@ -33,8 +33,7 @@ def read_onnx(path: str | os.PathLike) -> onnx.ModelProto:
         proto = onnx.load(str(path))
         onnx.checker.check_model(proto)
     except Exception as e:  # protobuf's DecodeError, the checker's ValidationError, a missing external file
-        reason = (str(e).strip().splitlines() or [""])[0][:300]
-        raise R8Error(f"{path}: not a valid ONNX model ({type(e).__name__}: {reason})") from None
+        raise R8Error(f"{path}: not a valid ONNX model ({cause(e)})") from None
     return proto
 
 
@@ -212,7 +211,8 @@ def to_torch(path: str | os.PathLike, proto: onnx.ModelProto | None = None) -> f
         raise R8Error("; ".join(found))
     inputs = graph_inputs(proto)
     shapes = [tuple(_dims(i)[1:]) for i in inputs]
-    nhwc = layout(proto) == "NHWC"
+    file_layout = layout(proto)
+    nhwc = file_layout == "NHWC"
     if nhwc:
         shapes[0] = (shapes[0][2], shapes[0][0], shapes[0][1])
     try:
@@ -226,11 +226,10 @@ def to_torch(path: str | os.PathLike, proto: onnx.ModelProto | None = None) -> f
         with torch.no_grad():
             outputs = model(*(torch.zeros(1, *s) for s in shapes))
     except Exception as e:  # a converter's refusal of an attribute, weights that do not fit: named with the file
-        reason = (str(e).strip().splitlines() or [""])[0][:300]
-        raise R8Error(f"{path}: onnx2torch's module of it cannot be built or run ({type(e).__name__}: {reason})") from None
+        raise R8Error(f"{path}: onnx2torch's module of it cannot be built or run ({cause(e)})") from None
     outputs = outputs if isinstance(outputs, tuple | list) else (outputs,)
     model.meta.update(input_shapes=shapes, output_shapes=[tuple(o.shape[1:]) for o in outputs],
-                      keras_outputs={}, layout=layout(proto), contract=CONTRACT)
+                      keras_outputs={}, layout=file_layout, contract=CONTRACT)
     return model
 
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 from torch import fx
 
-from r8.core.errors import R8Error
+from r8.core.errors import R8Error, cause
 
 CONTRACT = """A Keras model converted to PyTorch by r8's fallback route (tf2onnx -> onnx2torch).
 
@@ -72,8 +72,7 @@ def route_limit(path: str | os.PathLike, what: str):
     except R8Error:
         raise
     except Exception as e:
-        reason = (str(e).strip().splitlines() or [""])[0][:300]
-        raise R8Error(f"{path}: the onnx2torch route's module cannot be {what}: {type(e).__name__}: {reason}") from None
+        raise R8Error(f"{path}: the onnx2torch route's module cannot be {what}: {cause(e)}") from None
 
 
 def onnx_to_torch(path: str | os.PathLike) -> fx.GraphModule:

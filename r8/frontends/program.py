@@ -13,13 +13,14 @@ a source you would run code from. A file that is not such an archive is refused 
 
 import os
 import zipfile
+from functools import cache
 from pathlib import Path
 
 import torch
 from torch import fx
 
 from r8.core.cache import build_once, sha256
-from r8.core.errors import R8Error
+from r8.core.errors import R8Error, cause
 
 OPSET = 18
 
@@ -38,8 +39,7 @@ def read_program(path: str | os.PathLike) -> torch.export.ExportedProgram:
         with open(path, "rb") as f:  # a file object: torch.export.load insists on a .pt2 name otherwise
             return torch.export.load(f)
     except Exception as e:  # torch's deserializer raises whatever the damaged part makes it raise
-        reason = (str(e).strip().splitlines() or [""])[0][:300]
-        raise R8Error(f"{path}: torch.export.load cannot read it ({type(e).__name__}: {reason})") from None
+        raise R8Error(f"{path}: torch.export.load cannot read it ({cause(e)})") from None
 
 
 def check_program(program: torch.export.ExportedProgram, path) -> None:
@@ -72,20 +72,26 @@ def load_program(path: str | os.PathLike) -> torch.nn.Module:
     return program.module()
 
 
+@cache
+def _checked_program(path: Path, digest: str) -> torch.export.ExportedProgram:
+    """The program in ``path`` (whose bytes hash to ``digest``), read and checked once per process:
+    every conversion of the model asks again."""
+    program = read_program(path)
+    check_program(program, path)
+    return program
+
+
 def program_onnx(path: str | os.PathLike) -> Path:
     """The cached ``torch.onnx`` export of the program (dynamic batch), keyed by the file's sha256."""
     path = Path(path)
     digest = sha256(path)
-
-    program = read_program(path)  # checked before anything is written
-    check_program(program, path)
+    program = _checked_program(path, digest)  # before anything is written
 
     def export(tmp: Path) -> None:
         try:
             onnx_program = torch.onnx.export(program, dynamo=True, opset_version=OPSET, verbose=False)
         except Exception as e:  # an op torch.onnx has no translation for, named by torch
-            reason = (str(e).strip().splitlines() or [""])[0][:300]
-            raise R8Error(f"{path}: torch.onnx cannot export the program ({type(e).__name__}: {reason})") from None
+            raise R8Error(f"{path}: torch.onnx cannot export the program ({cause(e)})") from None
         onnx_program.save(str(tmp))
     return build_once(f"programs/{path.stem}-{digest[:12]}.onnx", {"program": digest}, export)
 
