@@ -262,5 +262,6 @@ class BenchmarkResult(JobResult):
     targets: list = field(default_factory=list)
     comparisons: list = field(default_factory=list)  # r8.runtimes.timing.Comparison.as_dict, with its run
     rankings: list = field(default_factory=list)  # r8.runtimes.ranking.Ranking.as_dict, with its run and kind
+    profiles: list = field(default_factory=list)  # r8.runtimes.profile.Profile.as_dict, with its batch and role
     rows: list[BenchmarkRow] = field(default_factory=list)
     read_row = BenchmarkRow.from_json

@@ -109,3 +109,23 @@ def test_benchmark_report_contract(tmp_path, rng):
     assert rows["onnxruntime-int8-qop"]["peak_share"] == pytest.approx(256 / 10e-3 * 12.5e6 / 1e9 / 525)
     for png in ("accuracy_vs_throughput.png", "per_class.png", "confusion_best_int8.png", "paired_ratios.png"):
         assert (tmp_path / png).stat().st_size > 10_000 and f"]({png})" in md
+
+
+def test_the_per_op_profiles_line_up_by_op_kind(tmp_path, rng):
+    from r8.runtimes.profile import OpTime, Profile
+
+    def made(file, engine, ops, bare, runner):
+        return Profile(file, engine, 1, 1, tuple(OpTime(i, op, (1, 10), us) for i, (op, us) in enumerate(ops)), bare, runner)
+
+    ours = made("qop.onnx", "onnxruntime", [("QLinearConv", 30.0), ("QLinearConv", 20.0), ("QLinearAdd", 4.0)], 60.0, 90.0)
+    published = made("ref.tflite", "litert", [("CONV_2D", 40.0), ("CONV_2D", 25.0), ("ADD", 3.0), ("SOFTMAX", 1.0)], 75.0, 85.0)
+    profiles = [{"batch": 1, "role": "r8's fastest int8", "runtime": "onnxruntime-int8-qop", "threads": 1, **ours.as_dict()},
+                {"batch": 1, "role": "published int8", "runtime": "tflite-reference-int8", "threads": 1, **published.as_dict()},
+                {"batch": 256, "role": "r8's fastest int8", "runtime": "openvino-int8-qdq", "threads": 2,
+                 "none": "no per-op profiler for openvino-int8-qdq"}]
+    result = write_benchmark_report([_fake_results(rng)], 2, 12_500_000, 0.8719, 0.2, tmp_path, profiles=profiles)
+    md = (tmp_path / "benchmark.md").read_text()
+    assert md.index("# Fastest, by paired rounds") < md.index("# Per-op profile")
+    assert "| conv | 2 ops, 50.0 | 2 ops, 65.0 |" in md and "| softmax | - | 1 ops, 1.0 |" in md
+    assert "| runner's overhead | 30.0 | 10.0 |" in md and "no per-op profiler for openvino-int8-qdq." in md
+    assert Profile.from_dict(result.profiles[1]) == published

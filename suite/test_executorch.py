@@ -70,9 +70,12 @@ def test_the_program_reads_its_input_in_its_exported_dim_order(pte, test_split):
     assert np.mean(right.argmax(1) == test_split.labels[:64]) > 0.75
 
 
-def test_the_runner_refuses_a_thread_count(pte):
-    """XNNPACK's pool keeps its default size: resetting it crashed the process (SIGFPE) in the benchmark."""
+def test_the_runner_runs_on_the_pools_own_size_and_refuses_another(pte):
+    """XNNPACK's pool keeps its default size: resizing it in-process aborted or hung the process."""
     from r8 import R8Error
+    from r8.runtimes.runners import pool_threads
 
-    with pytest.raises(R8Error, match="thread pool at its default size, not 1 thread"):
-        backend("executorch").runner(CONFIG, pte, threads=1)
+    size = pool_threads()
+    assert backend("executorch").runner(CONFIG, pte, threads=size).threads == size
+    with pytest.raises(R8Error, match=f"thread pool at its default size, {size} threads, not {size + 1}"):
+        backend("executorch").runner(CONFIG, pte, threads=size + 1)

@@ -151,14 +151,19 @@ def test_best_tflite_config_on_tflm(images, r8_model, r8_int8_rows, r8_data, rep
 
 
 def test_quantize_mcu_adds_rows_gates_and_the_index_section(tmp_path):
-    """``quantize --mcu``: a tflite-micro row per int8 .tflite of the run, its gate, and the index's
-    "On a microcontroller" table and chart."""
+    """``quantize --mcu``: a tflite-micro row for the best int8 .tflite of each backend that writes
+    one (the report says where the others went), its gate, and the index's "On a microcontroller"
+    table and chart."""
+    from r8.jobs.quantize import MCU_SCOPE
+
     model, data = trained_models.cached("digits")
     r8("quantize", "--model", model, "--data", data, "--out", tmp_path, "--configs", "tflite/int8-perchannel-meanpool",
-       "--mcu", *trained_models.THRESHOLDS["digits"])
+       "tflite/int8-pertensor-meanpool", "--mcu", *trained_models.THRESHOLDS["digits"])
     q = json.loads((tmp_path / model.stem / "quantization.json").read_text())
     micro = [r for r in q["rows"] if r["backend"] == "tflite-micro"]
-    assert [r["config"] for r in micro] == ["int8-perchannel-meanpool-train"] and micro[0]["env"]["engine"] == "tflite-micro"
+    best = min((r for r in q["rows"] if r["backend"] == "tflite"), key=lambda r: r["drop_pp"])  # ties: the first
+    assert [r["config"] for r in micro] == [best["config"]] and micro[0]["env"]["engine"] == "tflite-micro"
+    assert MCU_SCOPE in (tmp_path / model.stem / "quantization.md").read_text()
     assert any(g.name.startswith("TFLM top-1 = LiteRT's") and g.passed for g in map(Gate.from_json, q["gates"]))
     index = (tmp_path / "index.md").read_text()
     assert "## On a microcontroller" in index and "int8-perchannel-meanpool-train" in index

@@ -30,6 +30,18 @@ def thread_counts(threads: int = THREADS) -> tuple[int, ...]:
     return tuple(sorted({1, threads}))
 
 
+def fixed_threads(name: str, most: int) -> int | None:
+    """The one thread count a runtime runs at where its pool is fixed once started (None: any):
+    Keras's and CUDA's at ``most``, ExecuTorch's XNNPACK pool at its default size."""
+    if name in ("keras", "torch-cuda"):
+        return most
+    if name == "executorch-int8":
+        from r8.runtimes.runners import pool_threads
+
+        return pool_threads()
+    return None
+
+
 @dataclass(frozen=True)
 class Runtime:
     name: str
@@ -306,10 +318,31 @@ def benchmark_job(model, data, out_root: Path, repeat: int = 1, cap_s: float = t
     out.mkdir(parents=True, exist_ok=True)
     peaks_start = gemm_peaks()
     runs = benchmark_runs(model, data, out, repeat, cap_s, best_drop_pp, pytest_args, verbose)
+    profiles = profile_winners(runs, data.test.images)
     fp32_top1 = next(b["extra_info"]["top1"] for b in runs[0]["benchmarks"] if b["extra_info"]["runtime"] == "torch")
     report = write_benchmark_report(runs, THREADS, macs_per_image(artifacts.torch_fp32(model)), fp32_top1, best_drop_pp,
                                     out, (peaks_start, gemm_peaks()), list(data.class_names(model.num_classes)),
-                                    describe(model, data))
+                                    describe(model, data), profiles)
     append_step_summary((out / "benchmark.md").read_text())
     write_index(out_root)
     return report
+
+
+def profile_winners(runs: list[dict], images: np.ndarray) -> list[dict]:
+    """At each batch size, the per-op profile (:mod:`r8.runtimes.profile`) of r8's fastest int8 as
+    the last run ranked it (the first named, in a tie) and of the published int8 file, each at the
+    thread count it was ranked at; a runtime r8 cannot profile gets a row saying so."""
+    from r8.report.benchmark import benchmark_rows, rankings
+    from r8.runtimes.profile import profiler
+
+    rows = {r["runtime"]: r for r in benchmark_rows(runs[-1])}
+    reference = next((r["runtime"] for r in rows.values() if r.get("reference") and r["precision"] == "int8"), None)
+    out = []
+    for ranking in (r for r in rankings(runs) if r["run"] == len(runs) and r["kind"] == "int8-vs-reference"):
+        batch = ranking["batch"]
+        for role, name in (("r8's fastest int8", ranking["fastest"][0]), ("published int8", reference)):
+            row, fn = rows[name], profiler(name)
+            threads = row["threads"][f"bs{batch}"]
+            facts = fn(row["artifact"], images[:batch], threads).as_dict() if fn else {"none": f"no per-op profiler for {name}"}
+            out.append({"batch": batch, "role": role, "runtime": name, "threads": threads, **facts})
+    return out

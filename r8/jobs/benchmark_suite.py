@@ -19,7 +19,7 @@ import pytest
 
 from r8.backends import backend
 from r8.core.errors import R8Error
-from r8.jobs.benchmark import BATCHES, COMPARISONS, candidates, runtime_names, runtimes, thread_counts
+from r8.jobs.benchmark import BATCHES, COMPARISONS, candidates, fixed_threads, runtime_names, runtimes, thread_counts
 from r8.metrics import confusion, per_class, predict, top1
 from r8.runtimes.ranking import rank
 from r8.runtimes.timing import VERDICTS, compare
@@ -42,7 +42,7 @@ def runtime_table(r8_model, r8_data, r8_calibration, r8_int8_rows):
     """Measures every default int8 config once, to pick the best ones to benchmark (the model of
     ``--r8-model``, default the MLPerf Tiny ResNet8)."""
     rows = {}
-    for b in ("ort", "torch", "tflite"):
+    for b in ("ort", "torch", "tflite", "executorch"):
         for c in backend(b).configs(available=True):
             try:
                 rows[b, c] = r8_int8_rows(b, c)
@@ -83,13 +83,13 @@ def block_medians():
 @pytest.mark.benchmark  # on the function, so a module that imports it (suite/test_benchmark.py) keeps it
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"bs{b}")
 def test_inference(benchmark, name, batch, threads, runtime_table, loaded, block_medians, r8_model, r8_data, request):
-    most = request.config.getoption("r8_bench_threads")
-    if name in ("keras", "torch-cuda") and threads != most:
-        pytest.skip(f"{name}: its thread pools are fixed once started (measured at {most} threads only)")
     if name not in runtime_table:
         pytest.skip(f"{name}: not a runtime of {r8_model.stem} on {r8_data.name} (its backend cannot take the model, "
                     "no published reference file, "
                     "or float data where the runtime takes uint8 pixels)")
+    only = fixed_threads(name, request.config.getoption("r8_bench_threads"))
+    if only is not None and threads != only:
+        pytest.skip(f"{name}: its thread pool is fixed once started (measured at {only} threads only)")
     runner, info = loaded(name, threads)
     images = r8_data.test.images[:batch]
     benchmark.extra_info.update(info, batch=batch, threads=threads)

@@ -120,10 +120,15 @@ def mcu_rows(model: Model, data: Dataset, fp32_probs: np.ndarray, files: list[Mc
 
 
 def mcu_files(rows: list[Row]) -> list[McuFile]:
-    """The int8 .tflite of every row of r8's backends that write one, and of the published reference."""
-    writers = backends.mcu_names()
+    """The int8 .tflite of the best row of each of r8's backends that write one (what the TFLM gates
+    read) and of the published reference; ``python -m r8 mcu`` runs every default config's file."""
+    ours = [best_row(rows, b) for b in sorted(backends.mcu_names())]
     return [McuFile(r.backend, r.config, Path(r.artifact)) for r in rows
-            if isinstance(r, ReferenceRow) or (isinstance(r, Int8Row) and r.backend in writers)]
+            if r in ours or isinstance(r, ReferenceRow)]
+
+
+MCU_SCOPE = ("TFLite Micro ran the best int8 .tflite of each backend that writes one, and the published file: the "
+             "files its gates read. `python -m r8 mcu` runs every default config's file.")
 
 
 def backend_sqnr(model: Model, b: Backend, rows: list[Int8Row], cal: CalibrationSet, data: Dataset) -> list[dict]:
@@ -177,6 +182,7 @@ def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal:
     result.rows += [reference] if reference else []
     if mcu:  # each int8 .tflite also on TFLM, the kernels of a microcontroller
         result.rows += mcu_rows(model, data, fp32_probs, mcu_files(result.rows), progress)
+        result.notes["mcu_scope"] = MCU_SCOPE
     result.thresholds = vars(thresholds)
     waivers = {b.name: b.best_gate_waiver() for b in backends.gated()}
     result.gates = quantize_gates(result.fp32_top1, result.rows, thresholds, waivers, tuple(backends.mcu_names()))

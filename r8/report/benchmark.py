@@ -174,7 +174,8 @@ TARGETS = {("int8", "bs256"): 1.15, ("int8", "bs1"): 1.0, ("fp32", "bs256"): 1.0
 
 def write_benchmark_report(runs: list[dict], threads: int, macs: int, fp32_top1: float,
                            best_drop_pp: float, out_dir: str | Path, peaks: tuple[dict, dict] | None = None,
-                           classes: list | None = None, about: dict | None = None) -> BenchmarkResult:
+                           classes: list | None = None, about: dict | None = None,
+                           profiles: list | None = None) -> BenchmarkResult:
     """``benchmark.json`` and ``benchmark.md`` from one or more pytest-benchmark JSONs (``runs``):
     each runtime's figure is the median of the runs; each ratio comes from paired, interleaved
     rounds within a run, with its interval; ``peaks`` are the GEMM peaks at the start and the end."""
@@ -201,7 +202,7 @@ def write_benchmark_report(runs: list[dict], threads: int, macs: int, fp32_top1:
               "figures": figures,
               "targets": _paired_targets(paired, [_block_targets(run, best_drop_pp) for run in per_run]),
               "comparisons": [{k: v for k, v in c.items() if k != "round_ratios"} for c in paired],
-              "rankings": rankings(runs),
+              "rankings": rankings(runs), "profiles": profiles or [],
               "rows": [{k: v for k, v in r.items() if k not in ("per_class", "confusion")} for r in rows]}
     result = BenchmarkResult.from_json({**report, **stamp("benchmark")})
     report = result.to_json()
@@ -259,6 +260,36 @@ def _ranking_blocks(report: dict) -> list:
                  "above 1.0 (several such: a tie)."), *map(Para, lines)]
 
 
+def _profile_blocks(report: dict) -> list:
+    """Per batch size, r8's fastest int8 and the published file op kind by op kind, and what each
+    runner adds to a bare call."""
+    from r8.runtimes.profile import Profile, by_kind
+
+    blocks = []
+    for batch in sorted({p["batch"] for p in report.get("profiles", [])}):
+        pair = [p for p in report["profiles"] if p["batch"] == batch]
+        said = ", ".join(f"{p['role']}: {p['runtime']} ({p['threads']} thread(s))" for p in pair)
+        blocks.append(Para(f"Batch {batch} — {said}." + "".join(f" {p['none']}." for p in pair if "none" in p)))
+        profiled = [Profile.from_dict(p) for p in pair if "none" not in p]
+        if not profiled:
+            continue
+        kinds = [by_kind(p) for p in profiled]
+        names = list(dict.fromkeys(k for table in kinds for k in table))
+        cell = lambda table, k: f"{table[k][0]} ops, {table[k][1]:,.1f}" if k in table else "-"  # noqa: E731
+        rows = [[k, *(cell(t, k) for t in kinds)] for k in names]
+        rows += [["sum of the ops, each alone", *(f"{sum(o.us for o in p.ops):,.1f}" for p in profiled)],
+                 ["whole model, bare invoke / run", *(f"{p.bare_us:,.1f}" for p in profiled)],
+                 ["r8's runner (predict)", *(f"{p.runner_us:,.1f}" for p in profiled)],
+                 ["runner's overhead", *(f"{p.runner_overhead_us:,.1f}" for p in profiled)]]
+        blocks.append(Table(["op kind (µs per call)", *(f"{p.engine}: {Path(p.file).name}" for p in profiled)], rows))
+    if not blocks:
+        return []
+    return [Heading(1, "Per-op profile, r8's fastest int8 vs the published file"),
+            Para("Each .tflite op timed alone (a model of that one op cut from the file, same kernels); each ONNX node "
+                 "from ONNX Runtime's profiler inside whole runs. Medians of short slots: a profile, not a speed "
+                 "claim (the rankings above decide that). Every op's own figure is in benchmark.json."), *blocks]
+
+
 def benchmark_blocks(report: dict) -> list:
     rows, threads, best_drop_pp = report["rows"], report["threads"], report["best_drop_pp"]
     models = [r for r in rows if r["precision"] != "overhead"]
@@ -269,7 +300,7 @@ def benchmark_blocks(report: dict) -> list:
               f"{r['img_per_s_bs256'] / keras['img_per_s_bs256']:.1f}x" if keras else "-",
               f"{r['img_per_s_bs256'] / best_fp32['img_per_s_bs256']:.2f}x",
               "-" if r["top1"] is None else f"{r['top1']:.2%}", f"{r['size_bytes'] / 1024:.0f}", f"{r['gmacs_per_s']:.0f}",
-              f"{r['peak_share']:.0%}" if "peak_share" in r else "-"]
+              f"{r['peak_share']:.0%}" if r.get("peak_share") is not None else "-"]
              for r in models]
     blocks = [*_ranking_blocks(report), *_target_blocks(report),
               Heading(1, "Runtimes"),
@@ -292,6 +323,7 @@ def benchmark_blocks(report: dict) -> list:
             f"{peaks[0]['int8']:.0f} / {peaks[1]['int8']:.0f} GMAC/s"
             + (f" — **they differ by more than {PEAK_DRIFT:.0%}: the machine changed under the run**" if report["peaks_drift"] else "")
             + f". Best int8 here: {best_int8['gmacs_per_s']:.0f} GMAC/s ({best_int8.get('peak_share', 0):.0%} of the int8 peak)."))
+    blocks += _profile_blocks(report)
     if report.get("comparisons"):
         blocks += [Heading(1, "Paired comparisons"),
                    Para("Each pair timed in interleaved rounds (A B B A or B A A B, seeded) on the same inputs, each at "

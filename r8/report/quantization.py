@@ -51,6 +51,7 @@ def quantization_blocks(report: dict) -> list:
         Table(["backend", "config", "top-1 (test)", "drop (pp) [95 % CI]", "discordant", "McNemar p", "top-1 perf200",
                "size (KiB)", "calib. s", "quant. s", "worst class"], rows),
         *[Para(f"Not measured: {s['backend']} {s['config']}: {s['reason']}") for s in report.get("skipped", [])],
+        *([Para(report["mcu_scope"])] if "mcu_scope" in report else []),
         Heading(1, "Gates"),
         Table(["gate", "threshold", "measured", ""], [[g.name, str(g.threshold), f"{g.measured:.4g}", g.verdict]
                                                       for g in map(Gate.from_json, report.get("gates", []))]),

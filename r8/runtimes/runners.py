@@ -106,23 +106,31 @@ class TorchRunner:
 class ExecuTorchRunner:
     """A ``.pte`` on ExecuTorch's runtime, taking contiguous NCHW input (r8's conversion; the program
     reads its input's memory in the dim order it was exported with, whatever the tensor's strides)
-    in batches of at most ``max_batch`` (the program's dynamic batch bound). XNNPACK's thread pool
-    keeps its default size: resetting it (``_unsafe_reset_threadpool``) to time 1 and 2 threads
-    crashed the process with a floating point exception, so ``threads`` other than 0 is refused."""
+    in batches of at most ``max_batch`` (the program's dynamic batch bound). XNNPACK's thread pool is
+    one per process and keeps its default size: resizing it between calls
+    (``_unsafe_reset_threadpool``) aborted or hung the process, so ``threads`` other
+    than 0 or that size is refused."""
 
     def __init__(self, path: str | os.PathLike, name: str = "executorch", threads: int = 0, max_batch: int = 1):
         from executorch.runtime import Runtime
 
-        if threads:
+        if threads and threads != pool_threads():
             raise R8Error(f"{path}: ExecuTorch's runner keeps XNNPACK's thread pool at its default size, "
-                          f"not {threads} thread(s)")
+                          f"{pool_threads()} threads, not {threads}")
         with native_stderr_quiet():  # its CPU probe's log lines
             self.method = Runtime.get().load_program(Path(path)).load_method("forward")
-        self.name, self.max_batch = name, max_batch
+        self.name, self.max_batch, self.threads = name, max_batch, pool_threads()
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return np.concatenate([self.method.execute((torch_input(images[s:s + self.max_batch]).contiguous(),))[0].numpy()
                                for s in range(0, len(images), self.max_batch)])
+
+
+def pool_threads() -> int:
+    """The size of ExecuTorch's XNNPACK thread pool in this process (its default: one per core)."""
+    from executorch.extension.pybindings import portable_lib
+
+    return portable_lib._threadpool_get_thread_count()
 
 
 def reference_runner(path: str | os.PathLike, name: str = "keras"):

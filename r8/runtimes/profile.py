@@ -1,0 +1,220 @@
+"""Where a model's time goes, op by op, and what r8's runner adds around it.
+
+- A ``.tflite``: each op timed alone, as a model of that one op cut from the file (its weights and
+  quantization as they are) on the same interpreter and kernels (XNNPACK where it takes the op).
+  The ops' sum misses what the whole model shares or fuses across ops; the whole model's bare
+  ``invoke`` is timed beside them.
+- An ``.onnx``: ONNX Runtime's own profiler, each node's kernel time inside whole-model runs.
+- Both: the runner's ``predict`` (input conversion, output copy, Python) against a bare
+  ``invoke`` / ``run`` of the same model on the same input.
+
+Each figure is a median over slots of about :data:`SLOT_S`, so it is a profile, not a speed
+claim: which runtime is faster is decided in paired rounds (:mod:`r8.runtimes.ranking`).
+"""
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from r8.core.console import native_stderr_quiet
+from r8.runtimes.runners import OnnxRunner, TfliteRunner, model_input, onnx_session
+
+SLOT_S, SLOTS = 0.02, 7  # each figure: the median of SLOTS slots, each repeating the call for about SLOT_S
+ORT_RUNS = 50  # whole-model runs under ONNX Runtime's profiler
+
+
+@dataclass(frozen=True)
+class OpTime:
+    index: int  # position in the file's execution order
+    op: str  # the builtin (CONV_2D) or ONNX op type (QLinearConv)
+    output_shape: tuple[int, ...]
+    us: float  # median microseconds per call
+
+
+@dataclass(frozen=True)
+class Profile:
+    file: str
+    engine: str  # "litert" or "onnxruntime"
+    batch: int
+    threads: int
+    ops: tuple[OpTime, ...]
+    bare_us: float  # the whole model's bare invoke / run
+    runner_us: float  # r8's runner.predict on the same batch
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Profile":
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{**{k: v for k, v in d.items() if k in names},
+                      "ops": tuple(OpTime(**{**t, "output_shape": tuple(t["output_shape"])}) for t in d["ops"])})
+
+    @property
+    def runner_overhead_us(self) -> float:
+        """What r8's runner adds to a bare call: input conversion, output copy, Python."""
+        return self.runner_us - self.bare_us
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ops": [asdict(t) for t in self.ops], "runner_overhead_us": self.runner_overhead_us}
+
+    def by_op(self) -> dict[str, tuple[int, float]]:
+        """op -> (how many, their microseconds together), most time first."""
+        out: dict[str, tuple[int, float]] = {}
+        for t in self.ops:
+            n, us = out.get(t.op, (0, 0.0))
+            out[t.op] = (n + 1, us + t.us)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1][1]))
+
+
+def per_call_us(call: Callable[[], object]) -> float:
+    """Median microseconds of one call, over :data:`SLOTS` slots of about :data:`SLOT_S` each."""
+    for _ in range(3):  # warm-up: first calls allocate and pack weights
+        call()
+    start, n = time.perf_counter(), 0
+    while time.perf_counter() - start < SLOT_S / 4 or n < 1:
+        call()
+        n += 1
+    reps = max(1, round(n * SLOT_S / (time.perf_counter() - start) / 4) * 4) if n else 1
+    slots = []
+    for _ in range(SLOTS):
+        start = time.perf_counter()
+        for _ in range(reps):
+            call()
+        slots.append((time.perf_counter() - start) / reps)
+    return float(np.median(slots)) * 1e6
+
+
+def random_input(shape, dtype, seed: int = 0) -> np.ndarray:
+    """A tensor of ``shape`` and ``dtype`` over its type's whole range (kernels' time does not
+    depend on the values, but a constant could take a shortcut)."""
+    rng = np.random.default_rng(seed)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _op_name(model, op) -> str:
+    from ai_edge_litert import schema_py_generated as schema
+
+    code = model.operatorCodes[op.opcodeIndex]
+    number = max(code.builtinCode, code.deprecatedBuiltinCode)
+    return next(k for k, v in vars(schema.BuiltinOperator).items() if v == number)
+
+
+def single_op_models(path: str | os.PathLike) -> list[tuple[str, bytes]]:
+    """(op name, a ``.tflite`` of that op alone) for each op of the file, in execution order: the
+    op's non-constant inputs become the model's inputs, its outputs the model's outputs."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
+    graph = model.subgraphs[0]
+    constant = {i for i, t in enumerate(graph.tensors) if model.buffers[t.buffer].data is not None}
+    model.signatureDefs, operators, out = None, list(graph.operators), []
+    for op in operators:
+        graph.operators = [op]
+        graph.inputs = [int(i) for i in op.inputs if i >= 0 and i not in constant]
+        graph.outputs = [int(i) for i in op.outputs]
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        out.append((_op_name(model, op), bytes(builder.Output())))
+    return out
+
+
+def _interpreter(content: bytes, threads: int, batch: int):
+    """A LiteRT interpreter of ``content`` (XNNPACK, as r8's TfliteRunner) with every input's
+    first dimension set to ``batch``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with native_stderr_quiet():
+        it = Interpreter(model_content=content, num_threads=threads or None)
+        for d in it.get_input_details():
+            it.resize_tensor_input(d["index"], [batch, *d["shape"][1:]])
+        it.allocate_tensors()
+    return it
+
+
+def _fed(it, seed: int = 0):
+    """``it`` with random inputs set: its invoke, ready to time."""
+    for d in it.get_input_details():
+        it.set_tensor(d["index"], random_input(d["shape"], d["dtype"], seed))
+    return it.invoke
+
+
+def tflite_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0) -> Profile:
+    """Each op of a ``.tflite`` alone, the whole model bare, and r8's TfliteRunner, at the batch of ``images``."""
+    batch, ops = len(images), []
+    for index, (op, content) in enumerate(single_op_models(path)):
+        it = _interpreter(content, threads, batch)
+        shape = tuple(int(d) for d in it.get_output_details()[0]["shape"])
+        ops.append(OpTime(index, op, shape, per_call_us(_fed(it, index))))
+    runner = TfliteRunner(path, threads=threads or None)
+    runner.predict(images)  # sized for the batch, input set from the images themselves
+    return Profile(str(path), "litert", batch, threads, tuple(ops), per_call_us(runner.interpreter.invoke),
+                   per_call_us(lambda: runner.predict(images)))
+
+
+def onnx_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0) -> Profile:
+    """Each node's kernel time from ONNX Runtime's profiler over :data:`ORT_RUNS` whole-model runs
+    (median per node), the bare ``run`` and r8's OnnxRunner, at the batch of ``images``."""
+    import onnxruntime as ort
+
+    runner = OnnxRunner(path, threads=threads)
+    runner.predict(images)  # decides the layout
+    feed = {runner.input_name: model_input(images, runner.nchw[images.shape[1:]], runner.integer)}
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.enable_profiling, options.profile_file_prefix = True, str(Path(path).stem)
+    session = onnx_session(str(path), options)
+    for _ in range(ORT_RUNS):
+        session.run(None, feed)
+    trace = Path(session.end_profiling())
+    events = json.loads(trace.read_text())
+    trace.unlink()
+    order, times, shapes, kinds = [], {}, {}, {}
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
+            continue
+        node = e["name"].removesuffix("_kernel_time")
+        if node not in times:
+            order.append(node)
+            kinds[node] = e["args"].get("op_name", "?")
+            out = e["args"].get("output_type_shape", [{}])
+            shapes[node] = tuple(next(iter(out[0].values()), ())) if out else ()
+        times.setdefault(node, []).append(e["dur"])
+    ops = tuple(OpTime(i, kinds[n], shapes[n], float(np.median(times[n][1:] or times[n]))) for i, n in enumerate(order))
+    return Profile(str(path), "onnxruntime", len(images), threads, ops,
+                   per_call_us(lambda: runner.session.run(None, feed)), per_call_us(lambda: runner.predict(images)))
+
+
+PROFILERS = {"tflite": tflite_profile, "onnxruntime": onnx_profile}  # by the runtime name's first word
+
+
+def profiler(runtime: str) -> Callable[..., Profile] | None:
+    """The per-op profiler of a benchmark runtime (``tflite-int8``, ``onnxruntime-int8-qop-u8in``);
+    None where r8 has none for its engine (OpenVINO, torch, ExecuTorch)."""
+    return PROFILERS.get(runtime.split("-")[0])
+
+
+# What each engine's ops do, so two files' profiles line up by kind
+KINDS = {"conv": ("CONV_2D", "QLinearConv", "Conv", "ConvInteger"), "depthwise conv": ("DEPTHWISE_CONV_2D",),
+         "add": ("ADD", "QLinearAdd", "Add"), "dense": ("FULLY_CONNECTED", "QGemm", "Gemm", "MatMul", "MatMulInteger"),
+         "pool": ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "QLinearAveragePool", "QLinearGlobalAveragePool",
+                  "AveragePool", "GlobalAveragePool", "MaxPool"),
+         "(de)quantize": ("QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear"),
+         "layout": ("RESHAPE", "TRANSPOSE", "Reshape", "Transpose", "Flatten"), "softmax": ("SOFTMAX", "Softmax")}
+KIND_OF = {op: kind for kind, ops in KINDS.items() for op in ops}
+
+
+def by_kind(profile: Profile) -> dict[str, tuple[int, float]]:
+    """kind (conv, add, ...; an op of no kind as itself) -> (how many ops, their microseconds together)."""
+    out: dict[str, tuple[int, float]] = {}
+    for op, (n, us) in profile.by_op().items():
+        kind = KIND_OF.get(op, op)
+        have = out.get(kind, (0, 0.0))
+        out[kind] = (have[0] + n, have[1] + us)
+    return out
