@@ -51,15 +51,25 @@ def test_a_tflite_profile_times_every_op_and_the_runner(published_int8, test_spl
     assert profile.Profile.from_dict(p.as_dict()) == p
 
 
-def test_an_onnx_profile_names_each_node_from_onnx_runtimes_profiler(ic01, calibration, test_split):
+def _int8_onnx(model, calibration, fmt: str):
     from r8.backends import backend
 
     ort = backend("ort")
-    config = next(c for c in ort.default if c.fmt == "qop")
-    p = profile.onnx_profile(ort.build(ic01, config, calibration), test_split.images[:4], threads=1)
+    return ort.build(model, next(c for c in ort.default if c.fmt == fmt), calibration)
+
+
+def test_an_onnx_profile_names_each_node_from_onnx_runtimes_profiler(ic01, calibration, test_split):
+    p = profile.onnx_profile(_int8_onnx(ic01, calibration, "qop"), test_split.images[:4], threads=1)
     kinds = profile.by_kind(p)
     assert p.engine == "onnxruntime" and kinds["conv"][0] == 9 and kinds["add"][0] == 3
     assert all(t.us >= 0 for t in p.ops) and p.bare_us > 0
     assert profile.profiler("onnxruntime-int8-qop-u8in") is profile.onnx_profile
     assert profile.profiler("tflite-reference-int8") is profile.tflite_profile
-    assert profile.profiler("openvino-int8-qdq") is None and profile.profiler("executorch-int8") is None
+    assert profile.profiler("openvino-int8-qdq") is profile.openvino_profile
+    assert profile.profiler("executorch-int8") is None and profile.profiler("torch-int8") is None
+
+
+def test_an_openvino_profile_reads_its_performance_counters(ic01, calibration, test_split):
+    """OpenVINO fuses the QDQ file's ops: its executed nodes hold IC01's 9 convolutions as nodes of their own."""
+    p = profile.openvino_profile(_int8_onnx(ic01, calibration, "qdq"), test_split.images[:4], threads=1)
+    assert p.engine == "openvino" and profile.by_kind(p)["conv"][0] == 9 and p.bare_us > 0

@@ -5,7 +5,8 @@
   The ops' sum misses what the whole model shares or fuses across ops; the whole model's bare
   ``invoke`` is timed beside them.
 - An ``.onnx``: ONNX Runtime's own profiler, each node's kernel time inside whole-model runs.
-- Both: the runner's ``predict`` (input conversion, output copy, Python) against a bare
+- An ``.onnx`` on OpenVINO: its performance counters, each executed node (after its fusions).
+- All: the runner's ``predict`` (input conversion, output copy, Python) against a bare
   ``invoke`` / ``run`` of the same model on the same input.
 
 Each figure is a median over slots of about :data:`SLOT_S`, so it is a profile, not a speed
@@ -22,10 +23,10 @@ from typing import Callable
 import numpy as np
 
 from r8.core.console import native_stderr_quiet
-from r8.runtimes.runners import OnnxRunner, TfliteRunner, model_input, onnx_session
+from r8.runtimes.runners import OnnxRunner, OpenVinoRunner, TfliteRunner, model_input, onnx_session
 
 SLOT_S, SLOTS = 0.02, 7  # each figure: the median of SLOTS slots, each repeating the call for about SLOT_S
-ORT_RUNS = 50  # whole-model runs under ONNX Runtime's profiler
+PROFILED_RUNS = 50  # whole-model runs under ONNX Runtime's profiler or OpenVINO's counters
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class OpTime:
 @dataclass(frozen=True)
 class Profile:
     file: str
-    engine: str  # "litert" or "onnxruntime"
+    engine: str  # "litert", "onnxruntime" or "openvino"
     batch: int
     threads: int
     ops: tuple[OpTime, ...]
@@ -159,7 +160,7 @@ def tflite_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0
 
 
 def onnx_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0) -> Profile:
-    """Each node's kernel time from ONNX Runtime's profiler over :data:`ORT_RUNS` whole-model runs
+    """Each node's kernel time from ONNX Runtime's profiler over :data:`PROFILED_RUNS` whole-model runs
     (median per node), the bare ``run`` and r8's OnnxRunner, at the batch of ``images``."""
     import onnxruntime as ort
 
@@ -170,7 +171,7 @@ def onnx_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0) 
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.enable_profiling, options.profile_file_prefix = True, str(Path(path).stem)
     session = onnx_session(str(path), options)
-    for _ in range(ORT_RUNS):
+    for _ in range(PROFILED_RUNS):
         session.run(None, feed)
     trace = Path(session.end_profiling())
     events = json.loads(trace.read_text())
@@ -191,22 +192,50 @@ def onnx_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0) 
                    per_call_us(lambda: runner.session.run(None, feed)), per_call_us(lambda: runner.predict(images)))
 
 
-PROFILERS = {"tflite": tflite_profile, "onnxruntime": onnx_profile}  # by the runtime name's first word
+def openvino_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0) -> Profile:
+    """Each executed node's time from OpenVINO's performance counters over :data:`PROFILED_RUNS`
+    whole-model runs (median per node; after OpenVINO's fusions a node may hold several of the
+    file's ops), the bare ``infer`` and r8's OpenVinoRunner, at the batch of ``images``."""
+    runner, counted = OpenVinoRunner(path, threads=threads), OpenVinoRunner(path, threads=threads)
+    counted.config["PERF_COUNT"] = True
+    runner.predict(images)
+    counted.predict(images)
+    feed = {0: np.ascontiguousarray(images)}
+    order, times, kinds = [], {}, {}
+    for _ in range(PROFILED_RUNS):
+        counted.request.infer(feed)
+        for info in counted.request.get_profiling_info():
+            if info.status != info.Status.EXECUTED:
+                continue
+            if info.node_name not in times:
+                order.append(info.node_name)
+                kinds[info.node_name] = info.node_type
+            times.setdefault(info.node_name, []).append(info.real_time.total_seconds() * 1e6)
+    ops = tuple(OpTime(i, kinds[n], (), float(np.median(times[n][1:] or times[n]))) for i, n in enumerate(order))
+    return Profile(str(path), "openvino", len(images), threads, ops,
+                   per_call_us(lambda: runner.request.infer(feed)), per_call_us(lambda: runner.predict(images)))
+
+
+# by the runtime name's first word
+PROFILERS = {"tflite": tflite_profile, "onnxruntime": onnx_profile, "openvino": openvino_profile}
 
 
 def profiler(runtime: str) -> Callable[..., Profile] | None:
     """The per-op profiler of a benchmark runtime (``tflite-int8``, ``onnxruntime-int8-qop-u8in``);
-    None where r8 has none for its engine (OpenVINO, torch, ExecuTorch)."""
+    None where r8 has none for its engine (torch, ExecuTorch)."""
     return PROFILERS.get(runtime.split("-")[0])
 
 
 # What each engine's ops do, so two files' profiles line up by kind
-KINDS = {"conv": ("CONV_2D", "QLinearConv", "Conv", "ConvInteger"), "depthwise conv": ("DEPTHWISE_CONV_2D",),
-         "add": ("ADD", "QLinearAdd", "Add"), "dense": ("FULLY_CONNECTED", "QGemm", "Gemm", "MatMul", "MatMulInteger"),
+KINDS = {"conv": ("CONV_2D", "QLinearConv", "Conv", "ConvInteger", "Convolution"), "depthwise conv": ("DEPTHWISE_CONV_2D",),
+         "add": ("ADD", "QLinearAdd", "Add", "Eltwise"),
+         "dense": ("FULLY_CONNECTED", "QGemm", "Gemm", "MatMul", "MatMulInteger", "FullyConnected",
+                   "FullyConnectedQuantizedLegacy"),
          "pool": ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "QLinearAveragePool", "QLinearGlobalAveragePool",
-                  "AveragePool", "GlobalAveragePool", "MaxPool"),
-         "(de)quantize": ("QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear"),
-         "layout": ("RESHAPE", "TRANSPOSE", "Reshape", "Transpose", "Flatten"), "softmax": ("SOFTMAX", "Softmax")}
+                  "AveragePool", "GlobalAveragePool", "MaxPool", "AvgPool", "ReduceMean"),
+         "(de)quantize": ("QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear", "FakeQuantize", "Convert"),
+         "layout": ("RESHAPE", "TRANSPOSE", "Reshape", "Transpose", "Flatten", "Reorder"),
+         "softmax": ("SOFTMAX", "Softmax")}
 KIND_OF = {op: kind for kind, ops in KINDS.items() for op in ops}
 
 
