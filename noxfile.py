@@ -51,7 +51,7 @@ def slow(session):
 @nox.session
 def quantize(session):
     """Main job: convert, export, calibrate, quantize every default config, evaluate, run each
-    int8 .tflite on TFLite Micro, report."""
+    backend's best int8 .tflite and the published one on TFLite Micro, report."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "r8", "download")  # a no-op where R8_DATA_DIR is already verified
     model = session.posargs[session.posargs.index("--model") + 1] if "--model" in session.posargs else None

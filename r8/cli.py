@@ -290,8 +290,8 @@ def add_int8_commands(sub) -> None:
                         "MLCommons list, which overlaps the test set (comparison only)")
     p.add_argument("--calibration-size", type=int, default=DEFAULT_SIZE, help="training images, a multiple of the class count")
     p.add_argument("--calibration-seed", type=int, default=0)
-    p.add_argument("--mcu", action="store_true", help="also run each int8 .tflite on TFLite Micro's kernels (a row each: "
-                                                        "accuracy, agreement with LiteRT, arena and flash bytes)")
+    p.add_argument("--mcu", action="store_true", help="also run each backend's best int8 .tflite and the published one on TFLite "
+                                                        "Micro (a row each: accuracy, arena, flash; `r8 mcu` runs them all)")
     p.set_defaults(run=cmd_quantize)
 
     p = sub.add_parser("mcu", help="will it run on a microcontroller? the model's int8 .tflite files (and any given) "
