@@ -180,7 +180,7 @@ def quantize_job(model: Model, data: Dataset, backend: str, out_root: Path, cal:
     result.reproducibility = {b.name: b.reproducibility for b, _ in plan if b.reproducibility}
     reference = reference_row(model, data, fp32_probs, progress)
     result.rows += [reference] if reference else []
-    if mcu:  # each int8 .tflite also on TFLM, the kernels of a microcontroller
+    if mcu:  # the .tflite files the TFLM gates read, also on TFLM: the kernels of a microcontroller
         result.rows += mcu_rows(model, data, fp32_probs, mcu_files(result.rows), progress)
         result.notes["mcu_scope"] = MCU_SCOPE
     result.thresholds = vars(thresholds)

@@ -286,7 +286,7 @@ def _profile_blocks(report: dict) -> list:
         return []
     return [Heading(1, "Per-op profile, r8's fastest int8 vs the published file"),
             Para("Each .tflite op timed alone (a model of that one op cut from the file, same kernels); each ONNX node "
-                 "from ONNX Runtime's profiler inside whole runs. Medians of short slots: a profile, not a speed "
+                 "from ONNX Runtime's profiler or OpenVINO's counters inside whole runs. Medians of short slots: a profile, not a speed "
                  "claim (the rankings above decide that); an overhead below 0 is the two medians' noise. "
                  "Every op's own figure is in benchmark.json."), *blocks]
 
