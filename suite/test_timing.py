@@ -160,6 +160,29 @@ def test_each_comparison_ranks_its_candidates_within_the_drop_bound():
         ["fast-int8", "int8", "fp32", "ref-int8", "ref-fp32"], None)
 
 
+def test_a_pool_that_is_slow_after_each_pause_is_timed_once_warm(monkeypatch):
+    """A runtime whose calls take 3 ms for the first 15 ms after each idle pause and 1 ms after
+    (as LiteRT's XNNPACK pool did at batch 1), against a steady 1.2 ms one: each slot warms it up
+    for WARM_S, then times SLOT_S, so it comes out faster. Slots sized from one early call (3 ms)
+    timed it while still cold, and called it slower."""
+    from types import SimpleNamespace
+
+    from r8.runtimes import timing
+
+    clock, woke = FakeClock(0.0), [0.0]
+
+    def pause(seconds):  # the comparison's idle pause: the pool falls asleep
+        woke[0] = clock.now
+
+    monkeypatch.setattr(timing, "time", SimpleNamespace(sleep=pause))
+
+    def sleepy():
+        clock.now += 3e-3 if clock.now - woke[0] < 15e-3 else 1e-3
+
+    c = compare("cold pool", 1, ("sleepy", sleepy), ("steady", clock.runtime(1.2e-3)), clock=clock)
+    assert c.verdict == "faster" and c.ratio == pytest.approx(1.2, rel=0.01)
+
+
 def test_the_cap_leaves_enough_rounds_for_an_interval():
     """Calls so long that the cap is reached after the first round: the comparison still takes
     MIN_CAPPED_ROUNDS rounds (a bootstrap of 3 ratios spans little and excludes 1.0 on noise)."""

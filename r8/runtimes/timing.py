@@ -18,7 +18,8 @@ HALF_WIDTH = 0.03  # stop once the interval lies within ±3 % of the ratio
 CAP_S = 60.0  # the most time one comparison may take
 MIN_CAPPED_ROUNDS = 10  # the time cap stops no comparison before this: a bootstrap of 3-5 rounds excludes 1.0 on noise
 MIN_ROUNDS = 30  # the first look at the interval; later looks each time the rounds double (few looks, little optional-stopping bias)
-SLOT_S = 0.02  # each slot of a round repeats its call until it lasts about this long (timer resolution, per-call jitter)
+SLOT_S = 0.02  # each slot of a round repeats its call until it lasts this long (timer resolution, per-call jitter)
+WARM_S = 0.02  # and first, untimed, for this long: a thread pool that slept in the gap is slow for its first milliseconds
 GAP_S = 0.06  # an idle pause before each slot: the thread pools the last runtime left spinning fall asleep first
 RESAMPLES, SEED = 2_000, 0
 
@@ -81,22 +82,19 @@ def compare(name: str, batch: int, a: tuple[str, Callable[[], object]], b: tuple
     until the interval of their ratio excludes 1.0, lies within ±3 %, or ``cap_s`` has passed."""
     (a_name, a_call), (b_name, b_call) = a, b
     calls = {"A": a_call, "B": b_call}
-    repeat = {}
-    for key, call in calls.items():  # warm up, then how many calls fill a slot
-        call()
-        start = clock()
-        call()
-        repeat[key] = max(1, round(SLOT_S / max(clock() - start, 1e-9)))
+
+    def repeated(call, seconds: float) -> float:
+        """Calls ``call`` until ``seconds`` have passed (at least once): the mean seconds per call."""
+        start, n = clock(), 0
+        while not n or clock() - start < seconds:
+            call()
+            n += 1
+        return (clock() - start) / n
 
     def slot(key: str) -> float:
-        call, n = calls[key], repeat[key]
         time.sleep(gap_s)
-        for _ in range(max(1, n // 2)):  # untimed: wakes its thread pool
-            call()
-        start = clock()
-        for _ in range(n):
-            call()
-        return (clock() - start) / n
+        repeated(calls[key], WARM_S)  # untimed: wakes its thread pool
+        return repeated(calls[key], SLOT_S)
 
     ratios, look, stopped, started = [], MIN_ROUNDS, None, clock()
     for order in orders(seed_of(name, batch, a_name, b_name) if seed is None else seed):
