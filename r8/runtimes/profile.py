@@ -15,7 +15,6 @@ claim: which runtime is faster is decided in paired rounds (:mod:`r8.runtimes.ra
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,8 +23,9 @@ import numpy as np
 
 from r8.core.console import native_stderr_quiet
 from r8.runtimes.runners import OnnxRunner, OpenVinoRunner, TfliteRunner, model_input, onnx_session
+from r8.runtimes.timing import SLOT_S, WARM_S, repeated
 
-SLOT_S, SLOTS = 0.02, 7  # each figure: the median of SLOTS slots, each repeating the call for about SLOT_S
+SLOTS = 7  # each figure: the median of this many slots, timed as the paired rounds time theirs
 PROFILED_RUNS = 50  # whole-model runs under ONNX Runtime's profiler or OpenVINO's counters
 
 
@@ -49,8 +49,7 @@ class Profile:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Profile":
-        names = {f for f in cls.__dataclass_fields__}
-        return cls(**{**{k: v for k, v in d.items() if k in names},
+        return cls(**{**{k: v for k, v in d.items() if k in cls.__dataclass_fields__},
                       "ops": tuple(OpTime(**{**t, "output_shape": tuple(t["output_shape"])}) for t in d["ops"])})
 
     @property
@@ -71,21 +70,10 @@ class Profile:
 
 
 def per_call_us(call: Callable[[], object]) -> float:
-    """Median microseconds of one call, over :data:`SLOTS` slots of about :data:`SLOT_S` each."""
-    for _ in range(3):  # warm-up: first calls allocate and pack weights
-        call()
-    start, n = time.perf_counter(), 0
-    while time.perf_counter() - start < SLOT_S / 4 or n < 1:
-        call()
-        n += 1
-    reps = max(1, round(n * SLOT_S / (time.perf_counter() - start) / 4) * 4) if n else 1
-    slots = []
-    for _ in range(SLOTS):
-        start = time.perf_counter()
-        for _ in range(reps):
-            call()
-        slots.append((time.perf_counter() - start) / reps)
-    return float(np.median(slots)) * 1e6
+    """Median microseconds of one call, over :data:`SLOTS` slots of :data:`r8.runtimes.timing.SLOT_S`
+    each, after :data:`r8.runtimes.timing.WARM_S` of untimed calls (first calls allocate and pack weights)."""
+    repeated(call, WARM_S)
+    return float(np.median([repeated(call, SLOT_S) for _ in range(SLOTS)])) * 1e6
 
 
 def random_input(shape, dtype, seed: int = 0) -> np.ndarray:
@@ -159,6 +147,23 @@ def tflite_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0
                    per_call_us(lambda: runner.predict(images)))
 
 
+def node_medians(samples) -> tuple[OpTime, ...]:
+    """(node, op, output shape, microseconds) of every node in every profiled run -> one OpTime per
+    node, in the order first seen, its median over the runs but the first (which allocates)."""
+    first: dict[str, tuple[str, tuple]] = {}
+    times: dict[str, list[float]] = {}
+    for node, op, shape, us in samples:
+        first.setdefault(node, (op, shape))
+        times.setdefault(node, []).append(us)
+    return tuple(OpTime(i, *first[n], float(np.median(times[n][1:] or times[n]))) for i, n in enumerate(first))
+
+
+def _shape(event: dict) -> tuple[int, ...]:
+    """The output shape an ONNX Runtime profiler event records for its node."""
+    out = event["args"].get("output_type_shape", [{}])
+    return tuple(next(iter(out[0].values()), ())) if out else ()
+
+
 def onnx_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0) -> Profile:
     """Each node's kernel time from ONNX Runtime's profiler over :data:`PROFILED_RUNS` whole-model runs
     (median per node), the bare ``run`` and r8's OnnxRunner, at the batch of ``images``."""
@@ -176,18 +181,8 @@ def onnx_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0) 
     trace = Path(session.end_profiling())
     events = json.loads(trace.read_text())
     trace.unlink()
-    order, times, shapes, kinds = [], {}, {}, {}
-    for e in events:
-        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
-            continue
-        node = e["name"].removesuffix("_kernel_time")
-        if node not in times:
-            order.append(node)
-            kinds[node] = e["args"].get("op_name", "?")
-            out = e["args"].get("output_type_shape", [{}])
-            shapes[node] = tuple(next(iter(out[0].values()), ())) if out else ()
-        times.setdefault(node, []).append(e["dur"])
-    ops = tuple(OpTime(i, kinds[n], shapes[n], float(np.median(times[n][1:] or times[n]))) for i, n in enumerate(order))
+    ops = node_medians((e["name"].removesuffix("_kernel_time"), e["args"].get("op_name", "?"), _shape(e), e["dur"])
+                       for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"))
     return Profile(str(path), "onnxruntime", len(images), threads, ops,
                    per_call_us(lambda: runner.session.run(None, feed)), per_call_us(lambda: runner.predict(images)))
 
@@ -201,17 +196,14 @@ def openvino_profile(path: str | os.PathLike, images: np.ndarray, threads: int =
     runner.predict(images)
     counted.predict(images)
     feed = {0: np.ascontiguousarray(images)}
-    order, times, kinds = [], {}, {}
-    for _ in range(PROFILED_RUNS):
-        counted.request.infer(feed)
-        for info in counted.request.get_profiling_info():
-            if info.status != info.Status.EXECUTED:
-                continue
-            if info.node_name not in times:
-                order.append(info.node_name)
-                kinds[info.node_name] = info.node_type
-            times.setdefault(info.node_name, []).append(info.real_time.total_seconds() * 1e6)
-    ops = tuple(OpTime(i, kinds[n], (), float(np.median(times[n][1:] or times[n]))) for i, n in enumerate(order))
+
+    def counters():
+        for _ in range(PROFILED_RUNS):
+            counted.request.infer(feed)
+            yield from ((i.node_name, i.node_type, (), i.real_time.total_seconds() * 1e6)
+                        for i in counted.request.get_profiling_info() if i.status == i.Status.EXECUTED)
+
+    ops = node_medians(counters())
     return Profile(str(path), "openvino", len(images), threads, ops,
                    per_call_us(lambda: runner.request.infer(feed)), per_call_us(lambda: runner.predict(images)))
 

@@ -114,12 +114,13 @@ class ExecuTorchRunner:
     def __init__(self, path: str | os.PathLike, name: str = "executorch", threads: int = 0, max_batch: int = 1):
         from executorch.runtime import Runtime
 
-        if threads and threads != pool_threads():
+        size = pool_threads()
+        if threads and threads != size:
             raise R8Error(f"{path}: ExecuTorch's runner keeps XNNPACK's thread pool at its default size, "
-                          f"{pool_threads()} threads, not {threads}")
+                          f"{size} threads, not {threads}")
         with native_stderr_quiet():  # its CPU probe's log lines
             self.method = Runtime.get().load_program(Path(path)).load_method("forward")
-        self.name, self.max_batch, self.threads = name, max_batch, pool_threads()
+        self.name, self.max_batch, self.threads = name, max_batch, size
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return np.concatenate([self.method.execute((torch_input(images[s:s + self.max_batch]).contiguous(),))[0].numpy()

@@ -75,6 +75,15 @@ def _decided(ratio: float, ci95: tuple[float, float]) -> str | None:
     return None
 
 
+def repeated(call: Callable[[], object], seconds: float, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Calls ``call`` until ``seconds`` have passed (at least once): the mean seconds per call."""
+    start, n = clock(), 0
+    while not n or clock() - start < seconds:
+        call()
+        n += 1
+    return (clock() - start) / n
+
+
 def compare(name: str, batch: int, a: tuple[str, Callable[[], object]], b: tuple[str, Callable[[], object]],
             cap_s: float = CAP_S, seed: int | None = None, clock: Callable[[], float] = time.perf_counter,
             gap_s: float = GAP_S) -> Comparison:
@@ -83,18 +92,10 @@ def compare(name: str, batch: int, a: tuple[str, Callable[[], object]], b: tuple
     (a_name, a_call), (b_name, b_call) = a, b
     calls = {"A": a_call, "B": b_call}
 
-    def repeated(call, seconds: float) -> float:
-        """Calls ``call`` until ``seconds`` have passed (at least once): the mean seconds per call."""
-        start, n = clock(), 0
-        while not n or clock() - start < seconds:
-            call()
-            n += 1
-        return (clock() - start) / n
-
     def slot(key: str) -> float:
         time.sleep(gap_s)
-        repeated(calls[key], WARM_S)  # untimed: wakes its thread pool
-        return repeated(calls[key], SLOT_S)
+        repeated(calls[key], WARM_S, clock)  # untimed: wakes its thread pool
+        return repeated(calls[key], SLOT_S, clock)
 
     ratios, look, stopped, started = [], MIN_ROUNDS, None, clock()
     for order in orders(seed_of(name, batch, a_name, b_name) if seed is None else seed):
