@@ -1,8 +1,8 @@
 """ExecuTorch (r8.backends.executorch): PT2E with XNNPACK's quantizer, lowered to a ``.pte`` and run
 by ExecuTorch's runtime. On IC01: the ``.pte`` gives the PT2E program's top-1 within the paired
 interval; XNNPACK runs nearly every op, and the report names the ones it does not; the program reads
-its input in the dim order it was exported with. Its drop gates run with every backend's
-(test_gates.py)."""
+its input in the dim order it was exported with; its ETDump times each op XNNPACK runs. Its drop
+gates run with every backend's (test_gates.py)."""
 
 import numpy as np
 import pytest
@@ -79,3 +79,16 @@ def test_the_runner_runs_on_the_pools_own_size_and_refuses_another(pte):
     assert backend("executorch").runner(CONFIG, pte, threads=size).threads == size
     with pytest.raises(R8Error, match=f"thread pool at its default size, {size} threads, not {size + 1}"):
         backend("executorch").runner(CONFIG, pte, threads=size + 1)
+
+
+def test_an_etdump_profile_names_the_ops_xnnpack_runs(pte, test_split):
+    """ExecuTorch's ETDump times each op inside the XNNPACK delegate: IC01's 9 convolutions (int8),
+    3 adds and its dense layer, by XNNPACK's names; they sum to no more than the delegate's runs."""
+    from r8.runtimes.profile import Profile, by_kind, executorch_profile
+
+    p = executorch_profile(pte, test_split.images[:4])
+    kinds = by_kind(p)
+    assert p.engine == "executorch" and kinds["conv"][0] == 9 and kinds["add"][0] == 3 and kinds["dense"][0] == 1
+    assert all("F32" not in t.op for t in p.ops if t.op.startswith("Convolution"))  # QS8 or QC8
+    assert 0 < sum(t.us for t in p.ops) <= p.bare_us * 1.5 and p.runner_us > 0
+    assert Profile.from_dict(p.as_dict()) == p

@@ -66,7 +66,8 @@ def test_an_onnx_profile_names_each_node_from_onnx_runtimes_profiler(ic01, calib
     assert profile.profiler("onnxruntime-int8-qop-u8in") is profile.onnx_profile
     assert profile.profiler("tflite-reference-int8") is profile.tflite_profile
     assert profile.profiler("openvino-int8-qdq") is profile.openvino_profile
-    assert profile.profiler("executorch-int8") is None and profile.profiler("torch-int8") is None
+    assert profile.profiler("litert-int8") is profile.tflite_profile
+    assert profile.profiler("executorch-int8") is profile.executorch_profile and profile.profiler("torch-int8") is None
 
 
 def test_an_openvino_profile_reads_its_performance_counters(ic01, calibration, test_split):

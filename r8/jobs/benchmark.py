@@ -90,8 +90,8 @@ def _keras(model, threads: int):
 
 
 def int8_runtimes(model, cal, rows: dict) -> list[Runtime]:
-    """The best ORT config per format (also on OpenVINO), the best torch, TFLite and ExecuTorch
-    configs; a backend that cannot take the model has none."""
+    """The best ORT config per format (also on OpenVINO), the best torch, TFLite, LiteRT-quantizer
+    and ExecuTorch configs; a backend that cannot take the model has none."""
     def file(name, config):
         return lambda: backend(name).build(model, config, cal)
 
@@ -99,7 +99,7 @@ def int8_runtimes(model, cal, rows: dict) -> list[Runtime]:
         return config.id, lambda t: backend(name).runner(config, file(name, config)(), t), file(name, config)
 
     qdq, qop, tq, lite = _best("ort", rows, "qdq"), _best("ort", rows, "qop"), _best("torch", rows), _best("tflite", rows)
-    et = _best("executorch", rows)
+    et, lt = _best("executorch", rows), _best("litert", rows)
     found = [
         Runtime("onnxruntime-int8-qdq", "int8", *int8("ort", qdq)) if qdq else None,
         Runtime("onnxruntime-int8-qop", "int8", *int8("ort", qop)) if qop else None,
@@ -107,6 +107,7 @@ def int8_runtimes(model, cal, rows: dict) -> list[Runtime]:
                 file("ort", qdq)) if qdq else None,
         Runtime("torch-int8", "int8", *int8("torch", tq)) if tq else None,
         Runtime("tflite-int8", "int8", *int8("tflite", lite)) if lite else None,  # r8's own TFLite int8, LiteRT/XNNPACK
+        Runtime("litert-int8", "int8", *int8("litert", lt)) if lt else None,  # the LiteRT quantizer's, any float .tflite
         Runtime("executorch-int8", "int8", *int8("executorch", et)) if et else None,  # PyTorch's own int8 deployment
     ]
     return [r for r in found if r is not None]
@@ -180,7 +181,8 @@ def runtime_names(cuda: bool) -> tuple[str, ...]:
     there is a GPU); a model lacking one skips it with the reason."""
     return ("keras", "torch", "torch-compile", "onnxruntime", "openvino", "onnxruntime-int8-qdq",
             "onnxruntime-int8-qop", "openvino-int8-qdq", "onnxruntime-int8-qop-u8in", "openvino-int8-qdq-u8in",
-            "torch-int8", "tflite-int8", "executorch-int8", "tflite-reference", "tflite-reference-int8", *(("torch-cuda",) if cuda else ()),
+            "torch-int8", "tflite-int8", "litert-int8", "executorch-int8", "tflite-reference", "tflite-reference-int8",
+            *(("torch-cuda",) if cuda else ()),
             "overhead-onnxruntime", "overhead-openvino", "overhead-tflite", "overhead-torch")
 
 
@@ -330,8 +332,8 @@ def benchmark_job(model, data, out_root: Path, repeat: int = 1, cap_s: float = t
 
 def profile_winners(runs: list[dict], images: np.ndarray) -> list[dict]:
     """At each batch size, the per-op profile (:mod:`r8.runtimes.profile`) of r8's fastest int8 as
-    the last run ranked it (the first named, in a tie) and of the published int8 file, each at the
-    thread count it was ranked at; a runtime r8 cannot profile gets a row saying so."""
+    the last run ranked it (the first named, in a tie), of the published int8 file and of ExecuTorch's
+    int8, each at the thread count it was ranked at; a runtime r8 cannot profile gets a row saying so."""
     from r8.report.benchmark import benchmark_rows, rankings
     from r8.runtimes.profile import profiler
 
@@ -340,7 +342,9 @@ def profile_winners(runs: list[dict], images: np.ndarray) -> list[dict]:
     out = []
     for ranking in (r for r in rankings(runs) if r["run"] == len(runs) and r["kind"] == "int8-vs-reference"):
         batch = ranking["batch"]
-        for role, name in (("r8's fastest int8", ranking["fastest"][0]), ("published int8", reference)):
+        roles = (("r8's fastest int8", ranking["fastest"][0]), ("published int8", reference),
+                 ("ExecuTorch int8", "executorch-int8"))
+        for role, name in ((role, name) for role, name in roles if name in rows):
             row, fn = rows[name], profiler(name)
             threads = row["threads"][f"bs{batch}"]
             facts = fn(row["artifact"], images[:batch], threads).as_dict() if fn else {"none": f"no per-op profiler for {name}"}

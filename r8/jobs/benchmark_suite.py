@@ -42,7 +42,7 @@ def runtime_table(r8_model, r8_data, r8_calibration, r8_int8_rows):
     """Measures every default int8 config once, to pick the best ones to benchmark (the model of
     ``--r8-model``, default the MLPerf Tiny ResNet8)."""
     rows = {}
-    for b in ("ort", "torch", "tflite", "executorch"):
+    for b in ("ort", "torch", "tflite", "litert", "executorch"):
         for c in backend(b).configs(available=True):
             try:
                 rows[b, c] = r8_int8_rows(b, c)

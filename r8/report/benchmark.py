@@ -261,8 +261,8 @@ def _ranking_blocks(report: dict) -> list:
 
 
 def _profile_blocks(report: dict) -> list:
-    """Per batch size, r8's fastest int8 and the published file op kind by op kind, and what each
-    runner adds to a bare call."""
+    """Per batch size, r8's fastest int8, the published file and ExecuTorch's int8 op kind by op
+    kind, and what each runner adds to a bare call."""
     from r8.runtimes.profile import Profile, by_kind
 
     blocks = []
@@ -284,9 +284,10 @@ def _profile_blocks(report: dict) -> list:
         blocks.append(Table(["op kind (µs per call)", *(f"{p.engine}: {Path(p.file).name}" for p in profiled)], rows))
     if not blocks:
         return []
-    return [Heading(1, "Per-op profile, r8's fastest int8 vs the published file"),
+    return [Heading(1, "Per-op profile: r8's fastest int8, the published file, ExecuTorch"),
             Para("Each .tflite op timed alone (a model of that one op cut from the file, same kernels); each ONNX node "
-                 "from ONNX Runtime's profiler or OpenVINO's counters inside whole runs. Medians of short slots: a profile, not a speed "
+                 "from ONNX Runtime's profiler or OpenVINO's counters inside whole runs; each ExecuTorch op from its "
+                 "ETDump, by XNNPACK's names inside the delegate. Medians of short slots: a profile, not a speed "
                  "claim (the rankings above decide that); an overhead below 0 is the two medians' noise. "
                  "Every op's own figure is in benchmark.json."), *blocks]
 

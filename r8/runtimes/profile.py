@@ -6,6 +6,8 @@
   ``invoke`` is timed beside them.
 - An ``.onnx``: ONNX Runtime's own profiler, each node's kernel time inside whole-model runs.
 - An ``.onnx`` on OpenVINO: its performance counters, each executed node (after its fusions).
+- A ``.pte`` on ExecuTorch: its ETDump, each op XNNPACK runs inside the delegate (XNNPACK's own
+  names) and each op left to the portable kernels.
 - All: the runner's ``predict`` (input conversion, output copy, Python) against a bare
   ``invoke`` / ``run`` of the same model on the same input.
 
@@ -15,6 +17,7 @@ claim: which runtime is faster is decided in paired rounds (:mod:`r8.runtimes.ra
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from r8.core.console import native_stderr_quiet
-from r8.runtimes.runners import OnnxRunner, OpenVinoRunner, TfliteRunner, model_input, onnx_session
+from r8.runtimes.runners import ExecuTorchRunner, OnnxRunner, OpenVinoRunner, TfliteRunner, model_input, onnx_session, torch_input
 from r8.runtimes.timing import SLOT_S, WARM_S, repeated
 
 SLOTS = 7  # each figure: the median of this many slots, timed as the paired rounds time theirs
@@ -40,7 +43,7 @@ class OpTime:
 @dataclass(frozen=True)
 class Profile:
     file: str
-    engine: str  # "litert", "onnxruntime" or "openvino"
+    engine: str  # "litert", "onnxruntime", "openvino" or "executorch"
     batch: int
     threads: int
     ops: tuple[OpTime, ...]
@@ -208,26 +211,61 @@ def openvino_profile(path: str | os.PathLike, images: np.ndarray, threads: int =
                    per_call_us(lambda: runner.request.infer(feed)), per_call_us(lambda: runner.predict(images)))
 
 
+# What an ETDump records around the ops rather than for one op
+ET_WRAPPERS = ("Method::execute", "Method::init", "Program::load_method", "DELEGATE_CALL")
+
+
+def executorch_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0) -> Profile:
+    """Each op of a ``.pte`` from ExecuTorch's ETDump over :data:`PROFILED_RUNS` whole-program runs
+    (median per op): XNNPACK's ops inside the delegate by XNNPACK's names ("Convolution (NHWC, QS8)
+    IGEMM"), the ops outside it as ``OPERATOR_CALL``; the bare ``forward`` and r8's ExecuTorchRunner,
+    at the batch of ``images`` (``threads``: XNNPACK's pool keeps its default size)."""
+    import tempfile
+
+    from executorch.devtools import Inspector
+    from executorch.devtools.inspector import TimeScale
+    from executorch.extension.pybindings import portable_lib
+
+    runner = ExecuTorchRunner(path, threads=threads, max_batch=len(images))
+    x = (torch_input(images).contiguous(),)
+    with native_stderr_quiet():
+        dumped = portable_lib._load_for_executorch(str(path), enable_etdump=True)
+    for _ in range(PROFILED_RUNS):
+        dumped.forward(x)
+    with tempfile.TemporaryDirectory() as tmp:
+        etdump = Path(tmp) / "profile.etdp"
+        dumped.write_etdump_result_to_file(str(etdump))
+        inspector = Inspector(etdump_path=str(etdump), target_time_scale=TimeScale.US)
+    ops = node_medians((f"{block.name}/{event.name}", re.sub(r" #\d+$", "", event.name), (), us)
+                       for block in inspector.event_blocks for event in block.events
+                       if event.name not in ET_WRAPPERS and event.perf_data is not None for us in event.perf_data.raw)
+    bare = portable_lib._load_for_executorch(str(path))
+    return Profile(str(path), "executorch", len(images), runner.threads, ops,
+                   per_call_us(lambda: bare.forward(x)), per_call_us(lambda: runner.predict(images)))
+
+
 # by the runtime name's first word
-PROFILERS = {"tflite": tflite_profile, "onnxruntime": onnx_profile, "openvino": openvino_profile}
+PROFILERS = {"tflite": tflite_profile, "litert": tflite_profile, "onnxruntime": onnx_profile,
+             "openvino": openvino_profile, "executorch": executorch_profile}
 
 
 def profiler(runtime: str) -> Callable[..., Profile] | None:
     """The per-op profiler of a benchmark runtime (``tflite-int8``, ``onnxruntime-int8-qop-u8in``);
-    None where r8 has none for its engine (torch, ExecuTorch)."""
+    None where r8 has none for its engine (torch)."""
     return PROFILERS.get(runtime.split("-")[0])
 
 
 # What each engine's ops do, so two files' profiles line up by kind
 KINDS = {"conv": ("CONV_2D", "QLinearConv", "Conv", "ConvInteger", "Convolution"), "depthwise conv": ("DEPTHWISE_CONV_2D",),
-         "add": ("ADD", "QLinearAdd", "Add", "Eltwise"),
+         "add": ("ADD", "QLinearAdd", "Add", "Eltwise"), "pad": ("PAD", "Pad", "Constant Pad"),
          "dense": ("FULLY_CONNECTED", "QGemm", "Gemm", "MatMul", "MatMulInteger", "FullyConnected",
-                   "FullyConnectedQuantizedLegacy"),
+                   "FullyConnectedQuantizedLegacy", "Fully Connected"),
          "pool": ("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "QLinearAveragePool", "QLinearGlobalAveragePool",
-                  "AveragePool", "GlobalAveragePool", "MaxPool", "AvgPool", "ReduceMean"),
+                  "AveragePool", "GlobalAveragePool", "MaxPool", "AvgPool", "ReduceMean", "Average Pooling"),
          "(de)quantize": ("QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear", "FakeQuantize", "Convert"),
          "layout": ("RESHAPE", "TRANSPOSE", "Reshape", "Transpose", "Flatten", "Reorder"),
-         "softmax": ("SOFTMAX", "Softmax")}
+         "activation": ("RELU", "Relu", "Clamp"),
+         "outside the delegate": ("OPERATOR_CALL",), "softmax": ("SOFTMAX", "Softmax")}
 KIND_OF = {op: kind for kind, ops in KINDS.items() for op in ops}
 
 
@@ -235,7 +273,7 @@ def by_kind(profile: Profile) -> dict[str, tuple[int, float]]:
     """kind (conv, add, ...; an op of no kind as itself) -> (how many ops, their microseconds together)."""
     out: dict[str, tuple[int, float]] = {}
     for op, (n, us) in profile.by_op().items():
-        kind = KIND_OF.get(op, op)
+        kind = KIND_OF.get(op, KIND_OF.get(op.split(" (")[0], op))  # XNNPACK's: "Convolution (NHWC, QS8) IGEMM"
         have = out.get(kind, (0, 0.0))
         out[kind] = (have[0] + n, have[1] + us)
     return out
