@@ -42,7 +42,8 @@ def _fake_results(rng):
     # test_paired's entries: int8 at bs256 leads by 1.2x, but its interval reaches down to 1.1 (< the 1.15 goal);
     # fp32 at bs256 leads with its whole interval above 1.0
     for kind, a, b, ratio, ci in (("int8-vs-reference", "onnxruntime-int8-qop", "tflite-reference-int8", 1.2, [1.1, 1.3]),
-                                  ("fp32-vs-reference", "onnxruntime", "tflite-reference", 1.05, [1.02, 1.08])):
+                                  ("fp32-vs-reference", "onnxruntime", "tflite-reference", 1.05, [1.02, 1.08]),
+                                  ("int8-vs-executorch", "onnxruntime-int8-qop", "executorch-int8", 1.5, [1.4, 1.6])):
         comparison = {"kind": kind, "name": kind, "batch": 256, "a": a, "b": b, "ratio": ratio, "ci95": ci,
                       "verdict": "faster", "rounds": 40, "stopped_by": "interval excludes 1.0",
                       "round_ratios": rng.normal(ratio, 0.05, 40).tolist(), "threads": [2, 2]}
@@ -72,6 +73,7 @@ def test_the_winner_is_named_by_paired_rounds_not_by_medians(tmp_path, rng):
     assert md.index("# Fastest, by paired rounds") < md.index("# Targets") < md.index("# Runtimes")  # the verdict first
     assert "The fastest runtime at batch 1: run 1: onnxruntime-int8-qop (of 2 contender(s))" in md
     assert "The fastest runtime at batch 256: run 1: a tie of onnxruntime-int8-qop, tflite-reference-int8" in md
+    assert "ExecuTorch int8 against r8's fastest int8 at batch 256: run 1: onnxruntime-int8-qop 1.50x [1.40, 1.60] faster" in md
     assert any(c["kind"] == "vs-fastest ranking" for c in result.comparisons)
     index, _ = write_index(tmp_path)
     assert "| onnxruntime-int8-qop | onnxruntime-int8-qop = tflite-reference-int8 |" in index.read_text()
@@ -103,7 +105,7 @@ def test_benchmark_report_contract(tmp_path, rng):
     assert md.index("# Targets") < md.index("# Runtimes")  # the verdict first
     assert "target >= 1.15x on the interval's lower bound: **NOT met**" in md and "1.20x [1.10, 1.30] faster, 40 rounds" in md
     assert {"run", "kind", "name", "batch", "a", "b", "ratio", "ci95", "verdict", "rounds", "stopped_by"} <= set(
-        saved["comparisons"][0]) and len(saved["comparisons"]) == 12 and "round_ratios" not in saved["comparisons"][0]
+        saved["comparisons"][0]) and len(saved["comparisons"]) == 15 and "round_ratios" not in saved["comparisons"][0]
     assert sum(c["kind"] == "vs-fastest ranking" for c in saved["comparisons"]) == 6 and len(saved["rankings"]) == 6
     assert saved["peaks_drift"] and "int8 600 / 450 GMAC/s" in md and "differ by more than 10%" in md
     assert rows["onnxruntime-int8-qop"]["peak_share"] == pytest.approx(256 / 10e-3 * 12.5e6 / 1e9 / 525)

@@ -35,7 +35,7 @@ def fixed_threads(name: str, most: int) -> int | None:
     Keras's and CUDA's at ``most``, ExecuTorch's XNNPACK pool at its default size."""
     if name in ("keras", "torch-cuda"):
         return most
-    if name == "executorch-int8":
+    if name == EXECUTORCH:
         from r8.runtimes.runners import pool_threads
 
         return pool_threads()
@@ -259,6 +259,8 @@ def macs_per_image(model: nn.Module) -> int:
 COMPARISONS = {"int8-vs-reference": "best int8 vs the TFLite int8 reference",
                "fp32-vs-reference": "best fp32 vs the TFLite fp32 reference",
                "vs-fastest": "each runtime vs the fastest"}
+# PyTorch's own int8 deployment: the int8-vs-reference ranking's winner is timed against it too, as this kind
+EXECUTORCH, VS_EXECUTORCH = "executorch-int8", ("int8-vs-executorch", "r8's fastest int8 vs ExecuTorch int8")
 
 
 def candidates(kind: str, table: dict[str, Runtime], seconds: dict[str, float], drops: dict[str, float],

@@ -9,8 +9,9 @@ carries what the report needs (accuracy on the 10k test images, size, config, th
 The ``overhead-*`` rows time an identity-sized model: each runtime's per-call floor.
 
 ``test_paired`` then ranks each comparison's candidates in interleaved rounds (:mod:`r8.runtimes.ranking`),
-times the winner against what it is compared with (:mod:`r8.runtimes.timing`), and puts the ranking
-and each comparison's ratio, interval and verdict in its ``extra_info``.
+times the winner against what it is compared with (:mod:`r8.runtimes.timing`; r8's fastest int8 also
+against ExecuTorch's), and puts the ranking and each comparison's ratio, interval and verdict in its
+``extra_info``.
 """
 
 from functools import partial
@@ -19,7 +20,17 @@ import pytest
 
 from r8.backends import backend
 from r8.core.errors import R8Error
-from r8.jobs.benchmark import BATCHES, COMPARISONS, candidates, fixed_threads, runtime_names, runtimes, thread_counts
+from r8.jobs.benchmark import (
+    BATCHES,
+    COMPARISONS,
+    EXECUTORCH,
+    VS_EXECUTORCH,
+    candidates,
+    fixed_threads,
+    runtime_names,
+    runtimes,
+    thread_counts,
+)
 from r8.metrics import confusion, per_class, predict, top1
 from r8.runtimes.ranking import rank
 from r8.runtimes.timing import VERDICTS, compare
@@ -128,9 +139,11 @@ def test_paired(benchmark, kind, batch, runtime_table, loaded, block_medians, r8
         ranking = rank(batch, dict(call(n) for n in names), seconds, cap_s=cap_s)
         winner = ranking.order()[0]
         against = [reference] if reference else [n for n in names if n not in ranking.contenders]
-        after = [compare(COMPARISONS[kind], batch, call(winner), call(n), cap_s=cap_s) for n in against]
+        after = [(kind, compare(COMPARISONS[kind], batch, call(winner), call(n), cap_s=cap_s)) for n in against]
+        if kind == "int8-vs-reference" and EXECUTORCH in faster and winner != EXECUTORCH:
+            after.append((VS_EXECUTORCH[0], compare(VS_EXECUTORCH[1], batch, call(winner), call(EXECUTORCH), cap_s=cap_s)))
         return ranking, after
     ranking, after = benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update(kind=kind, batch=batch, ranking=ranking.as_dict(), comparisons=[
-        {"kind": kind, **c.as_dict(), "threads": [faster[c.a][0], faster[c.b][0]]} for c in after])
-    assert all(c.verdict in VERDICTS for c in (*ranking.comparisons, *after))
+        {"kind": k, **c.as_dict(), "threads": [faster[c.a][0], faster[c.b][0]]} for k, c in after])
+    assert all(c.verdict in VERDICTS for c in (*ranking.comparisons, *(c for _, c in after)))

@@ -252,6 +252,11 @@ def _ranking_blocks(report: dict) -> list:
             said = "; ".join(f"run {r['run']}: " + (f"a tie of {', '.join(r['fastest'])}" if r["tie"] else r["fastest"][0])
                              + f" (of {len(r['contenders'])} contender(s))" for r in runs)
             lines.append(f"{title} at batch {batch}: {said}.")
+    for batch in sorted({c["batch"] for c in report.get("comparisons", []) if c["kind"] == "int8-vs-executorch"}):
+        runs = [c for c in report["comparisons"] if c["kind"] == "int8-vs-executorch" and c["batch"] == batch]
+        lines.append(f"ExecuTorch int8 against r8's fastest int8 at batch {batch}: " + "; ".join(
+            f"run {c['run']}: {c['a']} {c['ratio']:.2f}x [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}] {c['verdict']}"
+            for c in runs) + ".")
     if not lines:
         return []
     return [Heading(1, "Fastest, by paired rounds"),
