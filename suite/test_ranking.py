@@ -1,12 +1,13 @@
 """The fastest runtime is decided by paired rounds among the contenders (r8.runtimes.ranking), with
 runtimes whose costs the test sets by sleeping: a known order comes out in order, two copies of one
-runtime tie, and a warm-up spike never makes a runtime the fastest."""
+runtime tie, a warm-up spike never makes a runtime the fastest, and a runtime a lucky block median
+left outside the margin is admitted when it beats the winner."""
 
 import time
 
 import pytest
 
-from r8.runtimes.ranking import contenders, rank
+from r8.runtimes.ranking import contenders, rank, rank_all
 
 pytestmark = pytest.mark.quiet  # real timings: alone, after the parallel tests
 
@@ -54,3 +55,16 @@ def test_contenders_are_the_runtimes_within_the_margin_of_the_leader():
     medians = {"a": 1.0, "b": 1.2, "c": 1.3, "d": 0.9}
     assert contenders(medians) == ("d", "a")  # 0.9 * 1.25 = 1.125
     assert contenders(medians, margin=0.5) == ("d", "a", "b", "c")
+
+
+def test_a_runtime_outside_the_margin_that_beats_the_winner_is_admitted(report):
+    """Block medians that lie (a lucky block for "lucky", a slow one for "true"): the ranking starts
+    with "lucky" alone, its comparisons with the rest find "true" faster, and "true" is ranked and
+    named the fastest; the final winner's comparisons cover every runtime left outside."""
+    calls = {"true": sleeper(0.001), "lucky": sleeper(0.002), "slow": sleeper(0.008)}
+    medians = {"true": 0.003, "lucky": 0.001, "slow": 0.008}
+    assert contenders(medians) == ("lucky",)  # the premise: the margin leaves the true leader out
+    ranking, rest = rank_all(1, calls, medians, "each runtime vs the fastest", **FAST)
+    report("a true leader outside the margin", ranking.verdict())
+    assert ranking.fastest == ("true",) and set(ranking.contenders) == {"lucky", "true"}
+    assert [(c.a, c.b, c.verdict) for c in rest] == [("true", "slow", "faster")]

@@ -3,7 +3,9 @@
 Per-block medians only choose the contenders: every runtime within ``margin`` of the leader's
 median. Each pair of contenders is then timed in interleaved rounds (:func:`r8.runtimes.timing.compare`).
 A runtime is among the fastest when no other contender beats it with an interval above 1.0;
-several such runtimes are a tie, and the ranking says so."""
+several such runtimes are a tie, and the ranking says so. :func:`rank_all` then times the winner
+against every runtime outside the contenders, and admits one that beats it: a lucky block median
+can push the true leader past the margin."""
 
 from dataclasses import dataclass
 from itertools import combinations
@@ -71,3 +73,30 @@ def rank(batch: int, calls: dict[str, Callable[[], object]], medians: dict[str, 
     pairs = tuple(compare(f"ranking at batch {batch}", batch, (a, calls[a]), (b, calls[b]), cap_s=cap_s, **timing)
                   for a, b in combinations(names, 2))
     return Ranking(batch, names, pairs)
+
+
+def admit(ranking: Ranking, calls: dict[str, Callable[[], object]], challengers: list[Comparison], cap_s: float = CAP_S,
+          **timing) -> Ranking:
+    """``ranking`` with the runtimes that ``challengers`` (the winner's comparisons with them) compare
+    made contenders, each timed against every contender it has not yet met."""
+    names = ranking.contenders + tuple(c.b for c in challengers)
+    met = {frozenset((c.a, c.b)) for c in (*ranking.comparisons, *challengers)}
+    new = tuple(compare(f"ranking at batch {ranking.batch}", ranking.batch, (a, calls[a]), (b, calls[b]), cap_s=cap_s, **timing)
+                for a, b in combinations(names, 2) if frozenset((a, b)) not in met)
+    return Ranking(ranking.batch, names, ranking.comparisons + tuple(challengers) + new)
+
+
+def rank_all(batch: int, calls: dict[str, Callable[[], object]], medians: dict[str, float], name: str,
+             margin: float = MARGIN, cap_s: float = CAP_S, **timing) -> tuple[Ranking, list[Comparison]]:
+    """:func:`rank`, then the winner against each runtime outside the contenders (comparisons called
+    ``name``); a runtime that beats it is admitted (:func:`admit`) and the new winner meets the rest
+    again, until none beats it. Returns the ranking and the winner's comparisons with the rest."""
+    ranking = rank(batch, calls, medians, margin, cap_s, **timing)
+    while True:
+        winner = ranking.order()[0]
+        rest = [compare(name, batch, (winner, calls[winner]), (n, calls[n]), cap_s=cap_s, **timing)
+                for n in calls if n not in ranking.contenders]
+        beaten = [c for c in rest if c.verdict == "slower"]
+        if not beaten:
+            return ranking, rest
+        ranking = admit(ranking, calls, beaten, cap_s, **timing)
