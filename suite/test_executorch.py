@@ -92,3 +92,31 @@ def test_an_etdump_profile_names_the_ops_xnnpack_runs(pte, test_split):
     assert all("F32" not in t.op for t in p.ops if t.op.startswith("Convolution"))  # QS8 or QC8
     assert 0 < sum(t.us for t in p.ops) <= p.bare_us * 1.5 and p.runner_us > 0
     assert Profile.from_dict(p.as_dict()) == p
+
+
+def _int8_adds(program) -> int:
+    """Adds in the int8 pattern (XNNPACK's partitioner runs these in int8): every input a dequantize
+    node, the output (after a fused ReLU) a quantize node."""
+    def is_q(n):
+        return "quantize_per" in str(n.target) and "dequantize" not in str(n.target)
+
+    count = 0
+    for node in program.graph.nodes:
+        if node.op != "call_function" or "aten.add" not in str(node.target):
+            continue
+        out = node
+        if len(out.users) == 1 and "relu" in str(next(iter(out.users)).target):
+            out = next(iter(out.users))
+        count += all("dequantize_per" in str(i.target) for i in node.all_input_nodes) and \
+            len(out.users) == 1 and is_q(next(iter(out.users)))
+    return count
+
+
+def test_a_residual_add_is_kept_float(ic01, calibration, test_split):
+    """With IC01's first add filtered out of XNNPACK's quantizer, the program has one add in the
+    int8 pattern fewer, and its ``.pte`` lowers and classifies (a search unit, as on every backend)."""
+    fp32, images = artifacts.torch_fp32(ic01), calibration.images[:64]
+    assert [_int8_adds(quantized_program(fp32, CONFIG, images, kept)[0]) for kept in ((), ("add",))] == [3, 2]
+    b = backend("executorch")
+    runner = b.runner(CONFIG, b.build_mixed(ic01, CONFIG, calibration, ("add",)))
+    assert np.mean(runner.predict(test_split.images[:500]).argmax(1) == test_split.labels[:500]) > 0.8

@@ -103,7 +103,7 @@ def rescaled(path, out, layer: str, next_layer: str, channel: int = 0, factor: f
 # Each backend's per-tensor default config (torch: FX's, which it mixes): where a rescaled channel breaks int8. The
 # search's default start (each backend's best default config) is tested below, its worst on the hard model (test_hard_model.py).
 PER_TENSOR_STARTS = {"ort": "qdq-u8u8-pertensor-minmax", "torch": "fx-onednn-pertensor-histogram",
-                     "litert": "a8w8-pertensor-minmax", "nncf": "pertensor-fastbc"}
+                     "litert": "a8w8-pertensor-minmax", "executorch": "xnnpack-pertensor", "nncf": "pertensor-fastbc"}
 
 
 @pytest.mark.accuracy
@@ -192,11 +192,13 @@ def test_a_search_step_buys_no_macs_with_noise():
     assert next_unit(tried, macs, budget_pp=5.0) == ("far",)  # all meet a loose budget: the cheapest
 
 
-@pytest.mark.parametrize("name", ["ort", "torch", "litert"])
+@pytest.mark.parametrize("name", ["ort", "torch", "litert", "executorch"])
 def test_each_backend_keeps_the_named_layer_float(name):
-    """Op counts as proof: with conv1 float, one int8 conv fewer; an unknown layer is refused by name."""
+    """Op counts as proof: with conv1 float, one int8 conv fewer (ExecuTorch: XNNPACK runs it as a
+    float convolution); an unknown layer is refused by name."""
     from r8 import R8Error
     from r8.backends import backend, litert, ort, pytorch
+    from r8.core.cache import build_facts
     from r8.data import load_dataset
     from r8.model import load_model
 
@@ -206,11 +208,19 @@ def test_each_backend_keeps_the_named_layer_float(name):
     b = backend(name)
     config = next(c for c in b.default if b.keeps_layers_float and not b.unavailable(c) and (name != "torch" or c.flow == "fx"))
     count = {"ort": ort.int8_convs, "litert": litert.int8_layers,
-             "torch": lambda p: pytorch.int8_convs(pytorch.load(config, p))}[name]
+             "torch": lambda p: pytorch.int8_convs(pytorch.load(config, p)),
+             "executorch": lambda p: build_facts(p)["int8_convs"]}[name]
     mixed = b.build_mixed(model, config, cal, ("conv1",))
     assert count(mixed) == count(b.build_mixed(model, config, cal, ())) - 1 >= 1
     if name == "ort":
         assert ort.float_layers(model, mixed) == {"conv1"}
+    if name == "executorch":  # XNNPACK runs it as a float convolution, by its kernels' own names in the ETDump
+        from r8.runtimes.profile import executorch_profile
+
+        def float_convs(path) -> int:
+            ops = executorch_profile(path, load_dataset(npz).test.images[:1]).ops
+            return sum(t.op.startswith("Convolution (NHWC, F32)") for t in ops)
+        assert float_convs(mixed) == float_convs(b.build_mixed(model, config, cal, ())) + 1
     with pytest.raises(R8Error, match="no conv / linear layer or add gap"):
         b.build_mixed(model, config, cal, ("gap",))
 

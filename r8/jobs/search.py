@@ -222,10 +222,10 @@ def nncf_anchor(model: Model, data: Dataset, cal: CalibrationSet, val: Split, bu
 
 
 def searched_backends(names: list[str] | None) -> list:
-    """The backends a search of ``names`` (default: every one that can keep layers float) runs, NNCF's
-    accuracy control aside; R8Error for a name unknown or for a backend that cannot keep layers float."""
+    """The backends a search of ``names`` (default: every installed one that can keep layers float) runs,
+    NNCF's accuracy control aside; R8Error for a name unknown or for a backend that cannot keep layers float."""
     chosen = [backends.backend(n) for n in names if n != "nncf"] if names else \
-        [b for b in backends.registry().values() if b.keeps_layers_float]
+        [b for b in backends.registry().values() if b.keeps_layers_float and b.configs(available=True)]
     for b in chosen:
         if not b.keeps_layers_float:
             raise R8Error(f"backend {b.name} cannot keep layers float; choose from "

@@ -228,18 +228,18 @@ def executorch_profile(path: str | os.PathLike, images: np.ndarray, threads: int
 
     runner = ExecuTorchRunner(path, threads=threads, max_batch=len(images))
     x = (torch_input(images).contiguous(),)
-    with native_stderr_quiet():
-        dumped = portable_lib._load_for_executorch(str(path), enable_etdump=True)
+    with native_stderr_quiet():  # its CPU probe's log lines
+        dumped, bare = (portable_lib._load_for_executorch(str(path), enable_etdump=dumps) for dumps in (True, False))
     for _ in range(PROFILED_RUNS):
         dumped.forward(x)
     with tempfile.TemporaryDirectory() as tmp:
         etdump = Path(tmp) / "profile.etdp"
         dumped.write_etdump_result_to_file(str(etdump))
         inspector = Inspector(etdump_path=str(etdump), target_time_scale=TimeScale.US)
-    ops = node_medians((f"{block.name}/{event.name}", re.sub(r" #\d+$", "", event.name), (), us)
-                       for block in inspector.event_blocks for event in block.events
+    # an event per op and delegate, its runs in perf_data; each delegate numbers its ops from #1 again
+    ops = node_medians((f"{block.name}/{i}", re.sub(r" #\d+$", "", event.name), (), us)
+                       for block in inspector.event_blocks for i, event in enumerate(block.events)
                        if event.name not in ET_WRAPPERS and event.perf_data is not None for us in event.perf_data.raw)
-    bare = portable_lib._load_for_executorch(str(path))
     return Profile(str(path), "executorch", len(images), runner.threads, ops,
                    per_call_us(lambda: bare.forward(x)), per_call_us(lambda: runner.predict(images)))
 
