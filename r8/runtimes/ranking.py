@@ -70,9 +70,14 @@ def rank(batch: int, calls: dict[str, Callable[[], object]], medians: dict[str, 
     """Ranks the runtimes of ``calls`` (name -> one call at this batch size) whose block median in
     ``medians`` is within ``margin`` of the leader's, by a round-robin of paired comparisons."""
     names = contenders({n: medians[n] for n in calls}, margin)
-    pairs = tuple(compare(f"ranking at batch {batch}", batch, (a, calls[a]), (b, calls[b]), cap_s=cap_s, **timing)
-                  for a, b in combinations(names, 2))
-    return Ranking(batch, names, pairs)
+    return Ranking(batch, names, round_robin(batch, calls, names, set(), cap_s, **timing))
+
+
+def round_robin(batch: int, calls: dict[str, Callable[[], object]], names: tuple[str, ...], met: set,
+                cap_s: float = CAP_S, **timing) -> tuple[Comparison, ...]:
+    """Each pair of ``names`` not in ``met`` (frozensets of two names) timed in paired rounds."""
+    return tuple(compare(f"ranking at batch {batch}", batch, (a, calls[a]), (b, calls[b]), cap_s=cap_s, **timing)
+                 for a, b in combinations(names, 2) if frozenset((a, b)) not in met)
 
 
 def admit(ranking: Ranking, calls: dict[str, Callable[[], object]], challengers: list[Comparison], cap_s: float = CAP_S,
@@ -81,8 +86,7 @@ def admit(ranking: Ranking, calls: dict[str, Callable[[], object]], challengers:
     made contenders, each timed against every contender it has not yet met."""
     names = ranking.contenders + tuple(c.b for c in challengers)
     met = {frozenset((c.a, c.b)) for c in (*ranking.comparisons, *challengers)}
-    new = tuple(compare(f"ranking at batch {ranking.batch}", ranking.batch, (a, calls[a]), (b, calls[b]), cap_s=cap_s, **timing)
-                for a, b in combinations(names, 2) if frozenset((a, b)) not in met)
+    new = round_robin(ranking.batch, calls, names, met, cap_s, **timing)
     return Ranking(ranking.batch, names, ranking.comparisons + tuple(challengers) + new)
 
 
