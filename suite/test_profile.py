@@ -74,3 +74,12 @@ def test_an_openvino_profile_reads_its_performance_counters(ic01, calibration, t
     """OpenVINO fuses the QDQ file's ops: its executed nodes hold IC01's 9 convolutions as nodes of their own."""
     p = profile.openvino_profile(_int8_onnx(ic01, calibration, "qdq"), test_split.images[:4], threads=1)
     assert p.engine == "openvino" and profile.by_kind(p)["conv"][0] == 9 and p.bare_us > 0
+
+
+def test_the_runner_overhead_is_the_runners_extra_cost():
+    """A runner that sleeps 300 µs more than the bare call it wraps shows at least most of that as
+    overhead, and the bare call's figure is the bare call's (the two slots are not swapped)."""
+    import time
+
+    bare_us, runner_us = profile.bare_and_runner_us(lambda: None, lambda: time.sleep(300e-6))
+    assert bare_us < 50 and runner_us - bare_us > 250

@@ -293,7 +293,8 @@ def _profile_blocks(report: dict) -> list:
             Para("Each .tflite op timed alone (a model of that one op cut from the file, same kernels); each ONNX node "
                  "from ONNX Runtime's profiler or OpenVINO's counters inside whole runs; each ExecuTorch op from its "
                  "ETDump, by XNNPACK's names inside the delegate. Medians of short slots: a profile, not a speed "
-                 "claim (the rankings above decide that); an overhead below 0 is the two medians' noise. "
+                 "claim (the rankings above decide that). The bare call and the runner are timed in interleaved "
+                 "slots; an overhead below 0 is the two medians' noise. "
                  "Every op's own figure is in benchmark.json."), *blocks]
 
 

@@ -79,6 +79,15 @@ def per_call_us(call: Callable[[], object]) -> float:
     return float(np.median([repeated(call, SLOT_S) for _ in range(SLOTS)])) * 1e6
 
 
+def bare_and_runner_us(bare: Callable[[], object], runner: Callable[[], object]) -> tuple[float, float]:
+    """Median microseconds of a bare call and of r8's runner on it, their slots interleaved so that
+    both see the same machine: timed one after the other, a drift between them reads as overhead."""
+    repeated(bare, WARM_S)
+    repeated(runner, WARM_S)
+    slots = np.array([(repeated(bare, SLOT_S), repeated(runner, SLOT_S)) for _ in range(SLOTS)])
+    return tuple(float(us) for us in np.median(slots, axis=0) * 1e6)
+
+
 def random_input(shape, dtype, seed: int = 0) -> np.ndarray:
     """A tensor of ``shape`` and ``dtype`` over its type's whole range (kernels' time does not
     depend on the values, but a constant could take a shortcut)."""
@@ -146,8 +155,8 @@ def tflite_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0
         ops.append(OpTime(index, op, shape, per_call_us(_fed(it, index))))
     runner = TfliteRunner(path, threads=threads or None)
     runner.predict(images)  # sized for the batch, input set from the images themselves
-    return Profile(str(path), "litert", batch, threads, tuple(ops), per_call_us(runner.interpreter.invoke),
-                   per_call_us(lambda: runner.predict(images)))
+    return Profile(str(path), "litert", batch, threads, tuple(ops),
+                   *bare_and_runner_us(runner.interpreter.invoke, lambda: runner.predict(images)))
 
 
 def node_medians(samples) -> tuple[OpTime, ...]:
@@ -187,7 +196,7 @@ def onnx_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0) 
     ops = node_medians((e["name"].removesuffix("_kernel_time"), e["args"].get("op_name", "?"), _shape(e), e["dur"])
                        for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"))
     return Profile(str(path), "onnxruntime", len(images), threads, ops,
-                   per_call_us(lambda: runner.session.run(None, feed)), per_call_us(lambda: runner.predict(images)))
+                   *bare_and_runner_us(lambda: runner.session.run(None, feed), lambda: runner.predict(images)))
 
 
 def openvino_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0) -> Profile:
@@ -208,7 +217,7 @@ def openvino_profile(path: str | os.PathLike, images: np.ndarray, threads: int =
 
     ops = node_medians(counters())
     return Profile(str(path), "openvino", len(images), threads, ops,
-                   per_call_us(lambda: runner.request.infer(feed)), per_call_us(lambda: runner.predict(images)))
+                   *bare_and_runner_us(lambda: runner.request.infer(feed), lambda: runner.predict(images)))
 
 
 # What an ETDump records around the ops rather than for one op
@@ -241,7 +250,7 @@ def executorch_profile(path: str | os.PathLike, images: np.ndarray, threads: int
                        for block in inspector.event_blocks for i, event in enumerate(block.events)
                        if event.name not in ET_WRAPPERS and event.perf_data is not None for us in event.perf_data.raw)
     return Profile(str(path), "executorch", len(images), runner.threads, ops,
-                   per_call_us(lambda: bare.forward(x)), per_call_us(lambda: runner.predict(images)))
+                   *bare_and_runner_us(lambda: bare.forward(x), lambda: runner.predict(images)))
 
 
 # by the runtime name's first word
