@@ -81,5 +81,5 @@ def test_the_runner_overhead_is_the_runners_extra_cost():
     overhead, and the bare call's figure is the bare call's (the two slots are not swapped)."""
     import time
 
-    bare_us, runner_us = profile.bare_and_runner_us(lambda: None, lambda: time.sleep(300e-6))
+    bare_us, runner_us = profile.interleaved_us(lambda: None, lambda: time.sleep(300e-6))
     assert bare_us < 50 and runner_us - bare_us > 250

@@ -203,8 +203,8 @@ def test_each_backend_keeps_the_named_layer_float(name):
     from r8.model import load_model
 
     path, npz = trained_models.cached("digits")
-    model = load_model(path)
-    cal = calibration_set(load_dataset(npz), n=500)
+    model, data = load_model(path), load_dataset(npz)
+    cal = calibration_set(data, n=500)
     b = backend(name)
     config = next(c for c in b.default if b.keeps_layers_float and not b.unavailable(c) and (name != "torch" or c.flow == "fx"))
     count = {"ort": ort.int8_convs, "litert": litert.int8_layers,
@@ -218,7 +218,7 @@ def test_each_backend_keeps_the_named_layer_float(name):
         from r8.runtimes.profile import executorch_profile
 
         def float_convs(path) -> int:
-            ops = executorch_profile(path, load_dataset(npz).test.images[:1]).ops
+            ops = executorch_profile(path, data.test.images[:1]).ops
             return sum(t.op.startswith("Convolution (NHWC, F32)") for t in ops)
         assert float_convs(mixed) == float_convs(b.build_mixed(model, config, cal, ())) + 1
     with pytest.raises(R8Error, match="no conv / linear layer or add gap"):

@@ -72,19 +72,15 @@ class Profile:
         return dict(sorted(out.items(), key=lambda kv: -kv[1][1]))
 
 
-def per_call_us(call: Callable[[], object]) -> float:
-    """Median microseconds of one call, over :data:`SLOTS` slots of :data:`r8.runtimes.timing.SLOT_S`
-    each, after :data:`r8.runtimes.timing.WARM_S` of untimed calls (first calls allocate and pack weights)."""
-    repeated(call, WARM_S)
-    return float(np.median([repeated(call, SLOT_S) for _ in range(SLOTS)])) * 1e6
-
-
-def bare_and_runner_us(bare: Callable[[], object], runner: Callable[[], object]) -> tuple[float, float]:
-    """Median microseconds of a bare call and of r8's runner on it, their slots interleaved so that
-    both see the same machine: timed one after the other, a drift between them reads as overhead."""
-    repeated(bare, WARM_S)
-    repeated(runner, WARM_S)
-    slots = np.array([(repeated(bare, SLOT_S), repeated(runner, SLOT_S)) for _ in range(SLOTS)])
+def interleaved_us(*calls: Callable[[], object]) -> tuple[float, ...]:
+    """Median microseconds of each call, over :data:`SLOTS` rounds of one slot of
+    :data:`r8.runtimes.timing.SLOT_S` per call, after :data:`r8.runtimes.timing.WARM_S` of untimed
+    calls each (first calls allocate and pack weights). The calls' slots are interleaved, so that all
+    see the same machine: timed one after the other, a drift between a bare call and r8's runner on
+    it reads as the runner's overhead."""
+    for call in calls:
+        repeated(call, WARM_S)
+    slots = np.array([[repeated(call, SLOT_S) for call in calls] for _ in range(SLOTS)])
     return tuple(float(us) for us in np.median(slots, axis=0) * 1e6)
 
 
@@ -152,11 +148,11 @@ def tflite_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0
     for index, (op, content) in enumerate(single_op_models(path)):
         it = _interpreter(content, threads, batch)
         shape = tuple(int(d) for d in it.get_output_details()[0]["shape"])
-        ops.append(OpTime(index, op, shape, per_call_us(_fed(it, index))))
+        ops.append(OpTime(index, op, shape, interleaved_us(_fed(it, index))[0]))
     runner = TfliteRunner(path, threads=threads or None)
     runner.predict(images)  # sized for the batch, input set from the images themselves
     return Profile(str(path), "litert", batch, threads, tuple(ops),
-                   *bare_and_runner_us(runner.interpreter.invoke, lambda: runner.predict(images)))
+                   *interleaved_us(runner.interpreter.invoke, lambda: runner.predict(images)))
 
 
 def node_medians(samples) -> tuple[OpTime, ...]:
@@ -196,7 +192,7 @@ def onnx_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0) 
     ops = node_medians((e["name"].removesuffix("_kernel_time"), e["args"].get("op_name", "?"), _shape(e), e["dur"])
                        for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"))
     return Profile(str(path), "onnxruntime", len(images), threads, ops,
-                   *bare_and_runner_us(lambda: runner.session.run(None, feed), lambda: runner.predict(images)))
+                   *interleaved_us(lambda: runner.session.run(None, feed), lambda: runner.predict(images)))
 
 
 def openvino_profile(path: str | os.PathLike, images: np.ndarray, threads: int = 0) -> Profile:
@@ -217,7 +213,7 @@ def openvino_profile(path: str | os.PathLike, images: np.ndarray, threads: int =
 
     ops = node_medians(counters())
     return Profile(str(path), "openvino", len(images), threads, ops,
-                   *bare_and_runner_us(lambda: runner.request.infer(feed), lambda: runner.predict(images)))
+                   *interleaved_us(lambda: runner.request.infer(feed), lambda: runner.predict(images)))
 
 
 # What an ETDump records around the ops rather than for one op
@@ -250,7 +246,7 @@ def executorch_profile(path: str | os.PathLike, images: np.ndarray, threads: int
                        for block in inspector.event_blocks for i, event in enumerate(block.events)
                        if event.name not in ET_WRAPPERS and event.perf_data is not None for us in event.perf_data.raw)
     return Profile(str(path), "executorch", len(images), runner.threads, ops,
-                   *bare_and_runner_us(lambda: bare.forward(x), lambda: runner.predict(images)))
+                   *interleaved_us(lambda: bare.forward(x), lambda: runner.predict(images)))
 
 
 # by the runtime name's first word
