@@ -10,6 +10,7 @@ from functools import partial
 
 import numpy as np
 import pytest
+from second_try import twice
 
 from r8 import artifacts
 from r8.jobs.benchmark import Runtime, candidates
@@ -80,17 +81,15 @@ def images(test_split):
 
 def _compare_twice(sessions, images, accept) -> tuple[Comparison, list[str]]:
     """A comparison of the two predicts ``sessions()`` opens, and where ``accept`` refuses it one
-    more, independent try (new sessions, new order): a 95 % interval misses the truth one time in
-    twenty by design, so chance fails both one time in 400."""
-    tries = []
-    for attempt in range(2):
+    more with new sessions and a new order (:func:`second_try.twice`)."""
+    def attempt(n: int) -> Comparison:
         a_call, b_call = sessions()
-        c = compare("alike", len(images), ("a", partial(a_call, images)), ("b", partial(b_call, images)),
-                    cap_s=20, seed=attempt)
-        tries.append(f"{c.ratio:.3f} [{c.ci95[0]:.3f}, {c.ci95[1]:.3f}] {c.verdict}, {c.rounds} rounds, {c.stopped_by}")
-        if accept(c):
-            break
-    return c, tries
+        return compare("alike", len(images), ("a", partial(a_call, images)), ("b", partial(b_call, images)),
+                       cap_s=20, seed=n)
+
+    c, tries = twice(attempt, accept)
+    return c, [f"{t.ratio:.3f} [{t.ci95[0]:.3f}, {t.ci95[1]:.3f}] {t.verdict}, {t.rounds} rounds, {t.stopped_by}"
+               for t in tries]
 
 
 @pytest.mark.quiet
